@@ -1,0 +1,71 @@
+"""promptsearch: automatic prompt search for language models.
+
+Importing this package is cheap: torch and transformers load only when a model is
+loaded or a prompt is scored.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from promptsearch.errors import (
+    ConfigError,
+    DataError,
+    ModelError,
+    PromptSearchError,
+    StorageError,
+    StudyConflictError,
+    TemplateError,
+)
+from promptsearch.prompt import Prompt
+from promptsearch.task import Example, Task
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConfigError",
+    "DataError",
+    "Example",
+    "ModelError",
+    "Prompt",
+    "PromptSearchError",
+    "StorageError",
+    "StudyConflictError",
+    "Task",
+    "TemplateError",
+    "Budget",
+    "Scorer",
+    "load_model",
+    "load_task",
+    "search",
+    "evaluate",
+    "__version__",
+]
+
+# name -> module holding it; imported on first attribute access
+_LAZY = {
+    "Budget": "promptsearch.study",
+    "search": "promptsearch.api",
+    "evaluate": "promptsearch.api",
+    "Scorer": "promptsearch.scorer",
+    "load_model": "promptsearch.model",
+    "load_task": "promptsearch.tasks",
+}
+
+if TYPE_CHECKING:
+    from promptsearch.api import evaluate, search
+    from promptsearch.model import load_model
+    from promptsearch.scorer import Scorer
+    from promptsearch.study import Budget
+    from promptsearch.tasks import load_task
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'promptsearch' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
