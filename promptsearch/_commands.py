@@ -1,0 +1,252 @@
+"""Handlers of the command-line commands (see :mod:`promptsearch.cli`)."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from dataclasses import asdict
+from typing import Any, Sequence
+
+from promptsearch.errors import ConfigError, StorageError
+
+__all__ = [
+    "cmd_run", "cmd_evaluate", "cmd_leaderboard", "cmd_show", "cmd_export",
+    "cmd_studies", "cmd_tasks", "cmd_searchers", "cmd_db", "parse_verbalizer", "unescape",
+]
+
+
+def unescape(text: str) -> str:
+    r"""Turn the two-character sequences \n, \t and \\ typed on a command line into characters."""
+    out, i = [], 0
+    while i < len(text):
+        if text[i] == "\\" and i + 1 < len(text) and text[i + 1] in "nt\\":
+            out.append({"n": "\n", "t": "\t", "\\": "\\"}[text[i + 1]])
+            i += 2
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
+
+
+def parse_verbalizer(text: str) -> dict[str, list[str]]:
+    """``'0=negative,1=positive'`` (``|`` between several words) → a verbalizer mapping."""
+    verbalizer: dict[str, list[str]] = {}
+    for item in text.split(","):
+        label, sep, words = item.partition("=")
+        if not sep or not label.strip() or not words.strip():
+            raise ConfigError(
+                f"--verbalizer: {item!r} is not label=word; write e.g. '0=negative,1=positive'"
+            )
+        verbalizer[label.strip()] = [w.strip() for w in words.split("|") if w.strip()]
+    return verbalizer
+
+
+def _open(url: str | None) -> Any:
+    from promptsearch.storage import open_storage
+
+    return open_storage(url)
+
+
+def _clip(text: str, width: int) -> str:
+    text = text.replace("\n", "\\n")
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _print_table(rows: Sequence[Any], out: Any = None) -> None:
+    out = out or sys.stdout
+    if not rows:
+        print("(no complete trials yet)", file=out)
+        return
+    print(f"{'rank':>4}  {'dev':>6}  {'n':>4}  {'searcher':<12}  {'hash':<10}  prompt", file=out)
+    for row in rows:
+        print(f"{row.rank:>4}  {row.dev_score:>6.3f}  {row.n_examples:>4}  "
+              f"{_clip(row.searcher, 12):<12}  {row.content_hash[:10]:<10}  {_clip(row.text, 90)}",
+              file=out)
+
+
+def _row_dict(row: Any) -> dict[str, Any]:
+    data = asdict(row)
+    data.pop("body", None)
+    return data
+
+
+def _budget(args: argparse.Namespace) -> Any:
+    from promptsearch.study import Budget
+
+    evaluations = args.budget
+    if evaluations is None and args.forward_passes is None and args.seconds is None:
+        evaluations = 30
+    return Budget(evaluations=evaluations, forward_passes=args.forward_passes, seconds=args.seconds)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from promptsearch.api import DEFAULT_SEARCHERS, search
+    from promptsearch.searchers import make_searcher
+
+    budget = _budget(args)  # validate cheap arguments before loading anything heavy
+    searchers = [make_searcher(spec) for spec in (args.searchers or DEFAULT_SEARCHERS)]
+    result = search(
+        args.task, model=args.model, searchers=searchers, budget=budget, storage=args.storage,
+        study=args.study, seed=args.seed, batch_size=args.batch_size,
+        candidates_per_round=args.candidates_per_round, data_dir=args.data_dir,
+        task_seed=args.task_seed, device=args.device, dtype=args.dtype, progress=not args.quiet,
+    )
+    totals = result.storage.totals(result.name)
+    print(f"study {result.name!r}: {totals.n_complete} prompts scored, "
+          f"{totals.forward_passes} forward passes, {totals.seconds:.1f} s of scoring")
+    _print_table(result.leaderboard(top=args.top))
+    if result.stopped:
+        print(f"stopped; run the same command again to resume study {result.name!r}",
+              file=sys.stderr)
+        return 130
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from promptsearch.api import evaluate
+    from promptsearch.prompt import Prompt
+
+    verbalizer = parse_verbalizer(args.verbalizer) if args.verbalizer else None
+    prompt = Prompt(template=unescape(args.prompt), instruction=unescape(args.instruction),
+                    verbalizer=verbalizer)
+    report = evaluate(
+        args.task, prompt, model=args.model, split=args.split, limit=args.limit,
+        batch_size=args.batch_size, data_dir=args.data_dir, task_seed=args.task_seed,
+        device=args.device, dtype=args.dtype,
+    )
+    summary = {
+        "task": args.task, "split": args.split, "metric": report.metric, "value": report.value,
+        "n_examples": len(report.results), "n_truncated": report.n_truncated,
+        "forward_passes": report.forward_passes, "seconds": round(report.seconds, 3),
+    }
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(f"{args.task} {args.split}: {report.metric} = {report.value:.4f} "
+              f"on {len(report.results)} examples ({report.n_truncated} truncated, "
+              f"{report.forward_passes} forward passes, {report.seconds:.1f} s)")
+    return 0
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    storage = _open(args.storage)
+    rows = storage.leaderboard(args.study, top=args.top, searcher=args.searcher)
+    if args.format == "json":
+        print(json.dumps([_row_dict(r) for r in rows], indent=2, default=str))
+    elif args.format == "csv":
+        dicts = [_row_dict(r) for r in rows]
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(dicts[0]) if dicts else ["rank"])
+        writer.writeheader()
+        writer.writerows(dicts)
+    else:
+        _print_table(rows)
+    return 0
+
+
+def _show_study(storage: Any, name: str) -> None:
+    study = storage.get_study(name)
+    totals = storage.totals(name)
+    print(f"study      {study.name}  ({study.status})")
+    print(f"task       {study.task_name}  [{study.task_hash[:12]}]")
+    print(f"model      {study.model_name}  [{study.model_fingerprint[:12]}]")
+    print(f"seed       {study.seed}")
+    print(f"config     {json.dumps(study.config)}")
+    print(f"trials     {totals.n_trials} ({totals.n_complete} complete), "
+          f"{totals.forward_passes} forward passes, {totals.seconds:.1f} s")
+    print(f"created    {study.created_at}   updated {study.updated_at}")
+    print()
+    _print_table(storage.leaderboard(name, top=10))
+
+
+def _show_prompt(storage: Any, key: str, study: str | None) -> None:
+    record = storage.get_prompt(key)
+    print(f"prompt {record.content_hash}")
+    print(json.dumps(record.body, indent=2, ensure_ascii=False))
+    if study is not None:
+        trial = storage.get_trial(study, record.content_hash)
+        if trial is None:
+            print(f"\nno trial of this prompt in study {study!r}")
+        else:
+            print(f"\nin study {study!r}: trial #{trial.number}, {trial.state}, dev "
+                  f"{trial.dev_score}, on {trial.n_examples} examples, by {trial.searcher} "
+                  f"({trial.operation})" + (f", error: {trial.error}" if trial.error else ""))
+    chain = storage.lineage(record.content_hash, study)
+    if chain:
+        print("\nlineage (nearest parent first):")
+        for step in chain:
+            print(f"  {_clip(str(step), 140)}")
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    storage = _open(args.storage)
+    if storage.get_study(args.what) is not None:
+        _show_study(storage, args.what)
+    else:
+        _show_prompt(storage, args.what, args.study)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    storage = _open(args.storage)
+    rows = storage.leaderboard(args.study, top=args.rank)
+    if len(rows) < args.rank:
+        raise StorageError(
+            f"study {args.study!r} has {len(rows)} complete trial(s); no rank {args.rank} to export"
+        )
+    row = rows[args.rank - 1]
+    study = storage.get_study(args.study)
+    document = {
+        "prompt": row.body, "content_hash": row.content_hash,
+        "dev_score": row.dev_score, "n_examples": row.n_examples,
+        "task": study.task_name, "metric": study.task_spec.get("metric"),
+        "model": study.model_name, "study": study.name, "searcher": row.searcher,
+    }
+    text = json.dumps(document, indent=2, ensure_ascii=False)
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as handle:
+            handle.write(text + "\n")
+        print(f"wrote {args.output}", file=sys.stderr)
+    else:
+        print(text)
+    return 0
+
+
+def cmd_studies(args: argparse.Namespace) -> int:
+    storage = _open(args.storage)
+    summaries = storage.list_studies()
+    if not summaries:
+        print("(no studies)")
+    for s in summaries:
+        best = "-" if s.best_score is None else f"{s.best_score:.3f}"
+        print(f"{s.name:<40} {s.status:<9} trials {s.n_trials:>4}  best {best:>6}  "
+              f"task {s.task_name}  model {s.model_name}")
+    return 0
+
+
+def cmd_tasks(args: argparse.Namespace) -> int:
+    from promptsearch.tasks import list_tasks
+
+    for info in list_tasks(args.data_dir):
+        mark = "" if info.available else "  (data not found)"
+        print(f"{info.name:<34} {info.description}{mark}")
+    return 0
+
+
+def cmd_searchers(args: argparse.Namespace) -> int:
+    from promptsearch.searchers import available_searchers, get_searcher_class
+
+    for name in available_searchers():
+        cls = get_searcher_class(name)
+        doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+        print(f"{name:<14} {doc}  params: {', '.join(cls.param_names())}")
+    return 0
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    from promptsearch.storage import upgrade
+
+    revision = upgrade(args.storage)
+    print(f"database is at schema revision {revision}")
+    return 0

@@ -1,0 +1,135 @@
+"""The ``promptsearch`` command line.
+
+The parser and start-up import nothing heavy: torch and transformers load only
+in the commands that run a model (``run``, ``evaluate``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Sequence
+
+from promptsearch.errors import PromptSearchError
+
+__all__ = ["main", "build_parser"]
+
+STORAGE_HELP = (
+    "database URL or SQLite file (default: $PROMPTSEARCH_STORAGE, else promptsearch.db "
+    "in the current folder); PostgreSQL as postgresql://user:pass@host/db"
+)
+
+
+def _add_storage(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--storage", default=os.environ.get("PROMPTSEARCH_STORAGE"),
+                        help=STORAGE_HELP)
+
+
+def _add_task(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--task", required=True,
+                        help="built-in task name (see 'promptsearch tasks')")
+    parser.add_argument("--data-dir", default=None,
+                        help="folder of the data sets (default: $PROMPTSEARCH_DATA)")
+    parser.add_argument("--task-seed", type=int, default=13,
+                        help="which k-shot split / sampling seed of the task (default 13)")
+
+
+def _add_model(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default=None,
+                        help="hub id or local path (default: the embedded SmolLM2-135M-Instruct)")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: automatic)")
+    parser.add_argument("--dtype", default=None,
+                        help="float32, bfloat16, float16 (default: automatic)")
+    parser.add_argument("--batch-size", type=int, default=16, help="examples per forward batch")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="promptsearch",
+        description="Automatic prompt search for language models.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    run = commands.add_parser("run", help="run (or resume) a prompt search and print its leaderboard")
+    _add_task(run)
+    _add_model(run)
+    run.add_argument("--searcher", action="append", dest="searchers", metavar="SPEC",
+                     help="searcher name, optionally with parameters: 'random-edit:top_k=2'; "
+                          "repeat for several (default: manual and random-edit)")
+    run.add_argument("--budget", type=int, default=None,
+                     help="number of prompt evaluations (default 30 unless another limit is given)")
+    run.add_argument("--forward-passes", type=int, default=None, help="limit on forward passes")
+    run.add_argument("--seconds", type=float, default=None, help="limit on wall-clock seconds")
+    run.add_argument("--study", default=None,
+                     help="study name (default: <task>-<model>); an existing study is resumed")
+    run.add_argument("--seed", type=int, default=0, help="seed of the searchers (default 0)")
+    run.add_argument("--candidates-per-round", type=int, default=4,
+                     help="candidates each searcher proposes per round (default 4)")
+    run.add_argument("--top", type=int, default=10, help="leaderboard rows to print at the end")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_storage(run)
+
+    evaluate = commands.add_parser("evaluate", help="score one prompt on a task split")
+    _add_task(evaluate)
+    _add_model(evaluate)
+    evaluate.add_argument("--prompt", required=True,
+                          help=r"template with {field} slots and one {answer}; \n means newline")
+    evaluate.add_argument("--instruction", default="", help="optional instruction before it")
+    evaluate.add_argument("--verbalizer", default=None,
+                          help="label words, e.g. '0=negative,1=positive' or '0=bad|awful,1=good'")
+    evaluate.add_argument("--split", default="dev", choices=["train", "dev", "test"])
+    evaluate.add_argument("--limit", type=int, default=None, help="score only the first N examples")
+    evaluate.add_argument("--json", action="store_true", help="print JSON")
+
+    board = commands.add_parser("leaderboard", help="top prompts of a study")
+    board.add_argument("--study", required=True)
+    board.add_argument("--top", type=int, default=10)
+    board.add_argument("--searcher", default=None, help="only prompts from this searcher")
+    board.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    _add_storage(board)
+
+    show = commands.add_parser("show", help="a study, or one prompt in full with its lineage")
+    show.add_argument("what", help="study name, or prompt hash (a unique prefix of 6+ characters)")
+    show.add_argument("--study", default=None, help="for a prompt: show its trial in this study")
+    _add_storage(show)
+
+    export = commands.add_parser("export", help="the best prompt of a study as JSON")
+    export.add_argument("--study", required=True)
+    export.add_argument("--rank", type=int, default=1, help="which rank to export (default 1)")
+    export.add_argument("--output", default=None, help="file to write (default: standard output)")
+    _add_storage(export)
+
+    studies = commands.add_parser("studies", help="list the studies in a database")
+    _add_storage(studies)
+
+    tasks = commands.add_parser("tasks", help="list the built-in tasks")
+    tasks.add_argument("--data-dir", default=None)
+
+    commands.add_parser("searchers", help="list the registered searchers")
+
+    db = commands.add_parser("db", help="database maintenance")
+    db_commands = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
+    upgrade = db_commands.add_parser("upgrade", help="migrate the database to this version's schema")
+    _add_storage(upgrade)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``promptsearch`` command; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    from promptsearch import _commands
+
+    handler = getattr(_commands, f"cmd_{args.command}")
+    try:
+        return int(handler(args) or 0)
+    except PromptSearchError as error:
+        print(f"promptsearch: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\npromptsearch: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

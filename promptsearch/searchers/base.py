@@ -1,0 +1,203 @@
+"""The searcher interface.
+
+A searcher proposes candidate prompts and learns from their scores.  The study
+drives every searcher through the same call order:
+
+1. ``__init__(...)``: store each argument under its own name and validate it
+   eagerly (raise :class:`~promptsearch.errors.ConfigError` naming the argument).
+2. ``setup(context)``: called once, before anything else.  The
+   :class:`SearchContext` holds the *train* side of the task only (never dev or
+   test labels), a seeded random generator, the model and scorer (for searchers
+   that need them), the remaining budget and a metric log.
+3. Repeatedly ``propose(n)`` then ``observe(results)``: ``propose`` returns at most
+   *n* :class:`Candidate` objects (an empty list means the searcher is exhausted);
+   ``observe`` receives one :class:`TrialResult` per candidate, in order, with its
+   dev score (``None`` when the trial failed).
+4. Optionally ``state_dict()`` / ``load_state_dict(state)`` for searchers that
+   learn (the study stores the state so a resumed study resumes training).
+
+Searchers must be picklable and, given the same seed and the same observed
+scores, propose the same candidates.
+"""
+
+from __future__ import annotations
+
+import inspect
+import random
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence
+
+from promptsearch.errors import ConfigError
+from promptsearch.prompt import Prompt
+from promptsearch.task import Example, Task
+
+if TYPE_CHECKING:
+    from promptsearch.model import LanguageModel
+    from promptsearch.scorer import Scorer
+
+__all__ = [
+    "Candidate",
+    "TrialResult",
+    "TrainView",
+    "RemainingBudget",
+    "MetricLog",
+    "SearchContext",
+    "Searcher",
+]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A proposed prompt, with how it was made.
+
+    ``parent`` is the content hash of the prompt it was derived from, if any.
+    """
+
+    prompt: Prompt
+    operation: str = "propose"
+    parent: str | None = None
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    """The outcome of one candidate, as a searcher sees it.
+
+    ``new`` is False when the prompt had already been scored in this study (the
+    candidate was a duplicate and cost nothing).
+    """
+
+    prompt: Prompt
+    content_hash: str
+    score: float | None
+    state: str
+    n_examples: int
+    searcher: str
+    operation: str
+    parent: str | None = None
+    new: bool = True
+
+
+@dataclass(frozen=True)
+class TrainView:
+    """What a searcher may see of a task: everything but the dev and test splits."""
+
+    name: str
+    kind: str
+    input_fields: tuple[str, ...]
+    labels: tuple[str, ...]
+    verbalizer: Mapping[str, tuple[str, ...]]
+    metric: str
+    train: tuple[Example, ...]
+    seed_prompts: tuple[Prompt, ...]
+    description: str = ""
+
+    @classmethod
+    def from_task(cls, task: Task) -> TrainView:
+        return cls(
+            name=task.name,
+            kind=task.kind,
+            input_fields=task.input_fields,
+            labels=task.labels,
+            verbalizer=dict(task.verbalizer),
+            metric=task.metric,
+            train=task.train,
+            seed_prompts=tuple(task.seed_prompts),
+            description=task.description,
+        )
+
+
+@dataclass
+class RemainingBudget:
+    """What is left of the study's budget; ``None`` means unlimited.  The study
+    updates it before every ``propose`` call."""
+
+    evaluations: int | None = None
+    forward_passes: int | None = None
+    seconds: float | None = None
+
+
+@dataclass
+class MetricLog:
+    """A buffer of (searcher step, key, value) metrics the study writes to storage."""
+
+    entries: list[tuple[int, str, float]] = field(default_factory=list)
+
+    def log(self, step: int, key: str, value: float) -> None:
+        self.entries.append((int(step), str(key), float(value)))
+
+    def drain(self) -> list[tuple[int, str, float]]:
+        out, self.entries = self.entries, []
+        return out
+
+
+@dataclass
+class SearchContext:
+    """Everything a searcher gets from the study (picklable)."""
+
+    task: TrainView
+    rng: random.Random
+    remaining: RemainingBudget = field(default_factory=RemainingBudget)
+    metrics: MetricLog = field(default_factory=MetricLog)
+    model: LanguageModel | None = None
+    scorer: Scorer | None = None
+
+
+class Searcher(ABC):
+    """Base class of all searchers; see the module docstring for the call order.
+
+    Subclasses set ``name`` (the registry name, e.g. ``"random-edit"``) and
+    ``needs_model`` (True for white-box or generating searchers), store every
+    constructor argument under its own name, and validate it in ``__init__``.
+    """
+
+    name: ClassVar[str] = ""
+    needs_model: ClassVar[bool] = False
+
+    context: SearchContext | None = None
+
+    def setup(self, context: SearchContext) -> None:
+        """Receive the context; called once before the first :meth:`propose`."""
+        if self.needs_model and context.model is None:
+            raise ConfigError(f"searcher {self.name!r} needs a model, but the context has none")
+        self.context = context
+
+    @property
+    def ctx(self) -> SearchContext:
+        """The context, or a clear error when :meth:`setup` was not called."""
+        if self.context is None:
+            raise ConfigError(
+                f"searcher {self.name!r}: call setup(context) before propose()/observe()"
+            )
+        return self.context
+
+    @abstractmethod
+    def propose(self, n: int) -> list[Candidate]:
+        """Return at most *n* candidates; an empty list means exhausted."""
+
+    def observe(self, results: Sequence[TrialResult]) -> None:  # noqa: B027 - optional hook
+        """Receive the results of the last proposed candidates (default: ignore)."""
+
+    def state_dict(self) -> dict[str, Any] | None:
+        """Learned state to save with the study (default: none)."""
+        return None
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:  # noqa: B027 - optional hook
+        """Restore learned state saved by :meth:`state_dict`."""
+
+    @classmethod
+    def param_names(cls) -> list[str]:
+        signature = inspect.signature(cls.__init__)
+        return [
+            p.name
+            for p in signature.parameters.values()
+            if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        ]
+
+    def get_params(self) -> dict[str, Any]:
+        """Constructor arguments, read back from the attributes of the same names."""
+        return {name: getattr(self, name) for name in self.param_names()}
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({params})"

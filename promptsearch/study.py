@@ -1,0 +1,477 @@
+"""The study loop: searchers propose, the scorer scores on dev, storage keeps it all.
+
+A study is named and stored.  Running a study of the same name again resumes it:
+the searchers are rebuilt with the same seeds and replay their proposals, every
+prompt the study already scored is answered from the database at no cost, and
+new work starts where the last run stopped.  Per-example scores are cached by
+(scorer fingerprint, prompt hash, split, example), so a prompt is never scored
+twice on the same examples by the same model, across searchers, studies and
+crashes.
+"""
+
+from __future__ import annotations
+
+import pickle
+import random
+import sys
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Mapping, Protocol, Sequence
+
+from promptsearch.errors import ConfigError, PromptSearchError
+from promptsearch.hashing import content_hash
+from promptsearch.metrics import aggregate
+from promptsearch.prompt import Prompt
+from promptsearch.searchers import make_searcher
+from promptsearch.searchers.base import (
+    Candidate,
+    RemainingBudget,
+    SearchContext,
+    Searcher,
+    TrainView,
+    TrialResult,
+)
+from promptsearch.task import Example, Task
+from promptsearch.validation import check_float, check_int
+
+if TYPE_CHECKING:
+    from promptsearch.storage import Storage
+
+__all__ = ["Budget", "Study", "StudyResult", "BestPrompt", "example_key"]
+
+STALE_ROUNDS = 3  # stop after this many rounds in which no searcher proposed anything new
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How much a study may spend: prompt evaluations, forward passes, wall seconds.
+
+    Any combination; the study stops at the first limit reached.  At least one is
+    needed, since some searchers never run out of ideas.
+    """
+
+    evaluations: int | None = None
+    forward_passes: int | None = None
+    seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.evaluations is not None:
+            check_int(self.evaluations, "evaluations", minimum=1, owner="budget")
+        if self.forward_passes is not None:
+            check_int(self.forward_passes, "forward_passes", minimum=1, owner="budget")
+        if self.seconds is not None:
+            check_float(self.seconds, "seconds", minimum=0, exclusive_minimum=True, owner="budget")
+        if self.evaluations is None and self.forward_passes is None and self.seconds is None:
+            raise ConfigError(
+                "budget: give at least one of evaluations=, forward_passes= or seconds= "
+                "(e.g. Budget(evaluations=30))"
+            )
+
+    @classmethod
+    def coerce(cls, value: Budget | int | Mapping[str, Any]) -> Budget:
+        """A budget from a Budget, an int (evaluations) or a mapping of its fields."""
+        if isinstance(value, Budget):
+            return value
+        if isinstance(value, int) and not isinstance(value, bool):
+            return cls(evaluations=value)
+        if isinstance(value, Mapping):
+            unknown = sorted(set(value) - {"evaluations", "forward_passes", "seconds"})
+            if unknown:
+                raise ConfigError(
+                    f"budget has unknown key(s) {unknown}; use evaluations, forward_passes, seconds"
+                )
+            return cls(**value)
+        raise ConfigError(
+            f"budget must be a Budget, an int (number of evaluations) or a mapping; got {value!r}"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"evaluations": self.evaluations, "forward_passes": self.forward_passes,
+                "seconds": self.seconds}
+
+
+class ModelLike(Protocol):
+    name: str
+    fingerprint: str
+
+
+class ScorerLike(Protocol):
+    """What the study needs of a scorer (see :class:`promptsearch.scorer.Scorer`)."""
+
+    model: Any
+
+    @property
+    def fingerprint(self) -> str: ...
+
+    def score(self, prompt: Prompt, examples: Sequence[Example], task: Task) -> Any: ...
+
+
+def example_key(example: Example) -> str:
+    """Content key of an example for the evaluation cache (inputs and answers)."""
+    return content_hash([sorted(example.inputs.items()), example.target, list(example.alternatives)])
+
+
+@dataclass(frozen=True)
+class BestPrompt:
+    """The top prompt of a study."""
+
+    prompt: Prompt
+    score: float
+    content_hash: str
+    n_examples: int
+    searcher: str
+
+
+class StudyResult:
+    """What :meth:`Study.run` returns: the best prompt and the leaderboard."""
+
+    def __init__(self, name: str, storage: Storage, stopped: bool = False) -> None:
+        self.name = name
+        self.storage = storage
+        self.stopped = stopped
+
+    @property
+    def best(self) -> BestPrompt | None:
+        rows = self.storage.leaderboard(self.name, top=1)
+        if not rows:
+            return None
+        row = rows[0]
+        return BestPrompt(
+            prompt=Prompt.from_dict(row.body), score=row.dev_score, content_hash=row.content_hash,
+            n_examples=row.n_examples, searcher=row.searcher,
+        )
+
+    def leaderboard(self, top: int | None = None, searcher: str | None = None) -> list[Any]:
+        """Rows of the leaderboard, best first."""
+        return self.storage.leaderboard(self.name, top=top, searcher=searcher)
+
+    def to_dataframe(self, top: int | None = None) -> Any:
+        """The leaderboard as a pandas DataFrame (needs pandas)."""
+        try:
+            import pandas as pd
+        except ImportError:
+            raise ConfigError("to_dataframe() needs pandas: pip install pandas") from None
+        from dataclasses import asdict
+
+        return pd.DataFrame([asdict(row) for row in self.leaderboard(top=top)])
+
+    def __repr__(self) -> str:
+        best = self.best
+        score = "none" if best is None else f"{best.score:.4f}"
+        return f"StudyResult(name={self.name!r}, best_score={score})"
+
+
+class Study:
+    """A named, stored, resumable prompt search.
+
+    Parameters
+    ----------
+    name:
+        Study name, unique in the storage.  Running an existing study resumes it.
+    task:
+        The task; searchers see only its train split, the study scores on dev.
+    scorer:
+        Scores prompts (a :class:`promptsearch.scorer.Scorer` over a model).
+    searchers:
+        Searcher instances or specs (``"random-edit"``, ``"random-edit:top_k=2"``).
+    budget:
+        A :class:`Budget`, or an int number of evaluations.
+    storage:
+        An open :class:`promptsearch.storage.Storage`.
+    seed:
+        Seeds every searcher's random generator (each gets its own stream).
+    candidates_per_round:
+        How many candidates each searcher proposes per round.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        task: Task,
+        scorer: ScorerLike,
+        searchers: Sequence[Searcher | str],
+        budget: Budget | int | Mapping[str, Any],
+        storage: Storage,
+        *,
+        seed: int = 0,
+        candidates_per_round: int = 4,
+        worker: str = "main",
+        progress: bool = True,
+    ) -> None:
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigError(f"study name must be a non-empty string; got {name!r}")
+        if not searchers:
+            raise ConfigError("searchers: give at least one searcher, e.g. ['manual', 'random-edit']")
+        self.name = name
+        self.task = task
+        self.scorer = scorer
+        self.searchers = [make_searcher(s) for s in searchers]
+        names = [s.name for s in self.searchers]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"searchers: each searcher may appear once; got {names}")
+        self.budget = Budget.coerce(budget)
+        self.storage = storage
+        self.seed = check_int(seed, "seed", owner="study")
+        self.candidates_per_round = check_int(
+            candidates_per_round, "candidates_per_round", minimum=1, owner="study"
+        )
+        self.worker = worker
+        self.progress = progress
+        # run-local accounting (replay-safe: counts what this run walked through)
+        self._known: dict[str, TrialResult] = {}
+        self._spent_evaluations = 0
+        self._spent_forward = 0
+        self._started = 0.0
+        self._bar: Any = None
+
+    # -- set-up ----------------------------------------------------------------------------
+
+    def _config(self) -> dict[str, Any]:
+        return {
+            "searchers": [{"name": s.name, "params": _jsonable(s.get_params())}
+                          for s in self.searchers],
+            "budget": self.budget.to_dict(),
+            "candidates_per_round": self.candidates_per_round,
+        }
+
+    def _open(self) -> None:
+        spec = self.task.spec()
+        self.storage.create_or_resume_study(
+            self.name,
+            task_name=self.task.name,
+            task_hash=spec["data_hash"],
+            task_spec=spec,
+            model_name=self.scorer.model.name,
+            model_fingerprint=self.scorer.model.fingerprint,
+            scorer_fingerprint=self.scorer.fingerprint,
+            config=self._config(),
+            seed=self.seed,
+            versions=_versions(),
+        )
+        view = TrainView.from_task(self.task)
+        for index, searcher in enumerate(self.searchers):
+            context = SearchContext(
+                task=view,
+                rng=random.Random(f"{self.seed}:{index}:{searcher.name}"),
+                remaining=RemainingBudget(),
+                model=getattr(self.scorer, "model", None) if searcher.needs_model else None,
+                scorer=self.scorer if searcher.needs_model else None,  # type: ignore[arg-type]
+            )
+            searcher.setup(context)
+            saved = self.storage.load_searcher_state(self.name, searcher.name)
+            if saved is not None:
+                searcher.load_state_dict(pickle.loads(saved))
+
+    # -- budget ------------------------------------------------------------------------------
+
+    def _remaining(self) -> RemainingBudget:
+        b = self.budget
+        return RemainingBudget(
+            evaluations=None if b.evaluations is None else b.evaluations - self._spent_evaluations,
+            forward_passes=None if b.forward_passes is None
+            else b.forward_passes - self._spent_forward,
+            seconds=None if b.seconds is None else b.seconds - (time.monotonic() - self._started),
+        )
+
+    def _exhausted(self) -> bool:
+        left = self._remaining()
+        return any(v is not None and v <= 0 for v in
+                   (left.evaluations, left.forward_passes, left.seconds))
+
+    # -- scoring -----------------------------------------------------------------------------
+
+    def _score(self, prompt: Prompt, key: str) -> tuple[float, int, int]:
+        """Dev score of *prompt*, using and filling the per-example cache.
+
+        Returns (score, examples, forward passes spent now).
+        """
+        examples = self.task.dev
+        keys = [example_key(e) for e in examples]
+        fingerprint = self.scorer.fingerprint
+        cached = self.storage.cached_evaluations(fingerprint, key, "dev", keys)
+        missing = [e for e, k in zip(examples, keys, strict=True) if k not in cached]
+        spent = 0
+        if missing:
+            report = self.scorer.score(prompt, missing, self.task)
+            spent = int(report.forward_passes)
+            from promptsearch.storage import EvaluationRecord
+
+            records = []
+            for example, result in zip(missing, report.results, strict=True):
+                detail: dict[str, Any] = {}
+                if result.label_logprobs is not None:
+                    detail["label_logprobs"] = result.label_logprobs
+                if result.gold_logprob is not None:
+                    detail["gold_logprob"] = result.gold_logprob
+                if result.truncated:
+                    detail["truncated"] = True
+                records.append(EvaluationRecord(
+                    example_key=example_key(example), prediction=result.prediction,
+                    correct=bool(result.correct), score=float(result.score), detail=detail or None,
+                ))
+            self.storage.add_evaluations(fingerprint, key, "dev", records)
+            cached.update({r.example_key: r for r in records})
+        ordered = [cached[k] for k in keys]
+        value = aggregate(
+            self.task.metric, [r.score for r in ordered], [r.prediction for r in ordered],
+            [e.target for e in examples],
+        )
+        return value, len(examples), spent
+
+    def _evaluate(self, searcher: Searcher, candidate: Candidate) -> TrialResult | None:
+        """Score one candidate as a trial; None if the budget is spent."""
+        try:
+            prompt = candidate.prompt.resolve(self.task)
+        except ConfigError as error:
+            _warn(f"searcher {searcher.name!r} proposed an unusable prompt, skipped: {error}")
+            return TrialResult(prompt=candidate.prompt, content_hash=candidate.prompt.content_hash,
+                               score=None, state="failed", n_examples=0, searcher=searcher.name,
+                               operation=candidate.operation, parent=candidate.parent, new=False)
+        key = prompt.content_hash
+        if key in self._known:  # proposed before in this run: free
+            known = self._known[key]
+            return TrialResult(**{**known.__dict__, "searcher": searcher.name,
+                                  "operation": candidate.operation, "parent": candidate.parent,
+                                  "new": False})
+        existing = self.storage.get_trial(self.name, key)
+        if existing is not None and existing.state in ("complete", "failed"):
+            # scored by an earlier run of this study: replay it at no cost
+            result = TrialResult(
+                prompt=prompt, content_hash=key, score=existing.dev_score, state=existing.state,
+                n_examples=existing.n_examples, searcher=existing.searcher,
+                operation=existing.operation, parent=candidate.parent, new=False,
+            )
+            self._account(result, existing.forward_passes)
+            return result
+        if self._exhausted():
+            return None
+        self.storage.add_prompt(prompt.to_dict(), key, prompt.describe(),
+                                len(prompt.head() + prompt.template))
+        trial = existing or self.storage.start_trial(
+            self.name, key, searcher=searcher.name, operation=candidate.operation,
+            parent_hash=candidate.parent, worker=self.worker,
+        )
+        if trial is None:  # another worker created it in between
+            trial = self.storage.get_trial(self.name, key)
+            if trial is None:
+                raise PromptSearchError(f"trial for prompt {key[:12]} vanished from the database")
+        started = time.monotonic()
+        try:
+            score, n_examples, spent = self._score(prompt, key)
+        except (PromptSearchError, RuntimeError, ValueError) as error:
+            self.storage.finish_trial(
+                trial.id, state="failed", dev_score=None, n_examples=0, forward_passes=0,
+                seconds=time.monotonic() - started, error=f"{type(error).__name__}: {error}",
+            )
+            result = TrialResult(prompt=prompt, content_hash=key, score=None, state="failed",
+                                 n_examples=0, searcher=searcher.name,
+                                 operation=candidate.operation, parent=candidate.parent)
+            self._account(result, 0)
+            return result
+        self.storage.finish_trial(
+            trial.id, state="complete", dev_score=score, n_examples=n_examples,
+            forward_passes=spent, seconds=time.monotonic() - started,
+        )
+        result = TrialResult(prompt=prompt, content_hash=key, score=score, state="complete",
+                             n_examples=n_examples, searcher=searcher.name,
+                             operation=candidate.operation, parent=candidate.parent)
+        self._account(result, spent)
+        return result
+
+    def _account(self, result: TrialResult, forward_passes: int) -> None:
+        self._known[result.content_hash] = result
+        self._spent_evaluations += 1
+        self._spent_forward += forward_passes
+        if self._bar is not None:
+            self._bar.update(1)
+            best = max((r.score for r in self._known.values() if r.score is not None), default=None)
+            if best is not None:
+                self._bar.set_postfix(best=f"{best:.3f}", refresh=False)
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def run(self) -> StudyResult:
+        """Run (or resume) the study until the budget is spent or searchers run dry.
+
+        Ctrl-C stops after saving what was finished; rerunning resumes.
+        """
+        self._open()
+        self._started = time.monotonic()
+        if self.progress:
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(total=self.budget.evaluations, desc=self.name, unit="prompt",
+                             file=sys.stderr, leave=True)
+        try:
+            self._loop()
+        except KeyboardInterrupt:
+            self.storage.set_study_status(self.name, "stopped")
+            return StudyResult(self.name, self.storage, stopped=True)
+        finally:
+            if self._bar is not None:
+                self._bar.close()
+        self.storage.set_study_status(self.name, "finished")
+        return StudyResult(self.name, self.storage)
+
+    def _loop(self) -> None:
+        active = list(self.searchers)
+        stale = 0
+        while active and not self._exhausted() and stale < STALE_ROUNDS:
+            new_in_round = 0
+            for searcher in list(active):
+                if self._exhausted():
+                    break
+                left = self._remaining()
+                searcher.ctx.remaining = left
+                n = self.candidates_per_round
+                if left.evaluations is not None:
+                    n = min(n, left.evaluations)
+                proposals = searcher.propose(n)[:n]
+                if not proposals:
+                    active.remove(searcher)
+                    continue
+                results = []
+                for candidate in proposals:
+                    result = self._evaluate(searcher, candidate)
+                    if result is None:
+                        break
+                    results.append(result)
+                    new_in_round += result.new
+                searcher.observe(results)
+                self._save_searcher(searcher)
+            stale = 0 if new_in_round else stale + 1
+
+    def _save_searcher(self, searcher: Searcher) -> None:
+        for step, key, value in searcher.ctx.metrics.drain():
+            self.storage.log_metric(self.name, searcher.name, step, key, value)
+        state = searcher.state_dict()
+        if state is not None:
+            self.storage.save_searcher_state(self.name, searcher.name, pickle.dumps(state))
+
+
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Prompt):
+        return value.to_dict()
+    return repr(value)
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for package in ("promptsearch", "torch", "transformers"):
+        try:
+            out[package] = version(package)
+        except PackageNotFoundError:
+            out[package] = "absent"
+    return out

