@@ -89,10 +89,12 @@ def example_score(metric: str, prediction: str, answers: Sequence[str]) -> float
 
 def aggregate(metric: str, scores: Sequence[float], predictions: Sequence[str], targets: Sequence[str]) -> float:
     """The task-level metric from per-example *scores* (or predictions for macro-F1)."""
-    if not scores:
-        return 0.0
     if metric == "macro_f1":
+        if not predictions:
+            return 0.0
         from sklearn.metrics import f1_score
 
         return float(f1_score(list(targets), list(predictions), average="macro", zero_division=0))
+    if not scores:
+        return 0.0
     return float(sum(scores) / len(scores))

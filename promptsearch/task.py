@@ -252,8 +252,11 @@ class Task:
             verbal = normalize_verbalizer(verbalizer, f"task {name!r} verbalizer")
             if labels is not None:
                 task_labels = tuple(str(label) for label in labels)
-            else:
-                task_labels = tuple(verbal)
+            else:  # the verbalizer's labels, then any others the data has (caught below)
+                seen = dict.fromkeys(verbal)
+                for split_examples in splits.values():
+                    seen.update(dict.fromkeys(e.target for e in split_examples))
+                task_labels = tuple(seen)
         return cls(
             name=name,
             kind=kind,
