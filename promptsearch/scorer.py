@@ -1,0 +1,348 @@
+"""Scoring a prompt on a task's examples with a language model.
+
+:class:`Scorer` renders every example with the prompt, asks the model how likely
+each label's verbalizer word(s) are in the answer slot (classification) or generates
+an answer greedily (generation), and returns a :class:`ScoreReport` with the task
+metric and one :class:`ExampleResult` per example.
+
+Classification: a label's log-probability is the log-sum-exp over its verbalizer
+words, each word scored in full (the sum of its tokens' log-probabilities); the
+prediction is the label with the highest one (ties: the first label).
+
+Generation: ``gold_logprob`` is the log-likelihood of the gold target in the answer
+slot, and with ``generate=True`` (the default) the prediction is the greedy answer
+(up to ``max_new_tokens`` tokens, first line only for causal LMs) scored with the
+task metric.  With ``generate=False`` nothing is generated: every prediction is
+``""`` and the report ranks by likelihood instead, with metric ``"gold_logprob"``,
+each example's score its gold log-likelihood and the value their mean.
+
+Inputs longer than the model's context are cut from the end of the example's input
+field values (never the template, instruction, demonstrations or answer); such
+examples are marked ``truncated``.
+
+Importing this module does not import torch; the model code loads on first use.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from promptsearch.errors import ConfigError, DataError
+from promptsearch.hashing import content_hash
+from promptsearch.metrics import aggregate, example_score
+from promptsearch.model import LanguageModel
+from promptsearch.prompt import Prompt
+from promptsearch.task import Example, Task
+
+if TYPE_CHECKING:
+    from promptsearch._scoring import Backend, Encoded
+
+__all__ = ["GOLD_LOGPROB", "SCORER_VERSION", "ExampleResult", "ScoreReport", "Scorer"]
+
+SCORER_VERSION = 1
+"""Bumped whenever a change to the scoring method changes results (part of fingerprints)."""
+
+GOLD_LOGPROB = "gold_logprob"
+"""Report metric of generation tasks scored with ``generate=False``."""
+
+
+@dataclass(frozen=True)
+class ExampleResult:
+    """How one example fared under one prompt.
+
+    ``prediction``: the predicted label (classification) or generated text
+    (generation).  ``score``: the per-example metric value.  ``label_logprobs``:
+    classification only, the log-probability of each label.  ``gold_logprob``:
+    generation only, the log-likelihood of the gold output given the prompt.
+    ``truncated``: the input fields had to be cut to fit the model's context.
+    """
+
+    example_id: str
+    prediction: str
+    correct: bool
+    score: float
+    label_logprobs: dict[str, float] | None
+    gold_logprob: float | None
+    truncated: bool
+
+
+@dataclass
+class ScoreReport:
+    """The result of scoring one prompt on a set of examples.
+
+    ``value`` is the task-level metric; ``forward_passes`` counts the sequences run
+    through the model (a generated sequence counts once); ``seconds`` is wall time.
+    """
+
+    metric: str
+    value: float
+    results: list[ExampleResult]
+    forward_passes: int
+    seconds: float
+    n_truncated: int
+
+    @property
+    def examples_per_second(self) -> float:
+        """Throughput of this scoring call."""
+        return len(self.results) / self.seconds if self.seconds > 0 else float("inf")
+
+
+def _positive_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{name} must be a positive integer (1 or more); got {value!r}")
+    return value
+
+
+def _logsumexp(values: Sequence[float]) -> float:
+    top = max(values)
+    if top == -math.inf:
+        return top
+    return top + math.log(sum(math.exp(v - top) for v in values))
+
+
+class Scorer:
+    """Scores prompts with one model.
+
+    Parameters
+    ----------
+    model:
+        A :class:`~promptsearch.model.LanguageModel` from ``load_model``/``wrap_model``.
+    batch_size:
+        Sequences per forward pass (does not change results).
+    max_new_tokens:
+        Longest generated answer for generation tasks.
+    generate:
+        Generate answers for generation tasks; ``False`` ranks by gold likelihood only.
+    """
+
+    def __init__(
+        self,
+        model: LanguageModel,
+        *,
+        batch_size: int = 16,
+        max_new_tokens: int = 24,
+        generate: bool = True,
+    ) -> None:
+        if not isinstance(model, LanguageModel):
+            raise ConfigError(
+                "model must be a LanguageModel from promptsearch.load_model() or "
+                f"promptsearch.model.wrap_model(); got {type(model).__name__}"
+            )
+        self.model = model
+        """The model that scores (read it; build a new Scorer for another model)."""
+        self._batch_size = _positive_int("batch_size", batch_size)
+        self._max_new_tokens = _positive_int("max_new_tokens", max_new_tokens)
+        if self._max_new_tokens >= model.max_length:
+            raise ConfigError(
+                f"max_new_tokens must be below the model's context of {model.max_length} "
+                f"tokens; got {max_new_tokens}"
+            )
+        if not isinstance(generate, bool):
+            raise ConfigError(f"generate must be True or False; got {generate!r}")
+        self._generate = generate
+        self._backend: Backend | None = None
+        self._backend_model: LanguageModel | None = None
+
+    @property
+    def batch_size(self) -> int:
+        return self._batch_size
+
+    @property
+    def max_new_tokens(self) -> int:
+        return self._max_new_tokens
+
+    @property
+    def generate(self) -> bool:
+        return self._generate
+
+    @property
+    def fingerprint(self) -> str:
+        """Identifies the scores this scorer gives: the model and result-changing settings."""
+        return content_hash(
+            {
+                "model": self.model.fingerprint,
+                "max_length": self.model.max_length,
+                "max_new_tokens": self._max_new_tokens,
+                "generate": self._generate,
+                "version": SCORER_VERSION,
+            }
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"Scorer(model={self.model.name!r}, batch_size={self._batch_size}, "
+            f"max_new_tokens={self._max_new_tokens}, generate={self._generate})"
+        )
+
+    # -- scoring ---------------------------------------------------------------------------
+
+    def _get_backend(self) -> Backend:
+        if self._backend is None or self._backend_model is not self.model:
+            from promptsearch._scoring import make_backend
+
+            self._backend = make_backend(self.model, self._batch_size)
+            self._backend_model = self.model
+        return self._backend
+
+    def _fit(
+        self, backend: Backend, prompt: Prompt, example: Example, words: Sequence[str], budget: int
+    ) -> tuple[Encoded, bool]:
+        """Encode *example*, cutting its input fields from the end until it fits."""
+        from promptsearch._scoring import encode_text
+
+        limit = self.model.max_length
+        values = dict(example.inputs)
+        encoded = backend.encode(prompt.render(values), words, budget)
+        if encoded.length <= limit:
+            return encoded, False
+        tokenizer = self.model.tokenizer
+        while encoded.length > limit:
+            counts = {name: len(encode_text(tokenizer, values[name])) for name in prompt.fields}
+            longest = max(prompt.fields, key=lambda name: counts[name], default=None)
+            if longest is None or counts[longest] == 0:
+                extra = f" plus max_new_tokens={budget} to generate" if budget else ""
+                raise DataError(
+                    f"prompt {prompt.describe()!r} needs {encoded.length} tokens{extra} for "
+                    f"example {example.id!r} even with its input fields emptied, more than the "
+                    f"{limit}-token context of model {self.model.name!r}; shorten the "
+                    "instruction or template, use fewer demonstrations, or use a model with "
+                    "a longer context"
+                )
+            ids = encode_text(tokenizer, values[longest])
+            keep = max(0, len(ids) - (encoded.length - limit))
+            text = values[longest]
+            shorter = (
+                tokenizer.decode(ids[:keep], skip_special_tokens=True,
+                                 clean_up_tokenization_spaces=False) if keep else ""
+            )
+            values[longest] = shorter if len(shorter) < len(text) else text[:-1]
+            encoded = backend.encode(prompt.render(values), words, budget)
+        return encoded, True
+
+    def score(self, prompt: Prompt, examples: Sequence[Example], task: Task) -> ScoreReport:
+        """Score *prompt* on *examples* of *task*."""
+        if not isinstance(prompt, Prompt):
+            raise ConfigError(f"prompt must be a Prompt; got {type(prompt).__name__}")
+        if not isinstance(task, Task):
+            raise ConfigError(f"task must be a Task; got {type(task).__name__}")
+        examples = list(examples)
+        for example in examples:
+            if not isinstance(example, Example):
+                raise ConfigError(
+                    "examples must be Example objects (e.g. task.dev); got "
+                    f"{type(example).__name__}"
+                )
+        if task.kind == "generation" and self.model.kind == "masked":
+            raise ConfigError(
+                f"task {task.name!r} is a generation task, which model {self.model.name!r} (a "
+                "masked LM) cannot do; use a causal or seq2seq model"
+            )
+        started = time.perf_counter()
+        prompt = prompt.resolve(task)
+        if not examples:
+            likelihood = task.kind == "generation" and not self._generate
+            metric = GOLD_LOGPROB if likelihood else task.metric
+            return ScoreReport(metric, 0.0, [], 0, time.perf_counter() - started, 0)
+
+        import torch
+
+        network = self.model.model
+        was_training = bool(getattr(network, "training", False))
+        network.eval()
+        try:
+            with torch.inference_mode():
+                if task.kind == "classification":
+                    results, passes = self._classify(prompt, examples, task)
+                else:
+                    results, passes = self._generation(prompt, examples, task)
+        finally:
+            if was_training:
+                network.train()
+        if task.kind == "generation" and not self._generate:
+            metric = GOLD_LOGPROB
+            value = sum(r.score for r in results) / len(results)
+        else:
+            metric = task.metric
+            value = aggregate(
+                metric, [r.score for r in results], [r.prediction for r in results],
+                [e.target for e in examples],
+            )
+        return ScoreReport(
+            metric=metric,
+            value=value,
+            results=results,
+            forward_passes=passes,
+            seconds=time.perf_counter() - started,
+            n_truncated=sum(r.truncated for r in results),
+        )
+
+    def _classify(
+        self, prompt: Prompt, examples: list[Example], task: Task
+    ) -> tuple[list[ExampleResult], int]:
+        backend = self._get_backend()
+        verbalizer = prompt.verbalizer or task.verbalizer
+        labels = list(task.labels)
+        words = [word for label in labels for word in verbalizer[label]]
+        owners = [label for label in labels for _ in verbalizer[label]]
+        fitted = [self._fit(backend, prompt, e, words, 0) for e in examples]
+        logprobs, passes = backend.logprobs([encoded for encoded, _ in fitted])
+        results = []
+        for example, (_, truncated), values in zip(examples, fitted, logprobs, strict=True):
+            pairs = list(zip(values, owners, strict=True))
+            per_label = {
+                label: _logsumexp([v for v, owner in pairs if owner == label]) for label in labels
+            }
+            prediction = labels[0]
+            for label in labels[1:]:
+                if per_label[label] > per_label[prediction]:
+                    prediction = label
+            results.append(
+                ExampleResult(
+                    example_id=example.id,
+                    prediction=prediction,
+                    correct=prediction == example.target,
+                    score=example_score(task.metric, prediction, [example.target]),
+                    label_logprobs=per_label,
+                    gold_logprob=None,
+                    truncated=truncated,
+                )
+            )
+        return results, passes
+
+    def _generation(
+        self, prompt: Prompt, examples: list[Example], task: Task
+    ) -> tuple[list[ExampleResult], int]:
+        backend = self._get_backend()
+        budget = self._max_new_tokens if self._generate and self.model.kind == "causal" else 0
+        fitted = [self._fit(backend, prompt, e, [e.target], budget) for e in examples]
+        items = [encoded for encoded, _ in fitted]
+        logprobs, passes = backend.logprobs(items)
+        texts = [""] * len(items)
+        if self._generate:
+            texts, generated = backend.generate(items, self._max_new_tokens)
+            passes += generated
+        results = []
+        rows = zip(examples, fitted, logprobs, texts, strict=True)
+        for example, (_, truncated), values, text in rows:
+            gold = values[0]
+            if self._generate:
+                score = example_score(task.metric, text, example.answers)
+                correct = score >= 1.0
+            else:
+                score, correct = gold, False
+            results.append(
+                ExampleResult(
+                    example_id=example.id,
+                    prediction=text,
+                    correct=correct,
+                    score=score,
+                    label_logprobs=None,
+                    gold_logprob=gold,
+                    truncated=truncated,
+                )
+            )
+        return results, passes

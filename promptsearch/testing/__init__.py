@@ -1,0 +1,39 @@
+"""Helpers for tests: tiny randomly-initialised models that need no download.
+
+>>> from promptsearch.testing import tiny_model
+>>> lm = tiny_model("causal")   # also "masked" and "seq2seq"
+"""
+
+from __future__ import annotations
+
+import functools
+
+from promptsearch.model import LanguageModel, load_model
+from promptsearch.testing.tiny_models import (
+    TINY_CORPUS,
+    tiny_causal_lm,
+    tiny_masked_lm,
+    tiny_model,
+    tiny_seq2seq_lm,
+    tiny_tokenizer,
+)
+
+__all__ = [
+    "TINY_CORPUS",
+    "embedded_model",
+    "tiny_causal_lm",
+    "tiny_masked_lm",
+    "tiny_model",
+    "tiny_seq2seq_lm",
+    "tiny_tokenizer",
+]
+
+
+@functools.lru_cache(maxsize=1)
+def embedded_model() -> LanguageModel:
+    """The embedded model, loaded once per process through the usual cache folder.
+
+    For slow tests that several modules share; the first call ever on a machine
+    converts the GGUF file (about 20 s), later ones reuse the cached weights.
+    """
+    return load_model()
