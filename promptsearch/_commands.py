@@ -6,14 +6,24 @@ import argparse
 import csv
 import json
 import sys
+from collections.abc import Sequence
 from dataclasses import asdict
-from typing import Any, Sequence
+from typing import Any
 
 from promptsearch.errors import ConfigError, StorageError
 
 __all__ = [
-    "cmd_run", "cmd_evaluate", "cmd_leaderboard", "cmd_show", "cmd_export",
-    "cmd_studies", "cmd_tasks", "cmd_searchers", "cmd_db", "parse_verbalizer", "unescape",
+    "cmd_db",
+    "cmd_evaluate",
+    "cmd_export",
+    "cmd_leaderboard",
+    "cmd_run",
+    "cmd_searchers",
+    "cmd_show",
+    "cmd_studies",
+    "cmd_tasks",
+    "parse_verbalizer",
+    "unescape",
 ]
 
 
@@ -219,7 +229,7 @@ def cmd_studies(args: argparse.Namespace) -> int:
     if not summaries:
         print("(no studies)")
     for s in summaries:
-        best = "-" if s.best_score is None else f"{s.best_score:.3f}"
+        best = "-" if s.best_dev_score is None else f"{s.best_dev_score:.3f}"
         print(f"{s.name:<40} {s.status:<9} trials {s.n_trials:>4}  best {best:>6}  "
               f"task {s.task_name}  model {s.model_name}")
     return 0

@@ -1,0 +1,1 @@
+"""Alembic migrations of the trial database (run through :mod:`promptsearch.storage`)."""

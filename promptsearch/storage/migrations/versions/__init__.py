@@ -1,0 +1,1 @@
+"""Schema revisions, one module each, named ``NNNN_description.py`` (revision ``NNNN``)."""
