@@ -23,23 +23,23 @@ from promptsearch.task import Example, Task
 __version__ = "0.1.0"
 
 __all__ = [
+    "Budget",
     "ConfigError",
     "DataError",
     "Example",
     "ModelError",
     "Prompt",
     "PromptSearchError",
+    "Scorer",
     "StorageError",
     "StudyConflictError",
     "Task",
     "TemplateError",
-    "Budget",
-    "Scorer",
+    "__version__",
+    "evaluate",
     "load_model",
     "load_task",
     "search",
-    "evaluate",
-    "__version__",
 ]
 
 # name -> module holding it; imported on first attribute access

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from promptsearch.errors import ConfigError
 from promptsearch.prompt import Prompt
@@ -15,7 +16,7 @@ if TYPE_CHECKING:
     from promptsearch.storage import Storage
     from promptsearch.study import Budget, StudyResult
 
-__all__ = ["search", "evaluate", "default_study_name"]
+__all__ = ["default_study_name", "evaluate", "search"]
 
 DEFAULT_SEARCHERS = ("manual", "random-edit")
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from promptsearch.errors import PromptSearchError
 
-__all__ = ["main", "build_parser"]
+__all__ = ["build_parser", "main"]
 
 STORAGE_HELP = (
     "database URL or SQLite file (default: $PROMPTSEARCH_STORAGE, else promptsearch.db "

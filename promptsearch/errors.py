@@ -8,13 +8,13 @@ is wrong, what was given, and what would fix it.
 from __future__ import annotations
 
 __all__ = [
-    "PromptSearchError",
     "ConfigError",
-    "TemplateError",
     "DataError",
     "ModelError",
+    "PromptSearchError",
     "StorageError",
     "StudyConflictError",
+    "TemplateError",
 ]
 
 

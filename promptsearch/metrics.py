@@ -9,11 +9,11 @@ from __future__ import annotations
 import re
 import string
 from collections import Counter
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from promptsearch.errors import ConfigError
 
-__all__ = ["METRICS", "check_metric", "example_score", "aggregate", "normalize_answer"]
+__all__ = ["METRICS", "aggregate", "check_metric", "example_score", "normalize_answer"]
 
 # metric name -> task kinds it applies to
 METRICS: dict[str, tuple[str, ...]] = {

@@ -17,8 +17,9 @@ Two prompts that render identically have the same :attr:`Prompt.content_hash`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from promptsearch.errors import ConfigError, TemplateError
 from promptsearch.hashing import content_hash
@@ -65,7 +66,8 @@ class Prompt:
 
     template: str
     instruction: str = ""
-    verbalizer: Mapping[str, tuple[str, ...]] | None = None
+    # given as {label: word or [words]}; stored normalised as {str label: (words, ...)}
+    verbalizer: Mapping[Any, Any] | None = None
     demonstrations: tuple[Example, ...] = ()
     separator: str = DEFAULT_SEPARATOR
     _parsed: Template = field(init=False, repr=False, compare=False, hash=False)

@@ -11,12 +11,14 @@ crashes.
 
 from __future__ import annotations
 
+import math
 import pickle
 import random
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Mapping, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 from promptsearch.errors import ConfigError, PromptSearchError
 from promptsearch.hashing import content_hash
@@ -37,7 +39,7 @@ from promptsearch.validation import check_float, check_int
 if TYPE_CHECKING:
     from promptsearch.storage import Storage
 
-__all__ = ["Budget", "Study", "StudyResult", "BestPrompt", "example_key"]
+__all__ = ["BestPrompt", "Budget", "Study", "StudyResult", "example_key"]
 
 STALE_ROUNDS = 3  # stop after this many rounds in which no searcher proposed anything new
 
@@ -300,9 +302,11 @@ class Study:
             for example, result in zip(missing, report.results, strict=True):
                 detail: dict[str, Any] = {}
                 if result.label_logprobs is not None:
-                    detail["label_logprobs"] = result.label_logprobs
+                    detail["label_logprobs"] = {
+                        label: _finite(value) for label, value in result.label_logprobs.items()
+                    }
                 if result.gold_logprob is not None:
-                    detail["gold_logprob"] = result.gold_logprob
+                    detail["gold_logprob"] = _finite(result.gold_logprob)
                 if result.truncated:
                     detail["truncated"] = True
                 records.append(EvaluationRecord(
@@ -447,6 +451,11 @@ class Study:
         state = searcher.state_dict()
         if state is not None:
             self.storage.save_searcher_state(self.name, searcher.name, pickle.dumps(state))
+
+
+def _finite(value: float) -> float | None:
+    """JSON has no infinities: a log-probability of -inf (fp16 underflow) is stored as null."""
+    return value if math.isfinite(value) else None
 
 
 def _warn(message: str) -> None:

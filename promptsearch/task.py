@@ -8,13 +8,14 @@ free-text output, possibly with accepted alternatives).
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterable, Literal, Mapping, Sequence
+from typing import Any, Literal
 
 from promptsearch.errors import ConfigError, DataError
 from promptsearch.metrics import check_metric
 
-__all__ = ["Example", "Task", "TaskKind", "SPLITS", "normalize_verbalizer"]
+__all__ = ["SPLITS", "Example", "Task", "TaskKind", "normalize_verbalizer"]
 
 TaskKind = Literal["classification", "generation"]
 SPLITS = ("train", "dev", "test")

@@ -9,12 +9,12 @@ raise deep inside rendering.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 from promptsearch.errors import TemplateError
 
-__all__ = ["ANSWER", "Template", "Literal", "Slot"]
+__all__ = ["ANSWER", "Literal", "Slot", "Template"]
 
 ANSWER = "answer"
 """Name of the slot where the model's answer goes."""

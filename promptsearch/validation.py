@@ -3,11 +3,12 @@ and what is allowed (in the spirit of scikit-learn's parameter validation)."""
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from promptsearch.errors import ConfigError
 
-__all__ = ["check_int", "check_float", "check_choice", "check_str"]
+__all__ = ["check_choice", "check_float", "check_int", "check_str"]
 
 
 def _owner(owner: str, name: str) -> str:

@@ -25,8 +25,9 @@ from __future__ import annotations
 import inspect
 import random
 from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from promptsearch.errors import ConfigError
 from promptsearch.prompt import Prompt
@@ -38,12 +39,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Candidate",
-    "TrialResult",
-    "TrainView",
-    "RemainingBudget",
     "MetricLog",
+    "RemainingBudget",
     "SearchContext",
     "Searcher",
+    "TrainView",
+    "TrialResult",
 ]
 
 

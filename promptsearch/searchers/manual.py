@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from promptsearch.errors import ConfigError
 from promptsearch.prompt import Prompt

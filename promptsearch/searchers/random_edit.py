@@ -10,15 +10,15 @@ the child.  Slots such as ``{sentence}`` and ``{answer}`` are never edited.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import replace
-from typing import Sequence
 
 from promptsearch.errors import ConfigError, TemplateError
 from promptsearch.prompt import Prompt
 from promptsearch.searchers.base import Candidate, Searcher, TrialResult
 from promptsearch.validation import check_int
 
-__all__ = ["RandomEditSearcher", "OPERATIONS"]
+__all__ = ["OPERATIONS", "RandomEditSearcher"]
 
 OPERATIONS = ("delete", "swap", "add", "replace", "verbalizer")
 _FILLER_WORDS = ("the", "is", "was", "this", "it", "so", "overall", "answer", "text", "really")
@@ -104,8 +104,13 @@ class RandomEditSearcher(Searcher):
             i, j = rng.sample(editable, 2)
             tokens[i], tokens[j] = tokens[j], tokens[i]
         elif operation == "add":
-            position = rng.randrange(len(tokens) + 1)
-            tokens[position:position] = [rng.choice(self._pool()), " "]
+            # insert a word at a word boundary: before a word that starts the text or
+            # follows whitespace, or at the very end
+            starts = [i for i, t in enumerate(tokens)
+                      if not t.isspace() and (i == 0 or tokens[i - 1].isspace())]
+            position = rng.choice([*starts, len(tokens)])
+            word = rng.choice(self._pool())
+            tokens[position:position] = [word, " "] if position < len(tokens) else [" ", word]
         elif operation == "replace" and editable:
             tokens[rng.choice(editable)] = rng.choice(self._pool())
         else:
@@ -129,7 +134,9 @@ class RandomEditSearcher(Searcher):
         if edited is None:
             return None
         try:
-            return replace(prompt, **{where: edited}), f"{operation}:{where}"
+            if where == "template":
+                return replace(prompt, template=edited), f"{operation}:{where}"
+            return replace(prompt, instruction=edited), f"{operation}:{where}"
         except TemplateError:
             return None
 

@@ -20,20 +20,20 @@ from __future__ import annotations
 import hashlib
 import pickle
 import random
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from promptsearch.prompt import Prompt
 from promptsearch.searchers.base import Candidate, SearchContext, Searcher, TrainView, TrialResult
 from promptsearch.task import Example, Task
 
 __all__ = [
-    "SEARCHER_CHECKS",
     "LEAK_SENTINEL",
+    "SEARCHER_CHECKS",
     "contract_task",
-    "make_context",
-    "synthetic_score",
     "drive",
+    "make_context",
     "run_check",
+    "synthetic_score",
 ]
 
 LEAK_SENTINEL = "ZZLEAKZZ"
