@@ -21,8 +21,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--tasks", default="sst2,mr,agnews,rotten-tomatoes")
-    parser.add_argument("--limit", type=int, default=500,
-                        help="random sample of N test examples (0: the whole split)")
+    parser.add_argument(
+        "--limit",
+        type=int,
+        default=500,
+        help="random sample of N test examples (0: the whole split)",
+    )
     parser.add_argument("--sample-seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--model", default=None)
@@ -30,8 +34,10 @@ def main() -> int:
 
     model = load_model(args.model)
     scorer = Scorer(model, batch_size=args.batch_size)
-    print(f"model {model.name} on {model.device} ({model.dtype}); "
-          f"a random {args.limit} test examples (sample seed {args.sample_seed})\n")
+    print(
+        f"model {model.name} on {model.device} ({model.dtype}); "
+        f"a random {args.limit} test examples (sample seed {args.sample_seed})\n"
+    )
     print("| task | prompt | label words | test accuracy | n |")
     print("|---|---|---|---:|---:|")
     for name in args.tasks.split(","):
@@ -45,8 +51,7 @@ def main() -> int:
             words = "/".join(v[0] for v in (resolved.verbalizer or {}).values())
             text = (resolved.instruction + " " if resolved.instruction else "") + resolved.template
             text = text.replace("\n", "\\n").replace("|", "\\|")
-            print(f"| {name} | `{text}` | {words} | {report.value:.3f} "
-                  f"| {len(examples)} |")
+            print(f"| {name} | `{text}` | {words} | {report.value:.3f} | {len(examples)} |")
             sys.stdout.flush()
     return 0
 

@@ -71,9 +71,11 @@ def _print_table(rows: Sequence[Any], out: Any = None) -> None:
         return
     print(f"{'rank':>4}  {'dev':>6}  {'n':>4}  {'searcher':<12}  {'hash':<10}  prompt", file=out)
     for row in rows:
-        print(f"{row.rank:>4}  {row.dev_score:>6.3f}  {row.n_examples:>4}  "
-              f"{_clip(row.searcher, 12):<12}  {row.content_hash[:10]:<10}  {_clip(row.text, 90)}",
-              file=out)
+        print(
+            f"{row.rank:>4}  {row.dev_score:>6.3f}  {row.n_examples:>4}  "
+            f"{_clip(row.searcher, 12):<12}  {row.content_hash[:10]:<10}  {_clip(row.text, 90)}",
+            file=out,
+        )
 
 
 def _row_dict(row: Any) -> dict[str, Any]:
@@ -98,18 +100,31 @@ def cmd_run(args: argparse.Namespace) -> int:
     budget = _budget(args)  # validate cheap arguments before loading anything heavy
     searchers = [make_searcher(spec) for spec in (args.searchers or DEFAULT_SEARCHERS)]
     result = search(
-        args.task, model=args.model, searchers=searchers, budget=budget, storage=args.storage,
-        study=args.study, seed=args.seed, batch_size=args.batch_size,
-        candidates_per_round=args.candidates_per_round, data_dir=args.data_dir,
-        task_seed=args.task_seed, device=args.device, dtype=args.dtype, progress=not args.quiet,
+        args.task,
+        model=args.model,
+        searchers=searchers,
+        budget=budget,
+        storage=args.storage,
+        study=args.study,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        candidates_per_round=args.candidates_per_round,
+        data_dir=args.data_dir,
+        task_seed=args.task_seed,
+        device=args.device,
+        dtype=args.dtype,
+        progress=not args.quiet,
     )
     totals = result.storage.totals(result.name)
-    print(f"study {result.name!r}: {totals.n_complete} prompts scored, "
-          f"{totals.forward_passes} forward passes, {totals.seconds:.1f} s of scoring")
+    print(
+        f"study {result.name!r}: {totals.n_complete} prompts scored, "
+        f"{totals.forward_passes} forward passes, {totals.seconds:.1f} s of scoring"
+    )
     _print_table(result.leaderboard(top=args.top))
     if result.stopped:
-        print(f"stopped; run the same command again to resume study {result.name!r}",
-              file=sys.stderr)
+        print(
+            f"stopped; run the same command again to resume study {result.name!r}", file=sys.stderr
+        )
         return 130
     return 0
 
@@ -119,24 +134,41 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from promptsearch.prompt import Prompt
 
     verbalizer = parse_verbalizer(args.verbalizer) if args.verbalizer else None
-    prompt = Prompt(template=unescape(args.prompt), instruction=unescape(args.instruction),
-                    verbalizer=verbalizer)
+    prompt = Prompt(
+        template=unescape(args.prompt),
+        instruction=unescape(args.instruction),
+        verbalizer=verbalizer,
+    )
     report = evaluate(
-        args.task, prompt, model=args.model, split=args.split, limit=args.limit,
-        batch_size=args.batch_size, data_dir=args.data_dir, task_seed=args.task_seed,
-        device=args.device, dtype=args.dtype,
+        args.task,
+        prompt,
+        model=args.model,
+        split=args.split,
+        limit=args.limit,
+        batch_size=args.batch_size,
+        data_dir=args.data_dir,
+        task_seed=args.task_seed,
+        device=args.device,
+        dtype=args.dtype,
     )
     summary = {
-        "task": args.task, "split": args.split, "metric": report.metric, "value": report.value,
-        "n_examples": len(report.results), "n_truncated": report.n_truncated,
-        "forward_passes": report.forward_passes, "seconds": round(report.seconds, 3),
+        "task": args.task,
+        "split": args.split,
+        "metric": report.metric,
+        "value": report.value,
+        "n_examples": len(report.results),
+        "n_truncated": report.n_truncated,
+        "forward_passes": report.forward_passes,
+        "seconds": round(report.seconds, 3),
     }
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
-        print(f"{args.task} {args.split}: {report.metric} = {report.value:.4f} "
-              f"on {len(report.results)} examples ({report.n_truncated} truncated, "
-              f"{report.forward_passes} forward passes, {report.seconds:.1f} s)")
+        print(
+            f"{args.task} {args.split}: {report.metric} = {report.value:.4f} "
+            f"on {len(report.results)} examples ({report.n_truncated} truncated, "
+            f"{report.forward_passes} forward passes, {report.seconds:.1f} s)"
+        )
     return 0
 
 
@@ -163,8 +195,10 @@ def _show_study(storage: Any, name: str) -> None:
     print(f"model      {study.model_name}  [{study.model_fingerprint[:12]}]")
     print(f"seed       {study.seed}")
     print(f"config     {json.dumps(study.config)}")
-    print(f"trials     {totals.n_trials} ({totals.n_complete} complete), "
-          f"{totals.forward_passes} forward passes, {totals.seconds:.1f} s")
+    print(
+        f"trials     {totals.n_trials} ({totals.n_complete} complete), "
+        f"{totals.forward_passes} forward passes, {totals.seconds:.1f} s"
+    )
     print(f"created    {study.created_at}   updated {study.updated_at}")
     print()
     _print_table(storage.leaderboard(name, top=10))
@@ -179,9 +213,11 @@ def _show_prompt(storage: Any, key: str, study: str | None) -> None:
         if trial is None:
             print(f"\nno trial of this prompt in study {study!r}")
         else:
-            print(f"\nin study {study!r}: trial #{trial.number}, {trial.state}, dev "
-                  f"{trial.dev_score}, on {trial.n_examples} examples, by {trial.searcher} "
-                  f"({trial.operation})" + (f", error: {trial.error}" if trial.error else ""))
+            print(
+                f"\nin study {study!r}: trial #{trial.number}, {trial.state}, dev "
+                f"{trial.dev_score}, on {trial.n_examples} examples, by {trial.searcher} "
+                f"({trial.operation})" + (f", error: {trial.error}" if trial.error else "")
+            )
     chain = storage.lineage(record.content_hash, study)
     if chain:
         print("\nlineage (nearest parent first):")
@@ -208,10 +244,15 @@ def cmd_export(args: argparse.Namespace) -> int:
     row = rows[args.rank - 1]
     study = storage.get_study(args.study)
     document = {
-        "prompt": row.body, "content_hash": row.content_hash,
-        "dev_score": row.dev_score, "n_examples": row.n_examples,
-        "task": study.task_name, "metric": study.task_spec.get("metric"),
-        "model": study.model_name, "study": study.name, "searcher": row.searcher,
+        "prompt": row.body,
+        "content_hash": row.content_hash,
+        "dev_score": row.dev_score,
+        "n_examples": row.n_examples,
+        "task": study.task_name,
+        "metric": study.task_spec.get("metric"),
+        "model": study.model_name,
+        "study": study.name,
+        "searcher": row.searcher,
     }
     text = json.dumps(document, indent=2, ensure_ascii=False)
     if args.output:
@@ -230,8 +271,10 @@ def cmd_studies(args: argparse.Namespace) -> int:
         print("(no studies)")
     for s in summaries:
         best = "-" if s.best_dev_score is None else f"{s.best_dev_score:.3f}"
-        print(f"{s.name:<40} {s.status:<9} trials {s.n_trials:>4}  best {best:>6}  "
-              f"task {s.task_name}  model {s.model_name}")
+        print(
+            f"{s.name:<40} {s.status:<9} trials {s.n_trials:>4}  best {best:>6}  "
+            f"task {s.task_name}  model {s.model_name}"
+        )
     return 0
 
 

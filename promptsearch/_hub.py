@@ -55,8 +55,12 @@ def _hub_reachable() -> bool:
 
 
 def load_pretrained(
-    name: str, kind: ModelKind | None, torch_device: Any, torch_dtype: Any,
-    trust_remote_code: bool, cache_dir: str | Path | None,
+    name: str,
+    kind: ModelKind | None,
+    torch_device: Any,
+    torch_dtype: Any,
+    trust_remote_code: bool,
+    cache_dir: str | Path | None,
 ) -> tuple[Any, Any, ModelKind, str]:
     """Load a local folder or a hub id with the Auto classes; ModelError on failure."""
     from transformers import AutoConfig, AutoTokenizer

@@ -158,8 +158,11 @@ class CausalBackend:
         if eos is None:
             eos = self.tokenizer.eos_token_id
         return GenerationConfig(
-            max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
-            pad_token_id=self.pad_id, eos_token_id=eos,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            num_beams=1,
+            pad_token_id=self.pad_id,
+            eos_token_id=eos,
         )
 
     def generate(self, items: Sequence[Encoded], max_new_tokens: int) -> tuple[list[str], int]:
@@ -169,7 +172,9 @@ class CausalBackend:
             ids, mask, _ = left_pad([items[i].context for i in batch], self.pad_id, self.lm.device)
             stop = StoppingCriteriaList([_StopAtNewline(self.tokenizer, ids.shape[1])])
             output = self.model.generate(
-                input_ids=ids, attention_mask=mask, generation_config=config,
+                input_ids=ids,
+                attention_mask=mask,
+                generation_config=config,
                 stopping_criteria=stop,
             )
             new = output[:, ids.shape[1] :]

@@ -133,7 +133,9 @@ class MaskedBackend:
                 col_index.extend(range(row.start, row.start + count))
             device = ids.device
             logits = self._mask_logits(
-                ids, mask, torch.tensor(row_index, device=device),
+                ids,
+                mask,
+                torch.tensor(row_index, device=device),
                 torch.tensor(col_index, device=device),
             )
             logprobs = logits.float().log_softmax(dim=-1)  # (masks in batch, vocab)

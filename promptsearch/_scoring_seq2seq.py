@@ -99,8 +99,11 @@ class Seq2SeqBackend:
             for b, row in enumerate(chosen):
                 scored[b, row.scored_from : len(row.decoder)] = True
             logits = self.model(
-                input_ids=ids, attention_mask=mask, decoder_input_ids=decoder_ids,
-                decoder_attention_mask=decoder_mask, use_cache=False,
+                input_ids=ids,
+                attention_mask=mask,
+                decoder_input_ids=decoder_ids,
+                decoder_attention_mask=decoder_mask,
+                use_cache=False,
             ).logits
             picked = logits.float().log_softmax(dim=-1).gather(-1, targets.unsqueeze(-1))
             sums = (picked.squeeze(-1) * scored).sum(dim=-1).tolist()
@@ -119,9 +122,12 @@ class Seq2SeqBackend:
         texts = [""] * len(items)
         eos = getattr(self.model.generation_config, "eos_token_id", None)
         config = GenerationConfig(
-            max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
-            pad_token_id=self.pad_id, eos_token_id=eos if eos is not None else
-            self.tokenizer.eos_token_id, decoder_start_token_id=self.start_id,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            num_beams=1,
+            pad_token_id=self.pad_id,
+            eos_token_id=eos if eos is not None else self.tokenizer.eos_token_id,
+            decoder_start_token_id=self.start_id,
         )
         by_prefix: dict[tuple[int, ...], list[int]] = defaultdict(list)
         for i, item in enumerate(items):
@@ -134,7 +140,9 @@ class Seq2SeqBackend:
                 ids, mask = right_pad([items[i].context for i in chosen], self.pad_id, device)
                 start = torch.tensor([[self.start_id, *prefix]] * len(chosen), device=device)
                 output: Any = self.model.generate(
-                    input_ids=ids, attention_mask=mask, decoder_input_ids=start,
+                    input_ids=ids,
+                    attention_mask=mask,
+                    decoder_input_ids=start,
                     generation_config=config,
                 )
                 for i, row in zip(chosen, output[:, start.shape[1] :].tolist(), strict=True):

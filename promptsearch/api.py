@@ -21,7 +21,9 @@ __all__ = ["default_study_name", "evaluate", "search"]
 DEFAULT_SEARCHERS = ("manual", "random-edit")
 
 
-def _model(model: LanguageModel | str | None, device: str | None, dtype: str | None) -> LanguageModel:
+def _model(
+    model: LanguageModel | str | None, device: str | None, dtype: str | None
+) -> LanguageModel:
     from promptsearch.model import LanguageModel, load_model
 
     if isinstance(model, LanguageModel):
@@ -91,8 +93,15 @@ def search(
     name = study or default_study_name(task_obj.name, language_model.name)
     scorer = Scorer(language_model, batch_size=batch_size)
     return Study(
-        name, task_obj, scorer, searchers, budget, store, seed=seed,
-        candidates_per_round=candidates_per_round, progress=progress,
+        name,
+        task_obj,
+        scorer,
+        searchers,
+        budget,
+        store,
+        seed=seed,
+        candidates_per_round=candidates_per_round,
+        progress=progress,
     ).run()
 
 

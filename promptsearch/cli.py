@@ -22,25 +22,36 @@ STORAGE_HELP = (
 
 
 def _add_storage(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--storage", default=os.environ.get("PROMPTSEARCH_STORAGE"),
-                        help=STORAGE_HELP)
+    parser.add_argument(
+        "--storage", default=os.environ.get("PROMPTSEARCH_STORAGE"), help=STORAGE_HELP
+    )
 
 
 def _add_task(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--task", required=True,
-                        help="built-in task name (see 'promptsearch tasks')")
-    parser.add_argument("--data-dir", default=None,
-                        help="folder of the data sets (default: $PROMPTSEARCH_DATA)")
-    parser.add_argument("--task-seed", type=int, default=13,
-                        help="which k-shot split / sampling seed of the task (default 13)")
+    parser.add_argument(
+        "--task", required=True, help="built-in task name (see 'promptsearch tasks')"
+    )
+    parser.add_argument(
+        "--data-dir", default=None, help="folder of the data sets (default: $PROMPTSEARCH_DATA)"
+    )
+    parser.add_argument(
+        "--task-seed",
+        type=int,
+        default=13,
+        help="which k-shot split / sampling seed of the task (default 13)",
+    )
 
 
 def _add_model(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default=None,
-                        help="hub id or local path (default: the embedded SmolLM2-135M-Instruct)")
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="hub id or local path (default: the embedded SmolLM2-135M-Instruct)",
+    )
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: automatic)")
-    parser.add_argument("--dtype", default=None,
-                        help="float32, bfloat16, float16 (default: automatic)")
+    parser.add_argument(
+        "--dtype", default=None, help="float32, bfloat16, float16 (default: automatic)"
+    )
     parser.add_argument("--batch-size", type=int, default=16, help="examples per forward batch")
 
 
@@ -51,21 +62,39 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    run = commands.add_parser("run", help="run (or resume) a prompt search and print its leaderboard")
+    run = commands.add_parser(
+        "run", help="run (or resume) a prompt search and print its leaderboard"
+    )
     _add_task(run)
     _add_model(run)
-    run.add_argument("--searcher", action="append", dest="searchers", metavar="SPEC",
-                     help="searcher name, optionally with parameters: 'random-edit:top_k=2'; "
-                          "repeat for several (default: manual and random-edit)")
-    run.add_argument("--budget", type=int, default=None,
-                     help="number of prompt evaluations (default 30 unless another limit is given)")
+    run.add_argument(
+        "--searcher",
+        action="append",
+        dest="searchers",
+        metavar="SPEC",
+        help="searcher name, optionally with parameters: 'random-edit:top_k=2'; "
+        "repeat for several (default: manual and random-edit)",
+    )
+    run.add_argument(
+        "--budget",
+        type=int,
+        default=None,
+        help="number of prompt evaluations (default 30 unless another limit is given)",
+    )
     run.add_argument("--forward-passes", type=int, default=None, help="limit on forward passes")
     run.add_argument("--seconds", type=float, default=None, help="limit on wall-clock seconds")
-    run.add_argument("--study", default=None,
-                     help="study name (default: <task>-<model>); an existing study is resumed")
+    run.add_argument(
+        "--study",
+        default=None,
+        help="study name (default: <task>-<model>); an existing study is resumed",
+    )
     run.add_argument("--seed", type=int, default=0, help="seed of the searchers (default 0)")
-    run.add_argument("--candidates-per-round", type=int, default=4,
-                     help="candidates each searcher proposes per round (default 4)")
+    run.add_argument(
+        "--candidates-per-round",
+        type=int,
+        default=4,
+        help="candidates each searcher proposes per round (default 4)",
+    )
     run.add_argument("--top", type=int, default=10, help="leaderboard rows to print at the end")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_storage(run)
@@ -73,11 +102,17 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="score one prompt on a task split")
     _add_task(evaluate)
     _add_model(evaluate)
-    evaluate.add_argument("--prompt", required=True,
-                          help=r"template with {field} slots and one {answer}; \n means newline")
+    evaluate.add_argument(
+        "--prompt",
+        required=True,
+        help=r"template with {field} slots and one {answer}; \n means newline",
+    )
     evaluate.add_argument("--instruction", default="", help="optional instruction before it")
-    evaluate.add_argument("--verbalizer", default=None,
-                          help="label words, e.g. '0=negative,1=positive' or '0=bad|awful,1=good'")
+    evaluate.add_argument(
+        "--verbalizer",
+        default=None,
+        help="label words, e.g. '0=negative,1=positive' or '0=bad|awful,1=good'",
+    )
     evaluate.add_argument("--split", default="dev", choices=["train", "dev", "test"])
     evaluate.add_argument("--limit", type=int, default=None, help="score only the first N examples")
     evaluate.add_argument("--json", action="store_true", help="print JSON")
@@ -110,7 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     db = commands.add_parser("db", help="database maintenance")
     db_commands = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
-    upgrade = db_commands.add_parser("upgrade", help="migrate the database to this version's schema")
+    upgrade = db_commands.add_parser(
+        "upgrade", help="migrate the database to this version's schema"
+    )
     _add_storage(upgrade)
     return parser
 

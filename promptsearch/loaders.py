@@ -245,9 +245,7 @@ def read_records(path: str | Path, *, columns: Sequence[str] | None = None) -> l
     path = Path(path)
     extension, compression = _format_of(path)
     if columns is not None and extension not in (".csv", ".tsv"):
-        raise ConfigError(
-            f"columns= applies only to .csv/.tsv files; {path} is {extension}"
-        )
+        raise ConfigError(f"columns= applies only to .csv/.tsv files; {path} is {extension}")
     raw = _read_bytes(path, compression)
     text = _decode(path, raw, compression)
     if not text.strip():

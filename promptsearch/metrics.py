@@ -87,7 +87,9 @@ def example_score(metric: str, prediction: str, answers: Sequence[str]) -> float
     return max(function(prediction, answer) for answer in answers)
 
 
-def aggregate(metric: str, scores: Sequence[float], predictions: Sequence[str], targets: Sequence[str]) -> float:
+def aggregate(
+    metric: str, scores: Sequence[float], predictions: Sequence[str], targets: Sequence[str]
+) -> float:
     """The task-level metric from per-example *scores* (or predictions for macro-F1)."""
     if metric == "macro_f1":
         if not predictions:

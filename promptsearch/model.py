@@ -58,8 +58,19 @@ _DTYPE_NAMES = {
     "fp16": "float16",
     "half": "float16",
 }
-_MASKED_TYPES = ("bert", "roberta", "xlm-roberta", "distilbert", "electra", "albert", "deberta",
-                 "deberta-v2", "camembert", "mpnet", "modernbert")
+_MASKED_TYPES = (
+    "bert",
+    "roberta",
+    "xlm-roberta",
+    "distilbert",
+    "electra",
+    "albert",
+    "deberta",
+    "deberta-v2",
+    "camembert",
+    "mpnet",
+    "modernbert",
+)
 
 
 @dataclass
@@ -253,8 +264,13 @@ def _tokenizer_signature(tokenizer: Any) -> list[Any]:
 
 def _fingerprint(name: str, kind: str, model: Any, tokenizer: Any, dtype: Any) -> str:
     config = model.config.to_dict()
-    volatile = {"transformers_version", "dtype", "torch_dtype", "quantization_config",
-                "architectures"}
+    volatile = {
+        "transformers_version",
+        "dtype",
+        "torch_dtype",
+        "quantization_config",
+        "architectures",
+    }
     config = {k: v for k, v in config.items() if not k.startswith("_") and k not in volatile}
     return content_hash(
         {

@@ -75,7 +75,9 @@ class Prompt:
     def __post_init__(self) -> None:
         object.__setattr__(self, "_parsed", Template(self.template))
         if not isinstance(self.instruction, str):
-            raise ConfigError(f"instruction must be a string; got {type(self.instruction).__name__}")
+            raise ConfigError(
+                f"instruction must be a string; got {type(self.instruction).__name__}"
+            )
         if self.verbalizer is not None:
             object.__setattr__(self, "verbalizer", normalize_verbalizer(self.verbalizer))
         if not isinstance(self.demonstrations, tuple):
@@ -190,7 +192,9 @@ class Prompt:
         known = {"template", "instruction", "verbalizer", "demonstrations", "separator"}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ConfigError(f"prompt has unknown key(s) {unknown}; allowed keys are {sorted(known)}")
+            raise ConfigError(
+                f"prompt has unknown key(s) {unknown}; allowed keys are {sorted(known)}"
+            )
         demos: Sequence[Mapping[str, Any]] = data.get("demonstrations") or ()
         return cls(
             template=data["template"],

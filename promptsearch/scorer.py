@@ -216,8 +216,11 @@ class Scorer:
             keep = max(0, len(ids) - (encoded.length - limit))
             text = values[longest]
             shorter = (
-                tokenizer.decode(ids[:keep], skip_special_tokens=True,
-                                 clean_up_tokenization_spaces=False) if keep else ""
+                tokenizer.decode(
+                    ids[:keep], skip_special_tokens=True, clean_up_tokenization_spaces=False
+                )
+                if keep
+                else ""
             )
             values[longest] = shorter if len(shorter) < len(text) else text[:-1]
             encoded = backend.encode(prompt.render(values), words, budget)
@@ -268,7 +271,9 @@ class Scorer:
         else:
             metric = task.metric
             value = aggregate(
-                metric, [r.score for r in results], [r.prediction for r in results],
+                metric,
+                [r.score for r in results],
+                [r.prediction for r in results],
                 [e.target for e in examples],
             )
         return ScoreReport(

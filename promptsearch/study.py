@@ -88,8 +88,11 @@ class Budget:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"evaluations": self.evaluations, "forward_passes": self.forward_passes,
-                "seconds": self.seconds}
+        return {
+            "evaluations": self.evaluations,
+            "forward_passes": self.forward_passes,
+            "seconds": self.seconds,
+        }
 
 
 class ModelLike(Protocol):
@@ -110,7 +113,9 @@ class ScorerLike(Protocol):
 
 def example_key(example: Example) -> str:
     """Content key of an example for the evaluation cache (inputs and answers)."""
-    return content_hash([sorted(example.inputs.items()), example.target, list(example.alternatives)])
+    return content_hash(
+        [sorted(example.inputs.items()), example.target, list(example.alternatives)]
+    )
 
 
 @dataclass(frozen=True)
@@ -139,8 +144,11 @@ class StudyResult:
             return None
         row = rows[0]
         return BestPrompt(
-            prompt=Prompt.from_dict(row.body), score=row.dev_score, content_hash=row.content_hash,
-            n_examples=row.n_examples, searcher=row.searcher,
+            prompt=Prompt.from_dict(row.body),
+            score=row.dev_score,
+            content_hash=row.content_hash,
+            n_examples=row.n_examples,
+            searcher=row.searcher,
         )
 
     def leaderboard(self, top: int | None = None, searcher: str | None = None) -> list[Any]:
@@ -203,7 +211,9 @@ class Study:
         if not isinstance(name, str) or not name.strip():
             raise ConfigError(f"study name must be a non-empty string; got {name!r}")
         if not searchers:
-            raise ConfigError("searchers: give at least one searcher, e.g. ['manual', 'random-edit']")
+            raise ConfigError(
+                "searchers: give at least one searcher, e.g. ['manual', 'random-edit']"
+            )
         self.name = name
         self.task = task
         self.scorer = scorer
@@ -230,8 +240,9 @@ class Study:
 
     def _config(self) -> dict[str, Any]:
         return {
-            "searchers": [{"name": s.name, "params": _jsonable(s.get_params())}
-                          for s in self.searchers],
+            "searchers": [
+                {"name": s.name, "params": _jsonable(s.get_params())} for s in self.searchers
+            ],
             "budget": self.budget.to_dict(),
             "candidates_per_round": self.candidates_per_round,
         }
@@ -270,15 +281,17 @@ class Study:
         b = self.budget
         return RemainingBudget(
             evaluations=None if b.evaluations is None else b.evaluations - self._spent_evaluations,
-            forward_passes=None if b.forward_passes is None
+            forward_passes=None
+            if b.forward_passes is None
             else b.forward_passes - self._spent_forward,
             seconds=None if b.seconds is None else b.seconds - (time.monotonic() - self._started),
         )
 
     def _exhausted(self) -> bool:
         left = self._remaining()
-        return any(v is not None and v <= 0 for v in
-                   (left.evaluations, left.forward_passes, left.seconds))
+        return any(
+            v is not None and v <= 0 for v in (left.evaluations, left.forward_passes, left.seconds)
+        )
 
     # -- scoring -----------------------------------------------------------------------------
 
@@ -309,15 +322,22 @@ class Study:
                     detail["gold_logprob"] = _finite(result.gold_logprob)
                 if result.truncated:
                     detail["truncated"] = True
-                records.append(EvaluationRecord(
-                    example_key=example_key(example), prediction=result.prediction,
-                    correct=bool(result.correct), score=float(result.score), detail=detail or None,
-                ))
+                records.append(
+                    EvaluationRecord(
+                        example_key=example_key(example),
+                        prediction=result.prediction,
+                        correct=bool(result.correct),
+                        score=float(result.score),
+                        detail=detail or None,
+                    )
+                )
             self.storage.add_evaluations(fingerprint, key, "dev", records)
             cached.update({r.example_key: r for r in records})
         ordered = [cached[k] for k in keys]
         value = aggregate(
-            self.task.metric, [r.score for r in ordered], [r.prediction for r in ordered],
+            self.task.metric,
+            [r.score for r in ordered],
+            [r.prediction for r in ordered],
             [e.target for e in examples],
         )
         return value, len(examples), spent
@@ -328,32 +348,57 @@ class Study:
             prompt = candidate.prompt.resolve(self.task)
         except ConfigError as error:
             _warn(f"searcher {searcher.name!r} proposed an unusable prompt, skipped: {error}")
-            return TrialResult(prompt=candidate.prompt, content_hash=candidate.prompt.content_hash,
-                               score=None, state="failed", n_examples=0, searcher=searcher.name,
-                               operation=candidate.operation, parent=candidate.parent, new=False)
+            return TrialResult(
+                prompt=candidate.prompt,
+                content_hash=candidate.prompt.content_hash,
+                score=None,
+                state="failed",
+                n_examples=0,
+                searcher=searcher.name,
+                operation=candidate.operation,
+                parent=candidate.parent,
+                new=False,
+            )
         key = prompt.content_hash
         if key in self._known:  # proposed before in this run: free
             known = self._known[key]
-            return TrialResult(**{**known.__dict__, "searcher": searcher.name,
-                                  "operation": candidate.operation, "parent": candidate.parent,
-                                  "new": False})
+            return TrialResult(
+                **{
+                    **known.__dict__,
+                    "searcher": searcher.name,
+                    "operation": candidate.operation,
+                    "parent": candidate.parent,
+                    "new": False,
+                }
+            )
         existing = self.storage.get_trial(self.name, key)
         if existing is not None and existing.state in ("complete", "failed"):
             # scored by an earlier run of this study: replay it at no cost
             result = TrialResult(
-                prompt=prompt, content_hash=key, score=existing.dev_score, state=existing.state,
-                n_examples=existing.n_examples, searcher=existing.searcher,
-                operation=existing.operation, parent=candidate.parent, new=False,
+                prompt=prompt,
+                content_hash=key,
+                score=existing.dev_score,
+                state=existing.state,
+                n_examples=existing.n_examples,
+                searcher=existing.searcher,
+                operation=existing.operation,
+                parent=candidate.parent,
+                new=False,
             )
             self._account(result, existing.forward_passes)
             return result
         if self._exhausted():
             return None
-        self.storage.add_prompt(prompt.to_dict(), key, prompt.describe(),
-                                len(prompt.head() + prompt.template))
+        self.storage.add_prompt(
+            prompt.to_dict(), key, prompt.describe(), len(prompt.head() + prompt.template)
+        )
         trial = existing or self.storage.start_trial(
-            self.name, key, searcher=searcher.name, operation=candidate.operation,
-            parent_hash=candidate.parent, worker=self.worker,
+            self.name,
+            key,
+            searcher=searcher.name,
+            operation=candidate.operation,
+            parent_hash=candidate.parent,
+            worker=self.worker,
         )
         if trial is None:  # another worker created it in between
             trial = self.storage.get_trial(self.name, key)
@@ -364,21 +409,44 @@ class Study:
             score, n_examples, spent = self._score(prompt, key)
         except (PromptSearchError, RuntimeError, ValueError) as error:
             self.storage.finish_trial(
-                trial.id, state="failed", dev_score=None, n_examples=0, forward_passes=0,
-                seconds=time.monotonic() - started, error=f"{type(error).__name__}: {error}",
+                trial.id,
+                state="failed",
+                dev_score=None,
+                n_examples=0,
+                forward_passes=0,
+                seconds=time.monotonic() - started,
+                error=f"{type(error).__name__}: {error}",
             )
-            result = TrialResult(prompt=prompt, content_hash=key, score=None, state="failed",
-                                 n_examples=0, searcher=searcher.name,
-                                 operation=candidate.operation, parent=candidate.parent)
+            result = TrialResult(
+                prompt=prompt,
+                content_hash=key,
+                score=None,
+                state="failed",
+                n_examples=0,
+                searcher=searcher.name,
+                operation=candidate.operation,
+                parent=candidate.parent,
+            )
             self._account(result, 0)
             return result
         self.storage.finish_trial(
-            trial.id, state="complete", dev_score=score, n_examples=n_examples,
-            forward_passes=spent, seconds=time.monotonic() - started,
+            trial.id,
+            state="complete",
+            dev_score=score,
+            n_examples=n_examples,
+            forward_passes=spent,
+            seconds=time.monotonic() - started,
         )
-        result = TrialResult(prompt=prompt, content_hash=key, score=score, state="complete",
-                             n_examples=n_examples, searcher=searcher.name,
-                             operation=candidate.operation, parent=candidate.parent)
+        result = TrialResult(
+            prompt=prompt,
+            content_hash=key,
+            score=score,
+            state="complete",
+            n_examples=n_examples,
+            searcher=searcher.name,
+            operation=candidate.operation,
+            parent=candidate.parent,
+        )
         self._account(result, spent)
         return result
 
@@ -404,8 +472,13 @@ class Study:
         if self.progress:
             from tqdm.auto import tqdm
 
-            self._bar = tqdm(total=self.budget.evaluations, desc=self.name, unit="prompt",
-                             file=sys.stderr, leave=True)
+            self._bar = tqdm(
+                total=self.budget.evaluations,
+                desc=self.name,
+                unit="prompt",
+                file=sys.stderr,
+                leave=True,
+            )
         try:
             self._loop()
         except KeyboardInterrupt:

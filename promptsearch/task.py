@@ -116,7 +116,8 @@ class Task:
                     if example.target not in self.labels:
                         raise DataError(
                             f"task {self.name!r}, {split} example {example.id!r}: label "
-                            f"{example.target!r} is not one of the task's labels {list(self.labels)}"
+                            f"{example.target!r} is not one of the task's labels "
+                            f"{list(self.labels)}"
                         )
         for split in SPLITS:
             for example in getattr(self, split):
@@ -149,8 +150,13 @@ class Task:
             "verbalizer": {k: list(v) for k, v in self.verbalizer.items()},
             "sizes": {s: len(getattr(self, s)) for s in SPLITS},
             "data_hash": content_hash(
-                [[(e.id, dict(e.inputs), e.target, list(e.alternatives)) for e in getattr(self, s)]
-                 for s in SPLITS]
+                [
+                    [
+                        (e.id, dict(e.inputs), e.target, list(e.alternatives))
+                        for e in getattr(self, s)
+                    ]
+                    for s in SPLITS
+                ]
             ),
         }
 
@@ -214,7 +220,8 @@ class Task:
                 if isinstance(target, (list, tuple)):
                     if not target:
                         raise DataError(
-                            f"task {name!r}, {split} record {index}: {target_field!r} is an empty list"
+                            f"task {name!r}, {split} record {index}: "
+                            f"{target_field!r} is an empty list"
                         )
                     alternatives = tuple(str(t) for t in target[1:])
                     target = target[0]
@@ -240,7 +247,9 @@ class Task:
                 splits["train"], splits["dev"], _ = _split(splits["train"], dev_size, 0, seed, name)
         else:
             everything = convert(records, "all")
-            splits = dict(zip(SPLITS, _split(everything, dev_size, test_size, seed, name)))
+            splits = dict(
+                zip(SPLITS, _split(everything, dev_size, test_size, seed, name), strict=True)
+            )
 
         task_labels: tuple[str, ...] = ()
         verbal: dict[str, tuple[str, ...]] = {}
@@ -277,9 +286,11 @@ class Task:
 
 def _count(size: float | int, total: int, what: str, name: str) -> int:
     if isinstance(size, bool) or not isinstance(size, (int, float)) or size < 0:
-        raise ConfigError(f"task {name!r}: {what} must be a fraction in [0, 1) or a count; got {size!r}")
+        raise ConfigError(
+            f"task {name!r}: {what} must be a fraction in [0, 1) or a count; got {size!r}"
+        )
     if isinstance(size, float) and size < 1:
-        return int(round(size * total))
+        return round(size * total)
     return int(size)
 
 
@@ -301,4 +312,3 @@ def _split(
     dev = shuffled[n_test : n_test + n_dev]
     train = shuffled[n_test + n_dev :]
     return train, dev, test
-

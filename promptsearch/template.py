@@ -73,7 +73,8 @@ def _parse(source: str) -> tuple[Part, ...]:
                 i += 2
                 continue
             raise TemplateError(
-                f"template {source!r}: single '}}' at position {i}; write '}}}}' for a literal brace"
+                f"template {source!r}: single '}}' at position {i}; "
+                "write '}}' for a literal brace"
             )
         else:
             text.append(char)
@@ -103,15 +104,14 @@ class Template:
 
     def __post_init__(self) -> None:
         if not isinstance(self.source, str):
-            raise TemplateError(
-                f"template must be a string, got {type(self.source).__name__}"
-            )
+            raise TemplateError(f"template must be a string, got {type(self.source).__name__}")
         parts = _parse(self.source)
         answers = sum(1 for p in parts if isinstance(p, Slot) and p.name == ANSWER)
         if answers != 1:
             raise TemplateError(
                 f"template {self.source!r} has {answers} {{{ANSWER}}} slots; it needs "
-                f"exactly one, where the model's answer goes (e.g. '{{sentence}} It was {{{ANSWER}}}.')"
+                "exactly one, where the model's answer goes "
+                f"(e.g. '{{sentence}} It was {{{ANSWER}}}.')"
             )
         object.__setattr__(self, "parts", parts)
 

@@ -16,7 +16,12 @@ def _owner(owner: str, name: str) -> str:
 
 
 def check_int(
-    value: Any, name: str, *, minimum: int | None = None, maximum: int | None = None, owner: str = ""
+    value: Any,
+    name: str,
+    *,
+    minimum: int | None = None,
+    maximum: int | None = None,
+    owner: str = "",
 ) -> int:
     """Return *value* if it is an int within [minimum, maximum], else raise ConfigError."""
     if isinstance(value, bool) or not isinstance(value, int):

@@ -16,10 +16,15 @@ from promptsearch.cli import main
 from promptsearch.errors import ConfigError
 
 
-def cli(*args: str, cwd: Path | None = None, timeout: int = 600) -> subprocess.CompletedProcess[str]:
+def cli(
+    *args: str, cwd: Path | None = None, timeout: int = 600
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "promptsearch.cli", *args], capture_output=True, text=True,
-        cwd=cwd, timeout=timeout,
+        [sys.executable, "-m", "promptsearch.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=timeout,
     )
 
 
@@ -28,7 +33,8 @@ def test_help_and_import_do_not_load_torch() -> None:
         "import sys, promptsearch, promptsearch.cli\n"
         "from promptsearch.cli import build_parser\n"
         "build_parser().format_help()\n"
-        "heavy = [m for m in ('torch', 'transformers', 'sqlalchemy', 'sklearn') if m in sys.modules]\n"
+        "names = ('torch', 'transformers', 'sqlalchemy', 'sklearn')\n"
+        "heavy = [m for m in names if m in sys.modules]\n"
         "print(heavy)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -38,7 +44,10 @@ def test_help_and_import_do_not_load_torch() -> None:
 
 
 def test_unescape_and_verbalizer_parsing() -> None:
-    assert unescape(r"Review: {sentence}\nSentiment: {answer}") == "Review: {sentence}\nSentiment: {answer}"
+    assert (
+        unescape(r"Review: {sentence}\nSentiment: {answer}")
+        == "Review: {sentence}\nSentiment: {answer}"
+    )
     assert unescape(r"a\\nb") == "a\\nb"
     assert parse_verbalizer("0=bad|awful, 1=good") == {"0": ["bad", "awful"], "1": ["good"]}
     with pytest.raises(ConfigError, match="label=word"):
@@ -56,7 +65,10 @@ def test_unescape_and_verbalizer_parsing() -> None:
     ],
 )
 def test_bad_input_gives_one_clear_line(
-    args: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    args: list[str],
+    message: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.chdir(tmp_path)
@@ -81,8 +93,22 @@ def test_studies_and_searchers_listing(
 def test_real_run_leaderboard_show_export(tmp_path: Path) -> None:
     pytest.importorskip("torch")
     storage = f"sqlite:///{tmp_path / 'cli.db'}"
-    run = cli("run", "--task", "rotten-tomatoes", "--budget", "3", "--quiet", "--storage", storage,
-              "--study", "cli-test", "--searcher", "manual", "--searcher", "random-edit")
+    run = cli(
+        "run",
+        "--task",
+        "rotten-tomatoes",
+        "--budget",
+        "3",
+        "--quiet",
+        "--storage",
+        storage,
+        "--study",
+        "cli-test",
+        "--searcher",
+        "manual",
+        "--searcher",
+        "random-edit",
+    )
     assert run.returncode == 0, run.stderr
     assert "3 prompts scored" in run.stdout and "rank" in run.stdout
 
@@ -104,8 +130,20 @@ def test_real_run_leaderboard_show_export(tmp_path: Path) -> None:
     assert "{answer}" in document["prompt"]["template"]
 
     # the same study with another task is refused, and the data is still there
-    clash = cli("run", "--task", "rotten-tomatoes", "--task-seed", "5", "--budget", "3",
-                "--quiet", "--storage", storage, "--study", "cli-test")
+    clash = cli(
+        "run",
+        "--task",
+        "rotten-tomatoes",
+        "--task-seed",
+        "5",
+        "--budget",
+        "3",
+        "--quiet",
+        "--storage",
+        storage,
+        "--study",
+        "cli-test",
+    )
     assert clash.returncode == 2 and "--study" in clash.stderr
     again = cli("leaderboard", "--study", "cli-test", "--storage", storage, "--format", "json")
     assert json.loads(again.stdout) == rows
@@ -114,9 +152,18 @@ def test_real_run_leaderboard_show_export(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_real_evaluate(tmp_path: Path) -> None:
     pytest.importorskip("torch")
-    result = cli("evaluate", "--task", "rotten-tomatoes", "--prompt",
-                 r"Review: {sentence}\nSentiment: {answer}", "--verbalizer",
-                 "0=negative,1=positive", "--limit", "16", "--json")
+    result = cli(
+        "evaluate",
+        "--task",
+        "rotten-tomatoes",
+        "--prompt",
+        r"Review: {sentence}\nSentiment: {answer}",
+        "--verbalizer",
+        "0=negative,1=positive",
+        "--limit",
+        "16",
+        "--json",
+    )
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["n_examples"] == 16 and 0.0 <= summary["value"] <= 1.0

@@ -73,9 +73,15 @@ def test_every_format_and_compression(tmp_path: Path, extension: str, compressio
 def test_json_examples_mapping_and_data_list(tmp_path: Path) -> None:
     mapping = tmp_path / "ape.json"
     mapping.write_text(
-        json.dumps({"metadata": {"num_examples": 2},
-                    "examples": {"1": {"input": "a", "output": "b"},
-                                 "2": {"input": "c", "output": "d"}}}),
+        json.dumps(
+            {
+                "metadata": {"num_examples": 2},
+                "examples": {
+                    "1": {"input": "a", "output": "b"},
+                    "2": {"input": "c", "output": "d"},
+                },
+            }
+        ),
         encoding="utf-8",
     )
     assert read_records(mapping) == [{"input": "a", "output": "b"}, {"input": "c", "output": "d"}]
@@ -263,8 +269,9 @@ CELL = st.text(
     rows=st.lists(st.tuples(CELL.filter(lambda s: s.strip() != ""), CELL), min_size=1, max_size=5),
     extension=st.sampled_from([".csv", ".tsv", ".jsonl", ".json"]),
 )
-def test_roundtrip_any_text(tmp_path_factory: pytest.TempPathFactory, rows: list[tuple[str, str]],
-                            extension: str) -> None:
+def test_roundtrip_any_text(
+    tmp_path_factory: pytest.TempPathFactory, rows: list[tuple[str, str]], extension: str
+) -> None:
     records = [{"text": a, "label": b} for a, b in rows]
     path = tmp_path_factory.mktemp("rt") / f"data{extension}"
     path.write_bytes(WRITERS[extension](records).encode("utf-8"))
@@ -285,7 +292,12 @@ def test_task_from_files_classification(tmp_path: Path) -> None:
     dev = _write(tmp_path / "dev.tsv", rows[:4])
     test = _write(tmp_path / "test.jsonl", rows[:6])
     task = task_from_files(
-        "mini", train=train, dev=dev, test=test, input_fields="sentence", label_field="label",
+        "mini",
+        train=train,
+        dev=dev,
+        test=test,
+        input_fields="sentence",
+        label_field="label",
         verbalizer={0: "bad", 1: "good"},
     )
     assert (len(task.train), len(task.dev), len(task.test)) == (10, 4, 6)
@@ -296,9 +308,11 @@ def test_task_from_files_classification(tmp_path: Path) -> None:
 def test_task_from_files_splits_dev_with_seed(tmp_path: Path) -> None:
     rows = [{"q": f"q{i}", "a": f"a{i}"} for i in range(20)]
     train = _write(tmp_path / "train.jsonl", rows)
+
     def load(seed: int) -> Task:
-        return task_from_files("gen", train=train, input_fields=["q"], output_field="a",
-                               dev_size=5, seed=seed)
+        return task_from_files(
+            "gen", train=train, input_fields=["q"], output_field="a", dev_size=5, seed=seed
+        )
 
     one, two, other = load(1), load(1), load(2)
     assert (len(one.train), len(one.dev), len(one.test)) == (15, 5, 0)
@@ -309,8 +323,9 @@ def test_task_from_files_splits_dev_with_seed(tmp_path: Path) -> None:
 def test_task_from_files_word_labels_need_no_verbalizer(tmp_path: Path) -> None:
     rows = [{"text": f"t{i}", "label": ["negative", "positive"][i % 2]} for i in range(6)]
     train = _write(tmp_path / "train.csv", rows)
-    task = task_from_files("words", train=train, input_fields="text", label_field="label",
-                           dev_size=2)
+    task = task_from_files(
+        "words", train=train, input_fields="text", label_field="label", dev_size=2
+    )
     assert task.verbalizer == {"negative": ("negative",), "positive": ("positive",)}
     numeric = _write(tmp_path / "numeric.csv", [{"text": "t", "label": "1"}] * 4)
     with pytest.raises(ConfigError, match="verbalizer"):
@@ -320,8 +335,9 @@ def test_task_from_files_word_labels_need_no_verbalizer(tmp_path: Path) -> None:
 def test_task_from_files_missing_field_names_the_file(tmp_path: Path) -> None:
     train = _write(tmp_path / "train.csv", [{"text": "t", "label": "1"}] * 3)
     with pytest.raises(DataError, match=r"train\.csv, record 1: field\(s\) \['sentence'\]"):
-        task_from_files("x", train=train, input_fields="sentence", label_field="label",
-                        verbalizer={"1": "yes"})
+        task_from_files(
+            "x", train=train, input_fields="sentence", label_field="label", verbalizer={"1": "yes"}
+        )
 
 
 # -- tasks from datasets --------------------------------------------------------------------
@@ -373,8 +389,9 @@ def test_task_from_dataset_dict_with_class_labels() -> None:
 @pytest.mark.usefixtures("fake_datasets")
 def test_task_from_single_dataset_splits_dev() -> None:
     rows = [{"q": f"q{i}", "a": f"a{i}"} for i in range(10)]
-    task = task_from_dataset("hf", FakeDataset(rows), input_fields="q", output_field="a",
-                             dev_size=0.3, seed=3)
+    task = task_from_dataset(
+        "hf", FakeDataset(rows), input_fields="q", output_field="a", dev_size=0.3, seed=3
+    )
     assert (len(task.train), len(task.dev)) == (7, 3)
     with pytest.raises(DataError, match="dataset split 'train', record 1"):
         task_from_dataset("hf", FakeDataset(rows), input_fields="missing", output_field="a")

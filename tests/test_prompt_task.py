@@ -14,7 +14,9 @@ def records(n: int = 20) -> list[dict[str, object]]:
 
 def toy_task(**overrides: object) -> Task:
     options: dict[str, object] = dict(
-        input_fields=["text"], label_field="label", verbalizer={0: "bad", 1: "good"},
+        input_fields=["text"],
+        label_field="label",
+        verbalizer={0: "bad", 1: "good"},
         seed_prompts=["{text} It was {answer}."],
     )
     options.update(overrides)
@@ -31,8 +33,11 @@ def test_from_records_splits_with_seed() -> None:
 
 def test_given_splits_are_kept() -> None:
     task = Task.from_records(
-        "given", {"train": records(6), "dev": records(4), "test": records(2)},
-        input_fields=["text"], label_field="label", verbalizer={0: "bad", 1: "good"},
+        "given",
+        {"train": records(6), "dev": records(4), "test": records(2)},
+        input_fields=["text"],
+        label_field="label",
+        verbalizer={0: "bad", 1: "good"},
     )
     assert (len(task.train), len(task.dev), len(task.test)) == (6, 4, 2)
 
@@ -47,7 +52,11 @@ def test_generation_task_with_alternatives() -> None:
 @pytest.mark.parametrize(
     "overrides, error, fragment",
     [
-        ({"verbalizer": {0: "bad"}}, ConfigError, r"label\(s\) \['1'\] are missing from the verbalizer"),
+        (
+            {"verbalizer": {0: "bad"}},
+            ConfigError,
+            r"label\(s\) \['1'\] are missing from the verbalizer",
+        ),
         ({"verbalizer": None}, ConfigError, "needs verbalizer="),
         ({"label_field": None}, ConfigError, "exactly one of label_field"),
         ({"input_fields": ["nope"]}, DataError, r"field\(s\) \['nope'\] missing"),
@@ -56,22 +65,31 @@ def test_generation_task_with_alternatives() -> None:
         ({"dev_size": 25}, DataError, "cannot give 25 dev"),
     ],
 )
-def test_bad_task_input(overrides: dict[str, object], error: type[Exception], fragment: str) -> None:
+def test_bad_task_input(
+    overrides: dict[str, object], error: type[Exception], fragment: str
+) -> None:
     with pytest.raises(error, match=fragment):
         toy_task(**overrides)
 
 
 def test_empty_split_is_an_error() -> None:
     with pytest.raises(DataError, match="the dev split is empty"):
-        Task(name="t", kind="generation", input_fields=("x",), metric="exact_match",
-             train=(Example("a", {"x": "1"}, "1"),), dev=())
+        Task(
+            name="t",
+            kind="generation",
+            input_fields=("x",),
+            metric="exact_match",
+            train=(Example("a", {"x": "1"}, "1"),),
+            dev=(),
+        )
 
 
 def test_prompt_render_with_instruction_and_demos() -> None:
     task = toy_task()
     demo = task.train[0]
-    prompt = Prompt(template="{text} It was {answer}.", instruction="Rate it.",
-                    demonstrations=(demo,)).resolve(task)
+    prompt = Prompt(
+        template="{text} It was {answer}.", instruction="Rate it.", demonstrations=(demo,)
+    ).resolve(task)
     rendered = prompt.render(task.dev[0])
     word = task.verbalizer[demo.target][0]
     assert rendered.prefix == (
@@ -85,14 +103,20 @@ def test_identical_renderings_hash_identically() -> None:
     b = Prompt(template="A\n\nB {text} {answer}")
     c = Prompt(template="A\n\nB {text} {answer}", verbalizer={"0": "x", "1": "y"})
     assert a.content_hash == b.content_hash != c.content_hash
-    assert Prompt(template="{{x}} {text} {answer}").content_hash != Prompt(
-        template="{text} {text} {answer}").content_hash
+    assert (
+        Prompt(template="{{x}} {text} {answer}").content_hash
+        != Prompt(template="{text} {text} {answer}").content_hash
+    )
 
 
 def test_prompt_round_trips_and_pickles() -> None:
     task = toy_task()
-    prompt = Prompt(template="{text} = {answer}", instruction="hi", verbalizer={0: ["no", "nope"], 1: "yes"},
-                    demonstrations=task.train[:2])
+    prompt = Prompt(
+        template="{text} = {answer}",
+        instruction="hi",
+        verbalizer={0: ["no", "nope"], 1: "yes"},
+        demonstrations=task.train[:2],
+    )
     again = Prompt.from_dict(prompt.to_dict())
     assert again == prompt and again.content_hash == prompt.content_hash
     assert pickle.loads(pickle.dumps(prompt)) == prompt

@@ -55,8 +55,10 @@ def capital_task() -> Task:
         {"question": "Is the sky blue?", "answer": ["yes", "Yes it is"]},
     ]
     return Task.from_records(
-        "tiny-capitals", {"train": records[:1], "dev": records},
-        input_fields=["question"], output_field="answer",
+        "tiny-capitals",
+        {"train": records[:1], "dev": records},
+        input_fields=["question"],
+        output_field="answer",
     )
 
 
@@ -84,7 +86,7 @@ def ids(lm: LanguageModel, text: str) -> list[int]:
 def manual_logprob(lm: LanguageModel, prefix: str, suffix: str, word: str) -> float:
     """log p(word | prompt) computed directly, the way the scorer documents it."""
     tokenizer = lm.tokenizer
-    context, space = prefix.rstrip(), prefix[len(prefix.rstrip()):]
+    context, space = prefix.rstrip(), prefix[len(prefix.rstrip()) :]
     answer = ids(lm, space + word)
     with torch.no_grad():
         if lm.kind == "causal":
@@ -160,8 +162,10 @@ def test_words_match_a_manual_forward(models: dict[str, LanguageModel], kind: st
     report = Scorer(lm, batch_size=8).score(prompt, task.dev[:4], task)
     for result, example in zip(report.results, task.dev[:4], strict=True):
         rendered = prompt.render(example)
-        words = {w: manual_logprob(lm, rendered.prefix, rendered.suffix, w)
-                 for w in ("terrible", "wonderfully bad", "great", "good")}
+        words = {
+            w: manual_logprob(lm, rendered.prefix, rendered.suffix, w)
+            for w in ("terrible", "wonderfully bad", "great", "good")
+        }
         assert result.label_logprobs is not None
         expected_0 = math.log(math.exp(words["terrible"]) + math.exp(words["wonderfully bad"]))
         expected_1 = math.log(math.exp(words["great"]) + math.exp(words["good"]))
@@ -173,8 +177,10 @@ def test_multi_token_word_is_not_scored_by_its_first_token(
     models: dict[str, LanguageModel],
 ) -> None:
     lm, task = models["causal"], sentiment_task()
-    prompt = Prompt("Review: {sentence}\nSentiment: {answer}",
-                    verbalizer={"0": ("wonderfully bad",), "1": ("positive",)})
+    prompt = Prompt(
+        "Review: {sentence}\nSentiment: {answer}",
+        verbalizer={"0": ("wonderfully bad",), "1": ("positive",)},
+    )
     report = Scorer(lm).score(prompt, task.dev[:3], task)
     for result, example in zip(report.results, task.dev[:3], strict=True):
         prefix = prompt.render(example).prefix
@@ -218,8 +224,14 @@ def tiny_gpt2() -> LanguageModel:
     from promptsearch.testing import tiny_tokenizer
 
     tokenizer = tiny_tokenizer("causal")
-    config = GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=2, n_head=2,
-                        n_positions=256, initializer_range=0.3)
+    config = GPT2Config(
+        vocab_size=len(tokenizer),
+        n_embd=32,
+        n_layer=2,
+        n_head=2,
+        n_positions=256,
+        initializer_range=0.3,
+    )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         model = GPT2LMHeadModel(config)
@@ -241,9 +253,9 @@ def test_short_example_padded_beside_long_one_matches_unpadded(
         result = report.results[1]
         assert result.label_logprobs is not None
         for label, words in resolved.verbalizer.items():  # type: ignore[union-attr]
-            expected = math.log(sum(
-                math.exp(manual_logprob(lm, rendered.prefix, "", w)) for w in words
-            ))
+            expected = math.log(
+                sum(math.exp(manual_logprob(lm, rendered.prefix, "", w)) for w in words)
+            )
             assert result.label_logprobs[label] == pytest.approx(expected, abs=1e-4)
 
 
@@ -263,8 +275,10 @@ def test_models_without_logits_to_keep_give_the_same_scores(
 
 def test_ties_go_to_the_first_label(models: dict[str, LanguageModel]) -> None:
     task = sentiment_task()
-    same = Prompt("Review: {sentence}\nSentiment: {answer}",
-                  verbalizer={"0": ("positive",), "1": ("positive",)})
+    same = Prompt(
+        "Review: {sentence}\nSentiment: {answer}",
+        verbalizer={"0": ("positive",), "1": ("positive",)},
+    )
     report = Scorer(models["causal"]).score(same, task.dev, task)
     assert {r.prediction for r in report.results} == {"0"}
 
@@ -316,9 +330,13 @@ def test_generated_answer_equal_to_the_target_is_correct(models: dict[str, Langu
     predicted = scorer.score(QA, task.dev[:1], task).results[0].prediction
     assert predicted  # the random model says something
     echo = Task.from_records(
-        "echo", {"train": [{"question": "x", "answer": "y"}],
-                 "dev": [{"question": task.dev[0].inputs["question"], "answer": predicted}]},
-        input_fields=["question"], output_field="answer",
+        "echo",
+        {
+            "train": [{"question": "x", "answer": "y"}],
+            "dev": [{"question": task.dev[0].inputs["question"], "answer": predicted}],
+        },
+        input_fields=["question"],
+        output_field="answer",
     )
     report = scorer.score(QA, echo.dev, echo)
     assert report.results[0].correct and report.value == 1.0
@@ -386,9 +404,16 @@ def test_template_longer_than_the_context_is_a_data_error(
 
 @pytest.mark.parametrize(
     ("argument", "value"),
-    [("batch_size", 0), ("batch_size", -3), ("batch_size", 2.5), ("batch_size", True),
-     ("batch_size", "8"), ("max_new_tokens", 0), ("max_new_tokens", 10_000),
-     ("generate", "yes")],
+    [
+        ("batch_size", 0),
+        ("batch_size", -3),
+        ("batch_size", 2.5),
+        ("batch_size", True),
+        ("batch_size", "8"),
+        ("max_new_tokens", 0),
+        ("max_new_tokens", 10_000),
+        ("generate", "yes"),
+    ],
 )
 def test_bad_arguments_are_config_errors(
     models: dict[str, LanguageModel], argument: str, value: object
@@ -424,27 +449,45 @@ POSITIVE = [
     "a wonderful , moving film with superb performances .",
     "one of the best movies of the year .",
     "a delightful and charming comedy that made me laugh out loud .",
-    "brilliant acting and a beautiful story .", "an absolute joy from start to finish .",
-    "the most entertaining film i have seen in ages .", "a gripping , smart and thrilling ride .",
-    "heartfelt , funny and beautifully shot .", "a masterpiece of modern cinema .",
-    "i loved every minute of it .", "the cast is excellent and the script is sharp .",
-    "a warm , generous and uplifting movie .", "stunning visuals and a great soundtrack .",
-    "clever , fresh and very funny .", "an inspiring and touching story .",
-    "a triumph for the director .", "pure fun for the whole family .",
-    "the best performance of her career .", "a smart , witty and satisfying film .",
+    "brilliant acting and a beautiful story .",
+    "an absolute joy from start to finish .",
+    "the most entertaining film i have seen in ages .",
+    "a gripping , smart and thrilling ride .",
+    "heartfelt , funny and beautifully shot .",
+    "a masterpiece of modern cinema .",
+    "i loved every minute of it .",
+    "the cast is excellent and the script is sharp .",
+    "a warm , generous and uplifting movie .",
+    "stunning visuals and a great soundtrack .",
+    "clever , fresh and very funny .",
+    "an inspiring and touching story .",
+    "a triumph for the director .",
+    "pure fun for the whole family .",
+    "the best performance of her career .",
+    "a smart , witty and satisfying film .",
     "highly recommended , a real gem .",
 ]
 NEGATIVE = [
-    "a boring , pointless mess .", "one of the worst movies of the year .",
-    "the acting is terrible and the plot makes no sense .", "a dull and lifeless film .",
-    "i wanted to leave after twenty minutes .", "an awful waste of time and money .",
-    "poorly written , badly acted and far too long .", "a tedious , predictable disaster .",
-    "the jokes fall flat and the story drags .", "ugly , stupid and painful to watch .",
-    "a complete failure on every level .", "the script is lazy and the characters are annoying .",
-    "a forgettable , clumsy sequel .", "nothing works in this dreadful film .",
-    "the worst performance of his career .", "a mess of cliches and bad dialogue .",
-    "slow , confusing and boring .", "an embarrassing film that should never have been made .",
-    "i hated it .", "a depressing , joyless experience .",
+    "a boring , pointless mess .",
+    "one of the worst movies of the year .",
+    "the acting is terrible and the plot makes no sense .",
+    "a dull and lifeless film .",
+    "i wanted to leave after twenty minutes .",
+    "an awful waste of time and money .",
+    "poorly written , badly acted and far too long .",
+    "a tedious , predictable disaster .",
+    "the jokes fall flat and the story drags .",
+    "ugly , stupid and painful to watch .",
+    "a complete failure on every level .",
+    "the script is lazy and the characters are annoying .",
+    "a forgettable , clumsy sequel .",
+    "nothing works in this dreadful film .",
+    "the worst performance of his career .",
+    "a mess of cliches and bad dialogue .",
+    "slow , confusing and boring .",
+    "an embarrassing film that should never have been made .",
+    "i hated it .",
+    "a depressing , joyless experience .",
 ]
 
 
@@ -464,8 +507,11 @@ def _embedded_gap(rows: list[dict[str, str]]) -> tuple[ScoreReport, ScoreReport]
     from promptsearch.testing import embedded_model
 
     task = Task.from_records(
-        "sentiment", {"train": rows[:2], "dev": rows}, input_fields=["sentence"],
-        label_field="label", verbalizer={"0": "negative", "1": "positive"},
+        "sentiment",
+        {"train": rows[:2], "dev": rows},
+        input_fields=["sentence"],
+        label_field="label",
+        verbalizer={"0": "negative", "1": "positive"},
     )
     scorer = Scorer(embedded_model(), batch_size=16)
     good = scorer.score(Prompt("Review: {sentence}\nSentiment: {answer}"), task.dev, task)
@@ -474,11 +520,14 @@ def _embedded_gap(rows: list[dict[str, str]]) -> tuple[ScoreReport, ScoreReport]
             "{sentence} The color of the sky is {answer}",
             verbalizer={"0": ("blue",), "1": ("green",)},
         ),
-        task.dev, task,
+        task.dev,
+        task,
     )
     assert good.forward_passes == len(task.dev)
-    print(f"\nembedded model: {len(task.dev)} examples, good prompt {good.value:.3f} "
-          f"({good.examples_per_second:.1f} examples/s), bad prompt {bad.value:.3f}")
+    print(
+        f"\nembedded model: {len(task.dev)} examples, good prompt {good.value:.3f} "
+        f"({good.examples_per_second:.1f} examples/s), bad prompt {bad.value:.3f}"
+    )
     return good, bad
 
 

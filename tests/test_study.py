@@ -75,9 +75,16 @@ class FakeScorer:
 def big_task() -> Task:
     task = contract_task()
     dev = tuple(Example(f"dev-{i}", {"sentence": f"dev review {i}"}, str(i % 2)) for i in range(10))
-    return Task(name=task.name, kind=task.kind, input_fields=task.input_fields, train=task.train,
-                dev=dev, labels=task.labels, verbalizer=task.verbalizer,
-                seed_prompts=task.seed_prompts)
+    return Task(
+        name=task.name,
+        kind=task.kind,
+        input_fields=task.input_fields,
+        train=task.train,
+        dev=dev,
+        labels=task.labels,
+        verbalizer=task.verbalizer,
+        seed_prompts=task.seed_prompts,
+    )
 
 
 @pytest.fixture
@@ -85,10 +92,25 @@ def storage(tmp_path: Path) -> Storage:
     return open_storage(f"sqlite:///{tmp_path / 'study.db'}")
 
 
-def run(storage: Storage, scorer: FakeScorer, budget: int | Budget = 12, name: str = "s",
-        task: Task | None = None, seed: int = 0) -> Study:
-    study = Study(name, task or big_task(), scorer, ["manual", "random-edit"], budget, storage,
-                  seed=seed, candidates_per_round=3, progress=False)
+def run(
+    storage: Storage,
+    scorer: FakeScorer,
+    budget: int | Budget = 12,
+    name: str = "s",
+    task: Task | None = None,
+    seed: int = 0,
+) -> Study:
+    study = Study(
+        name,
+        task or big_task(),
+        scorer,
+        ["manual", "random-edit"],
+        budget,
+        storage,
+        seed=seed,
+        candidates_per_round=3,
+        progress=False,
+    )
     study.run()
     return study
 
@@ -121,8 +143,17 @@ def test_resume_after_interrupt_equals_uninterrupted_run(tmp_path: Path) -> None
     run(whole, FakeScorer(), budget=15)
     broken = open_storage(f"sqlite:///{tmp_path / 'broken.db'}")
     interrupted = FakeScorer(interrupt_after=5)
-    Study("s", big_task(), interrupted, ["manual", "random-edit"], 15, broken, seed=0,
-          candidates_per_round=3, progress=False).run()
+    Study(
+        "s",
+        big_task(),
+        interrupted,
+        ["manual", "random-edit"],
+        15,
+        broken,
+        seed=0,
+        candidates_per_round=3,
+        progress=False,
+    ).run()
     assert broken.get_study("s").status == "stopped"
     assert len(broken.trials("s", states=["complete"])) == 5
     resumed = FakeScorer()
@@ -166,10 +197,17 @@ def test_conflicting_study_is_refused_and_data_kept(storage: Storage) -> None:
     run(storage, FakeScorer(), budget=4)
     before = board(storage)
     task = big_task()
-    other = Task(name="other", kind=task.kind, input_fields=task.input_fields, train=task.train,
-                 dev=task.dev[:5], labels=task.labels, verbalizer=task.verbalizer,
-                 seed_prompts=task.seed_prompts)
-    with pytest.raises(StudyConflictError, match="--study|study name"):
+    other = Task(
+        name="other",
+        kind=task.kind,
+        input_fields=task.input_fields,
+        train=task.train,
+        dev=task.dev[:5],
+        labels=task.labels,
+        verbalizer=task.verbalizer,
+        seed_prompts=task.seed_prompts,
+    )
+    with pytest.raises(StudyConflictError, match=r"--study|study name"):
         run(storage, FakeScorer(), budget=4, task=other)
     assert board(storage) == before
 
@@ -177,10 +215,20 @@ def test_conflicting_study_is_refused_and_data_kept(storage: Storage) -> None:
 @pytest.mark.parametrize("budget", [0, -1, {"evaluation": 3}, "ten", Budget.__new__(Budget)])
 def test_bad_budgets(budget: object, storage: Storage) -> None:
     with pytest.raises(ConfigError, match="budget"):
-        Study("s", big_task(), FakeScorer(), ["manual"], Budget.coerce(budget)  # type: ignore[arg-type]
-              if not isinstance(budget, Budget) else Budget(), storage)
+        Study(
+            "s",
+            big_task(),
+            FakeScorer(),
+            ["manual"],
+            Budget.coerce(budget)  # type: ignore[arg-type]
+            if not isinstance(budget, Budget)
+            else Budget(),
+            storage,
+        )
 
 
 def test_unknown_searcher_lists_known_ones(storage: Storage) -> None:
-    with pytest.raises(ConfigError, match="unknown searcher 'random-edits'.*did you mean random-edit"):
+    with pytest.raises(
+        ConfigError, match=r"unknown searcher 'random-edits'.*did you mean random-edit"
+    ):
         Study("s", big_task(), FakeScorer(), ["random-edits"], 3, storage)

@@ -167,8 +167,9 @@ def test_kshot_seeds_differ_and_limits(shared_data: Path) -> None:
     a = load_task("sst2", data_dir=shared_data, seed=13)
     b = load_task("sst2", data_dir=shared_data, seed=21)
     assert a.train != b.train
-    small = load_task("sst2", data_dir=shared_data, seed=13, train_size=8, dev_size=4,
-                      test_limit=100)
+    small = load_task(
+        "sst2", data_dir=shared_data, seed=13, train_size=8, dev_size=4, test_limit=100
+    )
     assert (len(small.train), len(small.dev), len(small.test)) == (8, 4, 100)
     assert Counter(e.target for e in small.train) == {"0": 4, "1": 4}
     assert {e.id for e in small.test} <= {e.id for e in a.test}
@@ -222,11 +223,14 @@ def test_all_instruction_induction_tasks(shared_data: Path) -> None:
         task = load_task(f"ii:{name}", data_dir=shared_data)
         assert task.kind == "generation" and task.input_fields == ("input",)
         assert task.train and task.dev and task.test
-        assert task.metric == instruction_induction.FIELDS.get(
-            name, instruction_induction.Fields()).metric
+        assert (
+            task.metric
+            == instruction_induction.FIELDS.get(name, instruction_induction.Fields()).metric
+        )
         notes = json.loads((annotations / f"{name}.json").read_text(encoding="utf-8"))
         assert {p.instruction for p in task.seed_prompts} == {
-            n.strip() for n in notes["annotations"]}
+            n.strip() for n in notes["annotations"]
+        }
         assert all(p.template == instruction_induction.TEMPLATE for p in task.seed_prompts)
         inputs = [{e.inputs["input"] for e in getattr(task, s)} for s in ("train", "dev", "test")]
         assert sum(map(len, inputs)) == len(set.union(*inputs))  # no input in two splits
@@ -241,8 +245,9 @@ def test_instruction_induction_splits_and_fields(shared_data: Path) -> None:
     assert len(antonyms.train) + len(antonyms.dev) == 2592
     assert antonyms.dev == again.dev and antonyms.dev != other.dev
     assert antonyms.test == other.test
-    small = load_task("ii:antonyms", data_dir=shared_data, train_size=20, dev_size=10,
-                      test_limit=30)
+    small = load_task(
+        "ii:antonyms", data_dir=shared_data, train_size=20, dev_size=10, test_limit=30
+    )
     assert (len(small.train), len(small.dev), len(small.test)) == (20, 10, 30)
     concept = load_task("ii:common_concept", data_dir=shared_data)
     assert (len(concept.train), len(concept.dev)) == (11, 5)  # 17 minus a repeated item list

@@ -30,9 +30,7 @@ def _words(text: str) -> list[str]:
 
 
 def _editable(tokens: list[str]) -> list[int]:
-    return [
-        i for i, t in enumerate(tokens) if not t.isspace() and "{" not in t and "}" not in t
-    ]
+    return [i for i, t in enumerate(tokens) if not t.isspace() and "{" not in t and "}" not in t]
 
 
 class RandomEditSearcher(Searcher):
@@ -61,7 +59,10 @@ class RandomEditSearcher(Searcher):
     ) -> None:
         self.top_k = check_int(top_k, "top_k", minimum=1, owner="RandomEditSearcher")
         self.edits_per_candidate = check_int(
-            edits_per_candidate, "edits_per_candidate", minimum=1, maximum=10,
+            edits_per_candidate,
+            "edits_per_candidate",
+            minimum=1,
+            maximum=10,
             owner="RandomEditSearcher",
         )
         if isinstance(operations, str):
@@ -73,8 +74,9 @@ class RandomEditSearcher(Searcher):
                 f"got {list(operations)!r}"
             )
         self.operations = tuple(operations)
-        self.max_attempts = check_int(max_attempts, "max_attempts", minimum=1,
-                                      owner="RandomEditSearcher")
+        self.max_attempts = check_int(
+            max_attempts, "max_attempts", minimum=1, owner="RandomEditSearcher"
+        )
         self._scores: dict[str, tuple[float, Prompt]] = {}
         self._seen: set[str] = set()
         self._seed_queue: list[Prompt] | None = None
@@ -106,8 +108,11 @@ class RandomEditSearcher(Searcher):
         elif operation == "add":
             # insert a word at a word boundary: before a word that starts the text or
             # follows whitespace, or at the very end
-            starts = [i for i, t in enumerate(tokens)
-                      if not t.isspace() and (i == 0 or tokens[i - 1].isspace())]
+            starts = [
+                i
+                for i, t in enumerate(tokens)
+                if not t.isspace() and (i == 0 or tokens[i - 1].isspace())
+            ]
             position = rng.choice([*starts, len(tokens)])
             word = rng.choice(self._pool())
             tokens[position:position] = [word, " "] if position < len(tokens) else [" ", word]
@@ -122,7 +127,8 @@ class RandomEditSearcher(Searcher):
         operation = rng.choice(self.operations)
         if operation == "verbalizer":
             others = [
-                p.verbalizer for p in self.ctx.task.seed_prompts
+                p.verbalizer
+                for p in self.ctx.task.seed_prompts
                 if p.verbalizer is not None and p.verbalizer != prompt.verbalizer
             ]
             if not others:

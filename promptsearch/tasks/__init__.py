@@ -64,8 +64,7 @@ def _unknown(name: str, known: list[str]) -> ConfigError:
     ordered = lowered + close + [k for k in known if k not in close and k not in lowered]
     hint = f"did you mean {ordered[0]!r}? " if lowered or close else ""
     return ConfigError(
-        f"unknown task {name!r}; {hint}known tasks: {', '.join(ordered)} "
-        "(see 'promptsearch tasks')"
+        f"unknown task {name!r}; {hint}known tasks: {', '.join(ordered)} (see 'promptsearch tasks')"
     )
 
 

@@ -21,8 +21,7 @@ __all__ = [
 ]
 
 DATA_HINT = (
-    "point to the data folder with --data-dir DIR or PROMPTSEARCH_DATA=DIR "
-    "(data_dir=DIR in Python)"
+    "point to the data folder with --data-dir DIR or PROMPTSEARCH_DATA=DIR (data_dir=DIR in Python)"
 )
 
 

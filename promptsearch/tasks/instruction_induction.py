@@ -199,7 +199,7 @@ def _annotations(path: Path) -> tuple[Prompt, ...]:
     notes = data.get("annotations") if isinstance(data, Mapping) else None
     if not isinstance(notes, list) or not all(isinstance(n, str) for n in notes):
         raise DataError(
-            f"{path}: expected {{\"annotations\": [\"instruction\", ...]}}; fix or remove the file"
+            f'{path}: expected {{"annotations": ["instruction", ...]}}; fix or remove the file'
         )
     seen: dict[str, None] = {}
     for note in notes:

@@ -43,21 +43,39 @@ _RELATION = re.compile(r"^P\d+$")
 RELATIONS: dict[str, tuple[str, str, str]] = {
     "P17": ("country", "[X] is located in [Y] .", "In which country is {subject}?"),
     "P19": ("place of birth", "[X] was born in [Y] .", "Where was {subject} born?"),
-    "P27": ("country of citizenship", "[X] is [Y] citizen .",
-            "Which country is {subject} a citizen of?"),
+    "P27": (
+        "country of citizenship",
+        "[X] is [Y] citizen .",
+        "Which country is {subject} a citizen of?",
+    ),
     "P30": ("continent", "[X] is located in [Y] .", "On which continent is {subject}?"),
     "P36": ("capital", "The capital of [X] is [Y] .", "What is the capital of {subject}?"),
-    "P37": ("official language", "The official language of [X] is [Y] .",
-            "What is the official language of {subject}?"),
-    "P101": ("field of work", "[X] works in the field of [Y] .",
-             "In which field does {subject} work?"),
-    "P103": ("native language", "The native language of [X] is [Y] .",
-             "What is the native language of {subject}?"),
+    "P37": (
+        "official language",
+        "The official language of [X] is [Y] .",
+        "What is the official language of {subject}?",
+    ),
+    "P101": (
+        "field of work",
+        "[X] works in the field of [Y] .",
+        "In which field does {subject} work?",
+    ),
+    "P103": (
+        "native language",
+        "The native language of [X] is [Y] .",
+        "What is the native language of {subject}?",
+    ),
     "P106": ("occupation", "[X] is a [Y] by profession .", "What is the occupation of {subject}?"),
-    "P140": ("religion", "[X] is affiliated with the [Y] religion .",
-             "Which religion is {subject} affiliated with?"),
-    "P1412": ("languages spoken, written or signed", "[X] used to communicate in [Y] .",
-              "Which language does {subject} communicate in?"),
+    "P140": (
+        "religion",
+        "[X] is affiliated with the [Y] religion .",
+        "Which religion is {subject} affiliated with?",
+    ),
+    "P1412": (
+        "languages spoken, written or signed",
+        "[X] used to communicate in [Y] .",
+        "Which language does {subject} communicate in?",
+    ),
     "P176": ("manufacturer", "[X] is produced by [Y] .", "Which company produces {subject}?"),
 }
 """The 12 relations of the shared data; other ``trex/P*.jsonl`` files are listed as found."""

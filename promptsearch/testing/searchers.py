@@ -39,12 +39,26 @@ __all__ = [
 LEAK_SENTINEL = "ZZLEAKZZ"
 SearcherFactory = Callable[[], Searcher]
 
-_POSITIVE = ["a great and moving film", "wonderful acting and a fine story", "i loved it",
-             "a delight from start to end", "funny, warm and clever", "the best film this year",
-             "beautifully shot and well told", "a joy to watch"]
-_NEGATIVE = ["a dull and boring mess", "terrible acting and a thin plot", "i hated it",
-             "a waste of two hours", "flat, slow and lifeless", "the worst film this year",
-             "badly written and badly played", "painful to sit through"]
+_POSITIVE = [
+    "a great and moving film",
+    "wonderful acting and a fine story",
+    "i loved it",
+    "a delight from start to end",
+    "funny, warm and clever",
+    "the best film this year",
+    "beautifully shot and well told",
+    "a joy to watch",
+]
+_NEGATIVE = [
+    "a dull and boring mess",
+    "terrible acting and a thin plot",
+    "i hated it",
+    "a waste of two hours",
+    "flat, slow and lifeless",
+    "the worst film this year",
+    "badly written and badly played",
+    "painful to sit through",
+]
 
 
 def contract_task(kind: str = "classification") -> Task:
@@ -57,9 +71,13 @@ def contract_task(kind: str = "classification") -> Task:
             )
         )
         held_out = [
-            Example(id=f"{split}-{i}", inputs={"sentence": f"{LEAK_SENTINEL} review {i}"},
-                    target=str(i % 2))
-            for split in ("dev", "test") for i in range(4)
+            Example(
+                id=f"{split}-{i}",
+                inputs={"sentence": f"{LEAK_SENTINEL} review {i}"},
+                target=str(i % 2),
+            )
+            for split in ("dev", "test")
+            for i in range(4)
         ]
         return Task(
             name="contract-sentiment",
@@ -72,10 +90,14 @@ def contract_task(kind: str = "classification") -> Task:
             verbalizer={"0": ("negative",), "1": ("positive",)},
             seed_prompts=(
                 Prompt(template="Review: {sentence}\nSentiment: {answer}"),
-                Prompt(template="{sentence} It was {answer}.",
-                       verbalizer={"0": "terrible", "1": "great"}),
-                Prompt(template="Review: {sentence}\nSentiment: {answer}",
-                       instruction="Classify the sentiment of the review."),
+                Prompt(
+                    template="{sentence} It was {answer}.",
+                    verbalizer={"0": "terrible", "1": "great"},
+                ),
+                Prompt(
+                    template="Review: {sentence}\nSentiment: {answer}",
+                    instruction="Classify the sentiment of the review.",
+                ),
             ),
         )
     words = ["cat", "dog", "tree", "house", "river", "stone", "cloud", "bird"]
@@ -83,15 +105,33 @@ def contract_task(kind: str = "classification") -> Task:
         name="contract-plural",
         kind="generation",
         input_fields=("input",),
-        train=tuple(Example(id=f"train-{i}", inputs={"input": w}, target=w + "s")
-                    for i, w in enumerate(words)),
-        dev=tuple(Example(id=f"dev-{i}", inputs={"input": f"{LEAK_SENTINEL}{i}"},
-                          target=f"{LEAK_SENTINEL}{i}s") for i in range(4)),
-        test=tuple(Example(id=f"test-{i}", inputs={"input": f"{LEAK_SENTINEL}t{i}"},
-                           target=f"{LEAK_SENTINEL}t{i}s") for i in range(4)),
+        train=tuple(
+            Example(id=f"train-{i}", inputs={"input": w}, target=w + "s")
+            for i, w in enumerate(words)
+        ),
+        dev=tuple(
+            Example(
+                id=f"dev-{i}",
+                inputs={"input": f"{LEAK_SENTINEL}{i}"},
+                target=f"{LEAK_SENTINEL}{i}s",
+            )
+            for i in range(4)
+        ),
+        test=tuple(
+            Example(
+                id=f"test-{i}",
+                inputs={"input": f"{LEAK_SENTINEL}t{i}"},
+                target=f"{LEAK_SENTINEL}t{i}s",
+            )
+            for i in range(4)
+        ),
         metric="exact_match",
-        seed_prompts=(Prompt(template="Input: {input}\nOutput: {answer}",
-                             instruction="Write the plural of the word."),),
+        seed_prompts=(
+            Prompt(
+                template="Input: {input}\nOutput: {answer}",
+                instruction="Write the plural of the word.",
+            ),
+        ),
     )
 
 
@@ -105,8 +145,10 @@ def make_context(searcher: Searcher, task: Task, seed: int = 0) -> SearchContext
         model = tiny_model("causal", seed=0)
         scorer = Scorer(model, batch_size=8)
     return SearchContext(
-        task=TrainView.from_task(task), rng=random.Random(f"contract:{seed}"),
-        model=model, scorer=scorer,
+        task=TrainView.from_task(task),
+        rng=random.Random(f"contract:{seed}"),
+        model=model,
+        scorer=scorer,
     )
 
 
@@ -119,9 +161,14 @@ def synthetic_score(prompt: Prompt) -> float:
 def _result(searcher: Searcher, candidate: Candidate, task: Task) -> TrialResult:
     prompt = candidate.prompt.resolve(task)
     return TrialResult(
-        prompt=prompt, content_hash=prompt.content_hash, score=synthetic_score(prompt),
-        state="complete", n_examples=len(task.dev), searcher=searcher.name,
-        operation=candidate.operation, parent=candidate.parent,
+        prompt=prompt,
+        content_hash=prompt.content_hash,
+        score=synthetic_score(prompt),
+        state="complete",
+        n_examples=len(task.dev),
+        searcher=searcher.name,
+        operation=candidate.operation,
+        parent=candidate.parent,
     )
 
 
@@ -199,7 +246,9 @@ def check_params_round_trip(make: SearcherFactory) -> None:
     rebuilt = type(searcher)(**params)
     assert rebuilt.get_params() == params, "constructor arguments are not stored under their names"
     assert type(searcher).name, "a searcher needs a registry name"
-    assert type(searcher).__name__.endswith("Searcher"), "searcher classes are named <Method>Searcher"
+    assert type(searcher).__name__.endswith("Searcher"), (
+        "searcher classes are named <Method>Searcher"
+    )
 
 
 def check_tolerates_failed_trials(make: SearcherFactory) -> None:
@@ -208,9 +257,16 @@ def check_tolerates_failed_trials(make: SearcherFactory) -> None:
         searcher.setup(make_context(searcher, task))
         proposals = searcher.propose(3)
         failed = [
-            TrialResult(prompt=c.prompt.resolve(task), content_hash=c.prompt.resolve(task).content_hash,
-                        score=None, state="failed", n_examples=0, searcher=searcher.name,
-                        operation=c.operation, parent=c.parent)
+            TrialResult(
+                prompt=c.prompt.resolve(task),
+                content_hash=c.prompt.resolve(task).content_hash,
+                score=None,
+                state="failed",
+                n_examples=0,
+                searcher=searcher.name,
+                operation=c.operation,
+                parent=c.parent,
+            )
             for c in proposals
         ]
         searcher.observe(failed)

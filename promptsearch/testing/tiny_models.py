@@ -85,7 +85,8 @@ def tiny_tokenizer(kind: str = "causal") -> Any:
     ids = {token: backend.token_to_id(token) for token in SPECIAL_TOKENS}
     if kind == "masked":
         backend.post_processor = processors.TemplateProcessing(
-            single="<s> $A </s>", pair="<s> $A </s> $B </s>",
+            single="<s> $A </s>",
+            pair="<s> $A </s> $B </s>",
             special_tokens=[("<s>", ids["<s>"]), ("</s>", ids["</s>"])],
         )
     elif kind == "seq2seq":
@@ -128,10 +129,17 @@ def tiny_causal_lm(seed: int = 0) -> LanguageModel:
 
     tokenizer = tiny_tokenizer("causal")
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=_MAX_LENGTH,
-        initializer_range=0.3, pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=_MAX_LENGTH,
+        initializer_range=0.3,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
         tie_word_embeddings=False,
     )
     model = _seeded(seed, lambda: LlamaForCausalLM(config))
@@ -144,8 +152,13 @@ def tiny_masked_lm(seed: int = 0) -> LanguageModel:
 
     tokenizer = tiny_tokenizer("masked")
     config = BertConfig(
-        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=_MAX_LENGTH, initializer_range=0.3,
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=_MAX_LENGTH,
+        initializer_range=0.3,
         pad_token_id=tokenizer.pad_token_id,
     )
     model = _seeded(seed, lambda: BertForMaskedLM(config))
@@ -158,9 +171,16 @@ def tiny_seq2seq_lm(seed: int = 0) -> LanguageModel:
 
     tokenizer = tiny_tokenizer("seq2seq")
     config = T5Config(
-        vocab_size=len(tokenizer), d_model=32, d_kv=16, d_ff=64, num_layers=2,
-        num_decoder_layers=2, num_heads=2, initializer_factor=3.0,
-        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+        vocab_size=len(tokenizer),
+        d_model=32,
+        d_kv=16,
+        d_ff=64,
+        num_layers=2,
+        num_decoder_layers=2,
+        num_heads=2,
+        initializer_factor=3.0,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
     )
     config.decoder_start_token_id = tokenizer.pad_token_id
     model = _seeded(seed, lambda: T5ForConditionalGeneration(config))
