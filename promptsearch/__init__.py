@@ -44,7 +44,7 @@ __all__ = [
 
 # name -> module holding it; imported on first attribute access
 _LAZY = {
-    "Budget": "promptsearch.study",
+    "Budget": "promptsearch.budget",
     "search": "promptsearch.api",
     "evaluate": "promptsearch.api",
     "Scorer": "promptsearch.scorer",
@@ -54,9 +54,9 @@ _LAZY = {
 
 if TYPE_CHECKING:
     from promptsearch.api import evaluate, search
+    from promptsearch.budget import Budget
     from promptsearch.model import load_model
     from promptsearch.scorer import Scorer
-    from promptsearch.study import Budget
     from promptsearch.tasks import load_task
 
 

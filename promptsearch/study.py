@@ -17,13 +17,14 @@ import random
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from promptsearch.budget import Budget
 from promptsearch.errors import ConfigError, PromptSearchError
 from promptsearch.hashing import content_hash
 from promptsearch.metrics import aggregate
 from promptsearch.prompt import Prompt
+from promptsearch.results import BestPrompt, StudyResult
 from promptsearch.searchers import make_searcher
 from promptsearch.searchers.base import (
     Candidate,
@@ -34,7 +35,7 @@ from promptsearch.searchers.base import (
     TrialResult,
 )
 from promptsearch.task import Example, Task
-from promptsearch.validation import check_float, check_int
+from promptsearch.validation import check_int
 
 if TYPE_CHECKING:
     from promptsearch.storage import Storage
@@ -42,57 +43,6 @@ if TYPE_CHECKING:
 __all__ = ["BestPrompt", "Budget", "Study", "StudyResult", "example_key"]
 
 STALE_ROUNDS = 3  # stop after this many rounds in which no searcher proposed anything new
-
-
-@dataclass(frozen=True)
-class Budget:
-    """How much a study may spend: prompt evaluations, forward passes, wall seconds.
-
-    Any combination; the study stops at the first limit reached.  At least one is
-    needed, since some searchers never run out of ideas.
-    """
-
-    evaluations: int | None = None
-    forward_passes: int | None = None
-    seconds: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.evaluations is not None:
-            check_int(self.evaluations, "evaluations", minimum=1, owner="budget")
-        if self.forward_passes is not None:
-            check_int(self.forward_passes, "forward_passes", minimum=1, owner="budget")
-        if self.seconds is not None:
-            check_float(self.seconds, "seconds", minimum=0, exclusive_minimum=True, owner="budget")
-        if self.evaluations is None and self.forward_passes is None and self.seconds is None:
-            raise ConfigError(
-                "budget: give at least one of evaluations=, forward_passes= or seconds= "
-                "(e.g. Budget(evaluations=30))"
-            )
-
-    @classmethod
-    def coerce(cls, value: Budget | int | Mapping[str, Any]) -> Budget:
-        """A budget from a Budget, an int (evaluations) or a mapping of its fields."""
-        if isinstance(value, Budget):
-            return value
-        if isinstance(value, int) and not isinstance(value, bool):
-            return cls(evaluations=value)
-        if isinstance(value, Mapping):
-            unknown = sorted(set(value) - {"evaluations", "forward_passes", "seconds"})
-            if unknown:
-                raise ConfigError(
-                    f"budget has unknown key(s) {unknown}; use evaluations, forward_passes, seconds"
-                )
-            return cls(**value)
-        raise ConfigError(
-            f"budget must be a Budget, an int (number of evaluations) or a mapping; got {value!r}"
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "evaluations": self.evaluations,
-            "forward_passes": self.forward_passes,
-            "seconds": self.seconds,
-        }
 
 
 class ModelLike(Protocol):
@@ -116,59 +66,6 @@ def example_key(example: Example) -> str:
     return content_hash(
         [sorted(example.inputs.items()), example.target, list(example.alternatives)]
     )
-
-
-@dataclass(frozen=True)
-class BestPrompt:
-    """The top prompt of a study."""
-
-    prompt: Prompt
-    score: float
-    content_hash: str
-    n_examples: int
-    searcher: str
-
-
-class StudyResult:
-    """What :meth:`Study.run` returns: the best prompt and the leaderboard."""
-
-    def __init__(self, name: str, storage: Storage, stopped: bool = False) -> None:
-        self.name = name
-        self.storage = storage
-        self.stopped = stopped
-
-    @property
-    def best(self) -> BestPrompt | None:
-        rows = self.storage.leaderboard(self.name, top=1)
-        if not rows:
-            return None
-        row = rows[0]
-        return BestPrompt(
-            prompt=Prompt.from_dict(row.body),
-            score=row.dev_score,
-            content_hash=row.content_hash,
-            n_examples=row.n_examples,
-            searcher=row.searcher,
-        )
-
-    def leaderboard(self, top: int | None = None, searcher: str | None = None) -> list[Any]:
-        """Rows of the leaderboard, best first."""
-        return self.storage.leaderboard(self.name, top=top, searcher=searcher)
-
-    def to_dataframe(self, top: int | None = None) -> Any:
-        """The leaderboard as a pandas DataFrame (needs pandas)."""
-        try:
-            import pandas as pd
-        except ImportError:
-            raise ConfigError("to_dataframe() needs pandas: pip install pandas") from None
-        from dataclasses import asdict
-
-        return pd.DataFrame([asdict(row) for row in self.leaderboard(top=top)])
-
-    def __repr__(self) -> str:
-        best = self.best
-        score = "none" if best is None else f"{best.score:.4f}"
-        return f"StudyResult(name={self.name!r}, best_score={score})"
 
 
 class Study:

@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -z "${PROMPTSEARCH_TEST_POSTGRES_URL:-}" ]; then
-  eval "$(bash .ci/postgres.sh)"
+  pg_env="$(bash .ci/postgres.sh)"  # a failure here stops the run (set -e), never skips silently
+  eval "$pg_env"
   trap 'bash .ci/postgres.sh stop >/dev/null 2>&1 || true' EXIT
 fi
 python3 -m pytest -q -p no:cacheprovider "$@"
