@@ -8,4 +8,4 @@ if [ -z "${PROMPTSEARCH_TEST_POSTGRES_URL:-}" ]; then
   eval "$pg_env"
   trap 'bash .ci/postgres.sh stop >/dev/null 2>&1 || true' EXIT
 fi
-python3 -m pytest -q -p no:cacheprovider "$@"
+"${PYTHON:-python3}" -m pytest -q -p no:cacheprovider "$@"
