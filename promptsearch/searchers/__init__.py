@@ -46,6 +46,8 @@ ENTRY_POINT_GROUP = "promptsearch.searchers"
 # name -> "module:Class"; imported only when asked for
 BUILTIN_SEARCHERS: dict[str, str] = {
     "manual": "promptsearch.searchers.manual:ManualSearcher",
+    "mining": "promptsearch.searchers.mining:MiningSearcher",
+    "paraphrase": "promptsearch.searchers.paraphrase:ParaphraseSearcher",
     "random-edit": "promptsearch.searchers.random_edit:RandomEditSearcher",
 }
 
