@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run the test suite: starts a throwaway PostgreSQL server for the storage tests
-# (installing Debian's postgresql package if needed), then pytest.
+# (installing Debian's postgresql package if needed), then ruff, mypy and pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -z "${PROMPTSEARCH_TEST_POSTGRES_URL:-}" ]; then
@@ -8,4 +8,7 @@ if [ -z "${PROMPTSEARCH_TEST_POSTGRES_URL:-}" ]; then
   eval "$pg_env"
   trap 'bash .ci/postgres.sh stop >/dev/null 2>&1 || true' EXIT
 fi
-"${PYTHON:-python3}" -m pytest -q -p no:cacheprovider "$@"
+PY=${PYTHON:-python3}
+"$PY" -m ruff check promptsearch tests benchmarks
+"$PY" -m mypy promptsearch
+"$PY" -m pytest -q -p no:cacheprovider "$@"
