@@ -35,7 +35,8 @@ from promptsearch.generators import LocalGenerator, TextGenerator
 from promptsearch.prompt import Prompt
 from promptsearch.searchers import _phrases as ph
 from promptsearch.searchers._backtranslate import BackTranslator, missing_message, package_available
-from promptsearch.searchers.base import Candidate, SearchContext, Searcher, TrialResult
+from promptsearch.searchers._population import PopulationSearcher
+from promptsearch.searchers.base import Candidate, SearchContext
 from promptsearch.validation import check_float, check_int
 
 __all__ = ["INFILL_PROMPT", "METHODS", "REWRITE_PROMPT", "ParaphraseSearcher"]
@@ -104,7 +105,7 @@ class _Job:
     outputs: list[str] = field(default_factory=list)
 
 
-class ParaphraseSearcher(Searcher):
+class ParaphraseSearcher(PopulationSearcher):
     """Paraphrases of the best prompts so far (back-translation, LM rewrites, phrase edits).
 
     Parameters
@@ -184,9 +185,7 @@ class ParaphraseSearcher(Searcher):
         self._active: list[str] = []
         self._generator: TextGenerator | None = None
         self._translator = BackTranslator()
-        self._scores: dict[str, tuple[float, Prompt]] = {}
-        self._seen: set[str] = set()
-        self._seed_queue: list[Prompt] | None = None
+        self._init_population()
         self._buffer: list[Candidate] = []
         self._round = 0
 
@@ -231,8 +230,7 @@ class ParaphraseSearcher(Searcher):
         return prompt
 
     def _parents(self) -> list[tuple[str, Prompt]]:
-        ranked = sorted(self._scores.items(), key=lambda item: (-item[1][0], item[0]))
-        parents = [(h, p) for h, (_, p) in ranked[: self.top_k]]
+        parents = self._top_parents()
         if not parents:  # nothing scored (all trials failed): start from the seeds again
             seeds = [self._resolved_seed(p) for p in self.ctx.task.seed_prompts]
             parents = [(p.content_hash, p) for p in seeds[: self.top_k]]
@@ -412,12 +410,9 @@ class ParaphraseSearcher(Searcher):
     def propose(self, n: int) -> list[Candidate]:
         if n <= 0:
             return []
-        if self._seed_queue is None:
-            self._seed_queue = list(self.ctx.task.seed_prompts)
-        if self._seed_queue:
-            batch, self._seed_queue = self._seed_queue[:n], self._seed_queue[n:]
-            self._seen.update(p.content_hash for p in batch)
-            return [Candidate(prompt=p, operation="seed") for p in batch]
+        seeds = self._take_seeds(n)  # the seed prompts first, as the initial population
+        if seeds:
+            return seeds
         # leftovers of earlier rounds stay only while their parent is still a top parent
         parents = {h for h, _ in self._parents()}
         stale = [c for c in self._buffer if c.parent not in parents]
@@ -429,12 +424,6 @@ class ParaphraseSearcher(Searcher):
             self._buffer.extend(self._run_round(n - len(self._buffer)))
         out, self._buffer = self._buffer[:n], self._buffer[n:]
         return out
-
-    def observe(self, results: Sequence[TrialResult]) -> None:
-        for result in results:
-            self._seen.add(result.content_hash)
-            if result.score is not None:
-                self._scores[result.content_hash] = (result.score, result.prompt)
 
 
 def _check_methods(methods: Sequence[str] | str) -> tuple[str, ...]:

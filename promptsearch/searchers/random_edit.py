@@ -15,7 +15,8 @@ from dataclasses import replace
 
 from promptsearch.errors import ConfigError, TemplateError
 from promptsearch.prompt import Prompt
-from promptsearch.searchers.base import Candidate, Searcher, TrialResult
+from promptsearch.searchers._population import PopulationSearcher
+from promptsearch.searchers.base import Candidate
 from promptsearch.validation import check_int
 
 __all__ = ["OPERATIONS", "RandomEditSearcher"]
@@ -33,7 +34,7 @@ def _editable(tokens: list[str]) -> list[int]:
     return [i for i, t in enumerate(tokens) if not t.isspace() and "{" not in t and "}" not in t]
 
 
-class RandomEditSearcher(Searcher):
+class RandomEditSearcher(PopulationSearcher):
     """Random word-level edits of the best prompts observed so far.
 
     Parameters
@@ -77,9 +78,7 @@ class RandomEditSearcher(Searcher):
         self.max_attempts = check_int(
             max_attempts, "max_attempts", minimum=1, owner="RandomEditSearcher"
         )
-        self._scores: dict[str, tuple[float, Prompt]] = {}
-        self._seen: set[str] = set()
-        self._seed_queue: list[Prompt] | None = None
+        self._init_population()
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -147,20 +146,16 @@ class RandomEditSearcher(Searcher):
             return None
 
     def _parents(self) -> list[tuple[str, Prompt]]:
-        ranked = sorted(self._scores.items(), key=lambda item: (-item[1][0], item[0]))
-        return [(h, p) for h, (_, p) in ranked[: self.top_k]]
+        return self._top_parents()
 
     # -- interface ------------------------------------------------------------------------
 
     def propose(self, n: int) -> list[Candidate]:
         if n <= 0:
             return []
-        if self._seed_queue is None:
-            self._seed_queue = list(self.ctx.task.seed_prompts)
-        if self._seed_queue:
-            # start from the seed prompts, as the first population
-            batch, self._seed_queue = self._seed_queue[:n], self._seed_queue[n:]
-            return [Candidate(prompt=p, operation="seed") for p in batch]
+        seeds = self._take_seeds(n)  # the seed prompts first, as the initial population
+        if seeds:
+            return seeds
         parents = self._parents()
         if not parents:
             return []
@@ -183,9 +178,3 @@ class RandomEditSearcher(Searcher):
                 out.append(Candidate(child, operation="+".join(operations), parent=parent_hash))
                 break
         return out
-
-    def observe(self, results: Sequence[TrialResult]) -> None:
-        for result in results:
-            self._seen.add(result.content_hash)
-            if result.score is not None:
-                self._scores[result.content_hash] = (result.score, result.prompt)
