@@ -302,43 +302,29 @@ class Study:
             if trial is None:
                 raise PromptSearchError(f"trial for prompt {key[:12]} vanished from the database")
         started = time.monotonic()
+        score: float | None = None
+        n_examples = spent = 0
+        error_text: str | None = None
         try:
             score, n_examples, spent = self._score(prompt, key)
         except (PromptSearchError, RuntimeError, ValueError) as error:
-            self.storage.finish_trial(
-                trial.id,
-                state="failed",
-                dev_score=None,
-                n_examples=0,
-                forward_passes=0,
-                seconds=time.monotonic() - started,
-                error=f"{type(error).__name__}: {error}",
-            )
-            result = TrialResult(
-                prompt=prompt,
-                content_hash=key,
-                score=None,
-                state="failed",
-                n_examples=0,
-                searcher=searcher.name,
-                operation=candidate.operation,
-                parent=candidate.parent,
-            )
-            self._account(result, 0)
-            return result
+            # a failing prompt (or a model error on one batch) fails its trial, not the study
+            error_text = f"{type(error).__name__}: {error}"
+        state = "complete" if error_text is None else "failed"
         self.storage.finish_trial(
             trial.id,
-            state="complete",
+            state=state,
             dev_score=score,
             n_examples=n_examples,
             forward_passes=spent,
             seconds=time.monotonic() - started,
+            error=error_text,
         )
         result = TrialResult(
             prompt=prompt,
             content_hash=key,
             score=score,
-            state="complete",
+            state=state,
             n_examples=n_examples,
             searcher=searcher.name,
             operation=candidate.operation,
