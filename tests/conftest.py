@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from promptsearch.storage import Storage, open_storage
+from promptsearch.storage.testing import BACKENDS, skip_reason, temporary_database
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -28,3 +32,28 @@ def shared_data() -> Path:
     if path is None:
         pytest.skip("shared data folder (../shared/data or $PROMPTSEARCH_DATA) is absent")
     return path
+
+
+# -- storage backends (every storage test runs on each) ---------------------------------
+
+
+@pytest.fixture(
+    params=[
+        pytest.param(backend, marks=[pytest.mark.postgres] if backend == "postgresql" else [])
+        for backend in BACKENDS
+    ]
+)
+def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database of each backend (PostgreSQL skipped without a server)."""
+    reason = skip_reason(request.param)
+    if reason is not None:
+        pytest.skip(reason)
+    with temporary_database(request.param, tmp_path) as url:
+        yield url
+
+
+@pytest.fixture
+def storage(storage_url: str) -> Iterator[Storage]:
+    with open_storage(storage_url) as opened:
+        assert isinstance(opened, Storage)
+        yield opened
