@@ -12,6 +12,7 @@ from promptsearch.model import LanguageModel, load_model
 from promptsearch.testing.tiny_models import (
     TINY_CORPUS,
     tiny_causal_lm,
+    tiny_gpt2_lm,
     tiny_masked_lm,
     tiny_model,
     tiny_seq2seq_lm,
@@ -22,6 +23,7 @@ __all__ = [
     "TINY_CORPUS",
     "embedded_model",
     "tiny_causal_lm",
+    "tiny_gpt2_lm",
     "tiny_masked_lm",
     "tiny_model",
     "tiny_seq2seq_lm",

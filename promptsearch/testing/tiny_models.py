@@ -146,6 +146,23 @@ def tiny_causal_lm(seed: int = 0) -> LanguageModel:
     return wrap_model(model, tokenizer, name=f"tiny-causal-{seed}", kind="causal")
 
 
+def tiny_gpt2_lm(seed: int = 0) -> LanguageModel:
+    """A 2-layer GPT-2: absolute position embeddings, so wrong positions under padding show."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    tokenizer = tiny_tokenizer("causal")
+    config = GPT2Config(
+        vocab_size=len(tokenizer),
+        n_embd=32,
+        n_layer=2,
+        n_head=2,
+        n_positions=256,
+        initializer_range=0.3,
+    )
+    model = _seeded(seed, lambda: GPT2LMHeadModel(config))
+    return wrap_model(model, tokenizer, name=f"tiny-gpt2-{seed}", kind="causal")
+
+
 def tiny_masked_lm(seed: int = 0) -> LanguageModel:
     """A 2-layer BERT masked LM (hidden size 32, 2 heads) over the tiny vocabulary."""
     from transformers import BertConfig, BertForMaskedLM
