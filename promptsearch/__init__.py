@@ -37,6 +37,7 @@ __all__ = [
     "TemplateError",
     "__version__",
     "evaluate",
+    "final",
     "load_model",
     "load_task",
     "search",
@@ -47,13 +48,14 @@ _LAZY = {
     "Budget": "promptsearch.budget",
     "search": "promptsearch.api",
     "evaluate": "promptsearch.api",
+    "final": "promptsearch.api",
     "Scorer": "promptsearch.scorer",
     "load_model": "promptsearch.model",
     "load_task": "promptsearch.tasks",
 }
 
 if TYPE_CHECKING:
-    from promptsearch.api import evaluate, search
+    from promptsearch.api import evaluate, final, search
     from promptsearch.budget import Budget
     from promptsearch.model import load_model
     from promptsearch.scorer import Scorer

@@ -10,13 +10,17 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
+from promptsearch._commands_final import cmd_final, held_out_cells, held_out_columns, run_task_seeds
+from promptsearch._commands_report import cmd_report
 from promptsearch.errors import ConfigError, StorageError
 
 __all__ = [
     "cmd_db",
     "cmd_evaluate",
     "cmd_export",
+    "cmd_final",
     "cmd_leaderboard",
+    "cmd_report",
     "cmd_run",
     "cmd_searchers",
     "cmd_show",
@@ -64,15 +68,22 @@ def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def _print_table(rows: Sequence[Any], out: Any = None) -> None:
+def _print_table(rows: Sequence[Any], out: Any = None, tests: Any = None) -> None:
+    """The leaderboard; with *tests* (stored held-out results by prompt hash), also the
+    test score, its interval and the p-value against the best seed prompt."""
     out = out or sys.stdout
     if not rows:
         print("(no complete trials yet)", file=out)
         return
-    print(f"{'rank':>4}  {'dev':>6}  {'n':>4}  {'searcher':<12}  {'hash':<10}  prompt", file=out)
+    head = held_out_cells(None, tests) if tests else ""
+    print(
+        f"{'rank':>4}  {'dev':>6}  {head}{'n':>4}  {'searcher':<12}  {'hash':<10}  prompt",
+        file=out,
+    )
     for row in rows:
+        cells = held_out_cells(row.content_hash, tests) if tests else ""
         print(
-            f"{row.rank:>4}  {row.dev_score:>6.3f}  {row.n_examples:>4}  "
+            f"{row.rank:>4}  {row.dev_score:>6.3f}  {cells}{row.n_examples:>4}  "
             f"{_clip(row.searcher, 12):<12}  {row.content_hash[:10]:<10}  {_clip(row.text, 90)}",
             file=out,
         )
@@ -94,6 +105,10 @@ def _budget(args: argparse.Namespace) -> Any:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    if isinstance(args.task_seed, list):  # `--task-seed 13,42,100`: one study per seed
+        if len(args.task_seed) > 1:
+            return run_task_seeds(args, cmd_run)
+        args.task_seed = args.task_seed[0]
     from promptsearch.api import DEFAULT_SEARCHERS, search
     from promptsearch.searchers import make_searcher
 
@@ -114,6 +129,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         device=args.device,
         dtype=args.dtype,
         progress=not args.quiet,
+        calibrate=args.calibrate,
     )
     totals = result.storage.totals(result.name)
     print(
@@ -150,6 +166,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         task_seed=args.task_seed,
         device=args.device,
         dtype=args.dtype,
+        calibrate=args.calibrate,
     )
     summary = {
         "task": args.task,
@@ -160,13 +177,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         "n_truncated": report.n_truncated,
         "forward_passes": report.forward_passes,
         "seconds": round(report.seconds, 3),
+        "calibrated": args.calibrate,
     }
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
+        calibrated = ", calibrated" if args.calibrate else ""
         print(
             f"{args.task} {args.split}: {report.metric} = {report.value:.4f} "
-            f"on {len(report.results)} examples ({report.n_truncated} truncated, "
+            f"on {len(report.results)} examples{calibrated} ({report.n_truncated} truncated, "
             f"{report.forward_passes} forward passes, {report.seconds:.1f} s)"
         )
     return 0
@@ -175,15 +194,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     storage = _open(args.storage)
     rows = storage.leaderboard(args.study, top=args.top, searcher=args.searcher)
+    tests = {r.content_hash: r for r in storage.held_out_results(args.study)}
     if args.format == "json":
-        print(json.dumps([_row_dict(r) for r in rows], indent=2, default=str))
+        dicts = [_row_dict(r) | held_out_columns(r.content_hash, tests) for r in rows]
+        print(json.dumps(dicts, indent=2, default=str))
     elif args.format == "csv":
-        dicts = [_row_dict(r) for r in rows]
+        dicts = [_row_dict(r) | held_out_columns(r.content_hash, tests) for r in rows]
         writer = csv.DictWriter(sys.stdout, fieldnames=list(dicts[0]) if dicts else ["rank"])
         writer.writeheader()
         writer.writerows(dicts)
     else:
-        _print_table(rows)
+        _print_table(rows, tests=tests)
     return 0
 
 

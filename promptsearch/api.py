@@ -1,4 +1,5 @@
-"""The Python API: :func:`search` a task for better prompts, :func:`evaluate` one prompt."""
+"""The Python API: :func:`search` a task for better prompts, :func:`evaluate` one prompt,
+:func:`final` scores a study's best prompts once on the test split."""
 
 from __future__ import annotations
 
@@ -10,13 +11,14 @@ from promptsearch.prompt import Prompt
 from promptsearch.task import Task
 
 if TYPE_CHECKING:
+    from promptsearch.heldout import FinalReport
     from promptsearch.model import LanguageModel
     from promptsearch.scorer import ScoreReport
     from promptsearch.searchers.base import Searcher
     from promptsearch.storage import Storage
-    from promptsearch.study import Budget, StudyResult
+    from promptsearch.study import Budget, ScorerLike, StudyResult
 
-__all__ = ["default_study_name", "evaluate", "search"]
+__all__ = ["default_study_name", "evaluate", "final", "search"]
 
 DEFAULT_SEARCHERS = ("manual", "random-edit")
 
@@ -54,6 +56,17 @@ def _storage(storage: Storage | str | None) -> Storage:
     return open_storage(storage)
 
 
+def _check_calibrate(calibrate: object, task: Task) -> None:
+    """Fail before any model loads: calibrate must be a bool, and only for classification."""
+    if not isinstance(calibrate, bool):
+        raise ConfigError(f"calibrate must be True or False; got {calibrate!r}")
+    if calibrate and task.kind != "classification":
+        raise ConfigError(
+            f"calibrate=True applies to classification tasks only; task {task.name!r} is a "
+            f"{task.kind} task; leave calibrate off for it"
+        )
+
+
 def default_study_name(task_name: str, model_name: str) -> str:
     """``<task>-<model>``: rerunning the same task on the same model resumes that study."""
     short = model_name.rstrip("/").split("/")[-1]
@@ -76,22 +89,28 @@ def search(
     device: str | None = None,
     dtype: str | None = None,
     progress: bool = True,
+    calibrate: bool = False,
 ) -> StudyResult:
     """Search prompts for *task* and return the study's result.
 
     *task* is a :class:`Task` or a built-in task name; *model* a hub id, local
     path, loaded model, or ``None`` for the embedded SmolLM2-135M-Instruct;
     *storage* a database URL or path (default ``promptsearch.db`` here).  Running
-    again with the same *study* name resumes it.
+    again with the same *study* name resumes it.  *calibrate* turns on contextual
+    calibration of classification scores (see :mod:`promptsearch.calibration`); the
+    default study name then ends in ``-calibrated``.
     """
     from promptsearch.scorer import Scorer
     from promptsearch.study import Study
 
     task_obj = _task(task, data_dir, task_seed)
+    _check_calibrate(calibrate, task_obj)
     language_model = _model(model, device, dtype)
     store = _storage(storage)
     name = study or default_study_name(task_obj.name, language_model.name)
-    scorer = Scorer(language_model, batch_size=batch_size)
+    if calibrate and not study:
+        name += "-calibrated"
+    scorer = Scorer(language_model, batch_size=batch_size, calibrate=calibrate)
     return Study(
         name,
         task_obj,
@@ -117,15 +136,85 @@ def evaluate(
     task_seed: int = 13,
     device: str | None = None,
     dtype: str | None = None,
+    calibrate: bool = False,
 ) -> ScoreReport:
-    """Score one prompt on a split of *task* (no database involved)."""
+    """Score one prompt on a split of *task* (no database involved).
+
+    *calibrate*: contextual calibration of a classification task's scores.
+    """
     from promptsearch.scorer import Scorer
     from promptsearch.validation import check_int
 
     task_obj = _task(task, data_dir, task_seed)
+    _check_calibrate(calibrate, task_obj)
     prompt_obj = prompt if isinstance(prompt, Prompt) else Prompt(template=prompt)
+    prompt_obj.resolve(task_obj)  # unknown fields or labels fail here, before a model loads
     examples = task_obj.split(split)
     if limit is not None:
         examples = examples[: check_int(limit, "limit", minimum=1)]
-    scorer = Scorer(_model(model, device, dtype), batch_size=batch_size)
+    scorer = Scorer(_model(model, device, dtype), batch_size=batch_size, calibrate=calibrate)
     return scorer.score(prompt_obj, examples, task_obj)
+
+
+def final(
+    study: str,
+    *,
+    storage: Storage | str | None = None,
+    top: int = 5,
+    task: Task | str | None = None,
+    model: LanguageModel | str | None = None,
+    scorer: ScorerLike | None = None,
+    data_dir: str | None = None,
+    task_seed: int | None = None,
+    batch_size: int = 16,
+    device: str | None = None,
+    dtype: str | None = None,
+    test_limit: int | None = None,
+    seed: int = 0,
+    n_resamples: int = 2000,
+    confidence: float = 0.95,
+    paired_test: str = "auto",
+    progress: bool = False,
+) -> FinalReport:
+    """Score study *study*'s *top* prompts by dev and its task's seed prompts once on
+    the test split; store and return the scores with bootstrap intervals and paired
+    tests against the best seed prompt by dev.
+
+    *task* defaults to the study's built-in task, rebuilt from its name (the task
+    seed whose data matches the study's; or *task_seed*); *model* to the model name
+    the study recorded; *scorer*, if given, replaces *model*.  A rerun is answered
+    from the evaluation cache.  See :mod:`promptsearch.heldout`.
+    """
+    from promptsearch._rebuild import study_model, study_scorer, study_task
+    from promptsearch.heldout import evaluate_held_out
+
+    store = _storage(storage)
+    record = store.get_study(study) if isinstance(study, str) else None
+    if record is None:
+        from promptsearch.errors import StorageError
+
+        raise StorageError(f"no study named {study!r} in {store.url}")
+    if isinstance(task, Task):
+        task_obj = task
+    elif task is None or isinstance(task, str):
+        task_obj = study_task(record, name=task, data_dir=data_dir, task_seed=task_seed)
+    else:
+        raise ConfigError(f"task must be a Task, a built-in task name or None; got {task!r}")
+    if scorer is not None and model is not None:
+        raise ConfigError("give scorer= or model=, not both (the scorer brings its model)")
+    if scorer is None:
+        language_model = study_model(record, model=model, device=device, dtype=dtype)
+        scorer = study_scorer(record, language_model, batch_size=batch_size)
+    return evaluate_held_out(
+        store,
+        study,
+        task_obj,
+        scorer,
+        top=top,
+        test_limit=test_limit,
+        seed=seed,
+        n_resamples=n_resamples,
+        confidence=confidence,
+        paired_test=paired_test,
+        progress=progress,
+    )

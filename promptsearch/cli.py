@@ -11,6 +11,8 @@ import os
 import sys
 from collections.abc import Sequence
 
+from promptsearch._commands_final import add_final_parser, task_seed_list
+from promptsearch._commands_report import add_report_parser
 from promptsearch.errors import PromptSearchError
 
 __all__ = ["build_parser", "main"]
@@ -27,7 +29,7 @@ def _add_storage(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_task(parser: argparse.ArgumentParser) -> None:
+def _add_task(parser: argparse.ArgumentParser, *, several_seeds: bool = False) -> None:
     parser.add_argument(
         "--task", required=True, help="built-in task name (see 'promptsearch tasks')"
     )
@@ -36,9 +38,14 @@ def _add_task(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--task-seed",
-        type=int,
-        default=13,
-        help="which k-shot split / sampling seed of the task (default 13)",
+        type=task_seed_list if several_seeds else int,
+        default=[13] if several_seeds else 13,
+        help="which k-shot split / sampling seed of the task (default 13)"
+        + (
+            "; a comma list (13,42,100) runs one study per seed, named <study>-seed<N>"
+            if several_seeds
+            else ""
+        ),
     )
 
 
@@ -55,6 +62,15 @@ def _add_model(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=16, help="examples per forward batch")
 
 
+def _add_calibrate(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="contextual calibration of classification scores (Zhao et al. 2021): divide out "
+        "the label probabilities the prompt gives content-free inputs",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="promptsearch",
@@ -65,8 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser(
         "run", help="run (or resume) a prompt search and print its leaderboard"
     )
-    _add_task(run)
+    _add_task(run, several_seeds=True)
     _add_model(run)
+    _add_calibrate(run)
     run.add_argument(
         "--searcher",
         action="append",
@@ -102,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="score one prompt on a task split")
     _add_task(evaluate)
     _add_model(evaluate)
+    _add_calibrate(evaluate)
     evaluate.add_argument(
         "--prompt",
         required=True,
@@ -135,6 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--output", default=None, help="file to write (default: standard output)")
     _add_storage(export)
 
+    _add_storage(add_report_parser(commands))
+    _add_storage(add_final_parser(commands))
+
     studies = commands.add_parser("studies", help="list the studies in a database")
     _add_storage(studies)
 
@@ -164,7 +185,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"promptsearch: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("\npromptsearch: interrupted", file=sys.stderr)
+        hint = ""
+        if args.command == "run":
+            hint = "; finished trials are saved: run the same command again to resume"
+        print(f"\npromptsearch: interrupted{hint}", file=sys.stderr)
         return 130
 
 

@@ -43,6 +43,7 @@ COMPRESSIONS = (".gz", ".bz2")
 """Compression suffixes that may follow a format extension (``data.jsonl.gz``)."""
 
 _BOM = b"\xef\xbb\xbf"
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")  # also the start of UTF-32 little-endian's
 _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 
 # Hugging Face split names -> task split names
@@ -103,18 +104,37 @@ def _read_bytes(path: Path, compression: str | None) -> bytes:
 
 
 def _decode(path: Path, raw: bytes, compression: str | None) -> str:
+    unpacked = " (decompressed)" if compression else ""
+    if raw.startswith(_UTF16_BOMS):
+        raise DataError(
+            f"{path}{unpacked}: the file is UTF-16 or UTF-32 (it starts with a byte-order mark), "
+            "not UTF-8; re-encode it as UTF-8, e.g. 'iconv -f utf-16 -t utf-8 IN > OUT'"
+        )
     skip = len(_BOM) if raw.startswith(_BOM) else 0
     try:
-        return raw[skip:].decode("utf-8")
+        text = raw[skip:].decode("utf-8")
     except UnicodeDecodeError as error:
         offset = error.start + skip
         line = raw.count(b"\n", 0, offset) + 1
+        hint = (
+            "'iconv -f utf-16le -t utf-8 IN > OUT' if it is UTF-16 (it holds NUL bytes)"
+            if b"\x00" in raw[:4096]
+            else "'iconv -f latin1 -t utf-8 IN > OUT' if it is Latin-1"
+        )
         where = "of the decompressed content " if compression else ""
         raise DataError(
             f"{path}: not UTF-8 at byte offset {offset} {where}(line {line}, byte "
-            f"0x{raw[offset]:02x}); re-encode the file as UTF-8, e.g. "
-            f"'iconv -f latin1 -t utf-8 IN > OUT' if it is Latin-1"
+            f"0x{raw[offset]:02x}); re-encode the file as UTF-8, e.g. {hint}"
         ) from None
+    nul = text.find("\x00")
+    if nul >= 0:
+        line = text.count("\n", 0, nul) + 1
+        raise DataError(
+            f"{path}{unpacked}: line {line} holds a NUL byte, which text data never does: the "
+            "file looks like UTF-16 without a byte-order mark, or binary; re-encode it as "
+            "UTF-8 text, e.g. 'iconv -f utf-16le -t utf-8 IN > OUT'"
+        )
+    return text
 
 
 def _looks_numeric(cell: str) -> bool:

@@ -207,8 +207,9 @@ class Prompt:
             separator=data.get("separator", DEFAULT_SEPARATOR),
         )
 
-    def describe(self) -> str:
-        """A one-line human-readable form for tables."""
+    def describe(self, width: int | None = None) -> str:
+        """A one-line human-readable form for tables, cut to *width* characters (the
+        last one an ellipsis) when given."""
         parts = []
         if self.instruction.strip():
             parts.append(self.instruction.strip())
@@ -219,4 +220,6 @@ class Prompt:
         if self.verbalizer:
             words = "/".join(v[0] for v in self.verbalizer.values())
             text += f"  ⟨{words}⟩"
+        if width is not None and len(text) > width:
+            text = text[: max(width - 1, 0)] + "…"
         return text

@@ -18,19 +18,36 @@ each example's score its gold log-likelihood and the value their mean.
 
 Inputs longer than the model's context are cut from the end of the example's input
 field values (never the template, instruction, demonstrations or answer); such
-examples are marked ``truncated``.
+examples are marked ``truncated``.  A model that gives NaN log-probabilities raises
+:class:`~promptsearch.errors.ModelError` naming the example, instead of a score.
+
+Contextual calibration (``calibrate=True``, classification only; Zhao et al. 2021,
+see :mod:`promptsearch.calibration`): each ``score()`` call also scores the prompt
+on the content-free inputs (each string of ``content_free_inputs`` in every input
+field), once per call and counted in ``forward_passes``.  ``label_logprobs`` stay
+the raw ones; ``calibrated_logprobs``, the prediction, the score and the metric
+come from the raw ones divided by the content-free label distribution.
 
 Importing this module does not import torch; the model code loads on first use.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from promptsearch._finite import check_finite_results
+from promptsearch.calibration import (
+    CONTENT_FREE_INPUTS,
+    apply_calibration,
+    check_content_free_inputs,
+    content_free_prior,
+    predict_label,
+)
 from promptsearch.errors import ConfigError, DataError
 from promptsearch.hashing import content_hash
 from promptsearch.metrics import aggregate, example_score
@@ -59,6 +76,9 @@ class ExampleResult:
     classification only, the log-probability of each label.  ``gold_logprob``:
     generation only, the log-likelihood of the gold output given the prompt.
     ``truncated``: the input fields had to be cut to fit the model's context.
+    ``calibrated_logprobs``: with contextual calibration only, the label
+    log-probabilities after calibration (normalised over the labels); the prediction
+    is their argmax, while ``label_logprobs`` stay raw.
     """
 
     example_id: str
@@ -68,6 +88,7 @@ class ExampleResult:
     label_logprobs: dict[str, float] | None
     gold_logprob: float | None
     truncated: bool
+    calibrated_logprobs: dict[str, float] | None = None
 
 
 @dataclass
@@ -75,7 +96,9 @@ class ScoreReport:
     """The result of scoring one prompt on a set of examples.
 
     ``value`` is the task-level metric; ``forward_passes`` counts the sequences run
-    through the model (a generated sequence counts once); ``seconds`` is wall time.
+    through the model (a generated sequence counts once, content-free inputs count
+    too); ``seconds`` is wall time.  ``content_free_probs``: with contextual
+    calibration only, ``p_cf``, the mean label distribution of the content-free inputs.
     """
 
     metric: str
@@ -84,6 +107,7 @@ class ScoreReport:
     forward_passes: int
     seconds: float
     n_truncated: int
+    content_free_probs: dict[str, float] | None = None
 
     @property
     def examples_per_second(self) -> float:
@@ -117,6 +141,12 @@ class Scorer:
         Longest generated answer for generation tasks.
     generate:
         Generate answers for generation tasks; ``False`` ranks by gold likelihood only.
+    calibrate:
+        Contextual calibration of classification tasks (see the module docstring);
+        scoring a generation task with it raises :class:`ConfigError`.
+    content_free_inputs:
+        The content-free strings calibration shows the prompt, each in every input
+        field (default ``("N/A", "", "[MASK]")``).
     """
 
     def __init__(
@@ -126,6 +156,8 @@ class Scorer:
         batch_size: int = 16,
         max_new_tokens: int = 24,
         generate: bool = True,
+        calibrate: bool = False,
+        content_free_inputs: Sequence[str] = CONTENT_FREE_INPUTS,
     ) -> None:
         if not isinstance(model, LanguageModel):
             raise ConfigError(
@@ -144,6 +176,10 @@ class Scorer:
         if not isinstance(generate, bool):
             raise ConfigError(f"generate must be True or False; got {generate!r}")
         self._generate = generate
+        if not isinstance(calibrate, bool):
+            raise ConfigError(f"calibrate must be True or False; got {calibrate!r}")
+        self._calibrate = calibrate
+        self._content_free = check_content_free_inputs(content_free_inputs)
         self._backend: Backend | None = None
         self._backend_model: LanguageModel | None = None
 
@@ -160,22 +196,39 @@ class Scorer:
         return self._generate
 
     @property
+    def calibrate(self) -> bool:
+        return self._calibrate
+
+    @property
+    def content_free_inputs(self) -> tuple[str, ...]:
+        return self._content_free
+
+    @property
+    def calibration(self) -> dict[str, object] | None:
+        """The calibration settings (JSON-able), or ``None`` when calibration is off."""
+        if not self._calibrate:
+            return None
+        return {"method": "contextual", "content_free_inputs": list(self._content_free)}
+
+    @property
     def fingerprint(self) -> str:
         """Identifies the scores this scorer gives: the model and result-changing settings."""
-        return content_hash(
-            {
-                "model": self.model.fingerprint,
-                "max_length": self.model.max_length,
-                "max_new_tokens": self._max_new_tokens,
-                "generate": self._generate,
-                "version": SCORER_VERSION,
-            }
-        )
+        settings: dict[str, object] = {
+            "model": self.model.fingerprint,
+            "max_length": self.model.max_length,
+            "max_new_tokens": self._max_new_tokens,
+            "generate": self._generate,
+            "version": SCORER_VERSION,
+        }
+        if self._calibrate:  # absent when off, so raw fingerprints stay as they were
+            settings["calibration"] = self.calibration
+        return content_hash(settings)
 
     def __repr__(self) -> str:
         return (
             f"Scorer(model={self.model.name!r}, batch_size={self._batch_size}, "
-            f"max_new_tokens={self._max_new_tokens}, generate={self._generate})"
+            f"max_new_tokens={self._max_new_tokens}, generate={self._generate}, "
+            f"calibrate={self._calibrate})"
         )
 
     # -- scoring ---------------------------------------------------------------------------
@@ -206,8 +259,8 @@ class Scorer:
             if longest is None or counts[longest] == 0:
                 extra = f" plus max_new_tokens={budget} to generate" if budget else ""
                 raise DataError(
-                    f"prompt {prompt.describe()!r} needs {encoded.length} tokens{extra} for "
-                    f"example {example.id!r} even with its input fields emptied, more than the "
+                    f"prompt {prompt.describe(width=120)!r} needs {encoded.length} tokens{extra} "
+                    f"for example {example.id!r} even with its input fields emptied, more than the "
                     f"{limit}-token context of model {self.model.name!r}; shorten the "
                     "instruction or template, use fewer demonstrations, or use a model with "
                     "a longer context"
@@ -239,6 +292,11 @@ class Scorer:
                     "examples must be Example objects (e.g. task.dev); got "
                     f"{type(example).__name__}"
                 )
+        if task.kind == "generation" and self._calibrate:
+            raise ConfigError(
+                f"calibrate=True applies to classification tasks only; task {task.name!r} is a "
+                "generation task; score it with a Scorer built with calibrate=False"
+            )
         if task.kind == "generation" and self.model.kind == "masked":
             raise ConfigError(
                 f"task {task.name!r} is a generation task, which model {self.model.name!r} (a "
@@ -256,15 +314,22 @@ class Scorer:
         network = self.model.model
         was_training = bool(getattr(network, "training", False))
         network.eval()
+        prior: dict[str, float] | None = None
         try:
             with torch.inference_mode():
                 if task.kind == "classification":
                     results, passes = self._classify(prompt, examples, task)
+                    if self._calibrate:
+                        results, prior, extra = self._calibrated(prompt, task, examples, results)
+                        passes += extra
                 else:
                     results, passes = self._generation(prompt, examples, task)
         finally:
             if was_training:
                 network.train()
+        check_finite_results(
+            results, prompt=prompt.describe(), model=self.model.name, infinite_scores=True
+        )
         if task.kind == "generation" and not self._generate:
             metric = GOLD_LOGPROB
             value = sum(r.score for r in results) / len(results)
@@ -283,7 +348,42 @@ class Scorer:
             forward_passes=passes,
             seconds=time.perf_counter() - started,
             n_truncated=sum(r.truncated for r in results),
+            content_free_probs=prior,
         )
+
+    def _content_free_logprobs(
+        self, prompt: Prompt, task: Task
+    ) -> tuple[list[dict[str, float]], int]:
+        """Raw label log-probabilities of the resolved *prompt* on each content-free input."""
+        inputs = [
+            Example(f"content-free-{i}", dict.fromkeys(task.input_fields, text), target="")
+            for i, text in enumerate(self._content_free)
+        ]
+        results, passes = self._classify(prompt, inputs, task)
+        logprobs = [r.label_logprobs for r in results]
+        return [row for row in logprobs if row is not None], passes
+
+    def _calibrated(
+        self, prompt: Prompt, task: Task, examples: list[Example], results: list[ExampleResult]
+    ) -> tuple[list[ExampleResult], dict[str, float], int]:
+        """*results* with calibrated predictions; also p_cf and the content-free passes."""
+        content_free, passes = self._content_free_logprobs(prompt, task)
+        prior = content_free_prior(content_free)
+        out = []
+        for example, result in zip(examples, results, strict=True):
+            values = apply_calibration(result.label_logprobs or {}, prior)
+            prediction = predict_label(values)
+            target = example.target
+            out.append(
+                dataclasses.replace(
+                    result,
+                    prediction=prediction,
+                    correct=prediction == target,
+                    score=example_score(task.metric, prediction, [target]),
+                    calibrated_logprobs=values,
+                )
+            )
+        return out, prior, passes
 
     def _classify(
         self, prompt: Prompt, examples: list[Example], task: Task

@@ -19,8 +19,9 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
+from promptsearch._finite import check_finite_results, check_finite_value
 from promptsearch.budget import Budget
-from promptsearch.errors import ConfigError, PromptSearchError
+from promptsearch.errors import ConfigError, PromptSearchError, StorageError
 from promptsearch.hashing import content_hash
 from promptsearch.metrics import aggregate
 from promptsearch.prompt import Prompt
@@ -38,7 +39,7 @@ from promptsearch.task import Example, Task
 from promptsearch.validation import check_int
 
 if TYPE_CHECKING:
-    from promptsearch.storage import Storage
+    from promptsearch.storage import EvaluationRecord, Storage
 
 __all__ = ["BestPrompt", "Budget", "Study", "StudyResult", "example_key"]
 
@@ -136,13 +137,17 @@ class Study:
     # -- set-up ----------------------------------------------------------------------------
 
     def _config(self) -> dict[str, Any]:
-        return {
+        config: dict[str, Any] = {
             "searchers": [
                 {"name": s.name, "params": _jsonable(s.get_params())} for s in self.searchers
             ],
             "budget": self.budget.to_dict(),
             "candidates_per_round": self.candidates_per_round,
         }
+        calibration = getattr(self.scorer, "calibration", None)
+        if calibration is not None:  # also part of the scorer fingerprint
+            config["calibration"] = _jsonable(calibration)
+        return config
 
     def _open(self) -> None:
         spec = self.task.spec()
@@ -192,10 +197,12 @@ class Study:
 
     # -- scoring -----------------------------------------------------------------------------
 
-    def _score(self, prompt: Prompt, key: str) -> tuple[float, int, int]:
-        """Dev score of *prompt*, using and filling the per-example cache.
+    def _score(self, prompt: Prompt, key: str) -> tuple[float, int, int, list[EvaluationRecord]]:
+        """Dev score of *prompt*, using the per-example cache.
 
-        Returns (score, examples, forward passes spent now).
+        Returns (score, examples, forward passes spent now, the new per-example
+        records); the caller stores the records together with the finished trial.
+        NaN from the model raises :class:`~promptsearch.errors.ModelError`.
         """
         examples = self.task.dev
         keys = [example_key(e) for e in examples]
@@ -203,12 +210,14 @@ class Study:
         cached = self.storage.cached_evaluations(fingerprint, key, "dev", keys)
         missing = [e for e, k in zip(examples, keys, strict=True) if k not in cached]
         spent = 0
+        records: list[EvaluationRecord] = []
+        model_name = str(getattr(self.scorer.model, "name", "?"))
         if missing:
             report = self.scorer.score(prompt, missing, self.task)
             spent = int(report.forward_passes)
+            check_finite_results(report.results, prompt=prompt.describe(), model=model_name)
             from promptsearch.storage import EvaluationRecord
 
-            records = []
             for example, result in zip(missing, report.results, strict=True):
                 detail: dict[str, Any] = {}
                 if result.label_logprobs is not None:
@@ -228,7 +237,6 @@ class Study:
                         detail=detail or None,
                     )
                 )
-            self.storage.add_evaluations(fingerprint, key, "dev", records)
             cached.update({r.example_key: r for r in records})
         ordered = [cached[k] for k in keys]
         value = aggregate(
@@ -237,7 +245,8 @@ class Study:
             [r.prediction for r in ordered],
             [e.target for e in examples],
         )
-        return value, len(examples), spent
+        value = check_finite_value(value, prompt=prompt.describe(), model=model_name)
+        return value, len(examples), spent, records
 
     def _evaluate(self, searcher: Searcher, candidate: Candidate) -> TrialResult | None:
         """Score one candidate as a trial; None if the budget is spent."""
@@ -270,17 +279,18 @@ class Study:
             )
         existing = self.storage.get_trial(self.name, key)
         if existing is not None and existing.state in ("complete", "failed"):
-            # scored by an earlier run of this study: replay it at no cost
+            # scored by an earlier run of this study: replay it at no cost, exactly as
+            # the searcher saw it then (new=True too, or a resumed run that replays a few
+            # rounds would count them as stale and stop early)
             result = TrialResult(
                 prompt=prompt,
                 content_hash=key,
                 score=existing.dev_score,
                 state=existing.state,
                 n_examples=existing.n_examples,
-                searcher=existing.searcher,
-                operation=existing.operation,
+                searcher=searcher.name,
+                operation=candidate.operation,
                 parent=candidate.parent,
-                new=False,
             )
             self._account(result, existing.forward_passes)
             return result
@@ -305,11 +315,16 @@ class Study:
         score: float | None = None
         n_examples = spent = 0
         error_text: str | None = None
+        records: list[EvaluationRecord] = []
         try:
-            score, n_examples, spent = self._score(prompt, key)
-        except (PromptSearchError, RuntimeError, ValueError) as error:
-            # a failing prompt (or a model error on one batch) fails its trial, not the study
+            score, n_examples, spent, records = self._score(prompt, key)
+        except StorageError:
+            raise  # the database failed, not the prompt: stop; the trial is retried on resume
+        except Exception as error:
+            # a failing prompt (a model error or NaN on one batch, an input that cannot fit)
+            # fails its trial, with the reason, not the study
             error_text = f"{type(error).__name__}: {error}"
+            _warn(f"trial of prompt {key[:12]} failed, the search goes on: {error_text}")
         state = "complete" if error_text is None else "failed"
         self.storage.finish_trial(
             trial.id,
@@ -319,6 +334,8 @@ class Study:
             forward_passes=spent,
             seconds=time.monotonic() - started,
             error=error_text,
+            scorer_fingerprint=self.scorer.fingerprint,
+            evaluations=records,
         )
         result = TrialResult(
             prompt=prompt,

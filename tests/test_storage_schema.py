@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import make_url
@@ -46,7 +47,7 @@ def test_new_database_gets_schema_at_head(storage: Storage) -> None:
     with storage.session(write=False) as session:
         revision = session.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
         tables = set(sa.inspect(session.connection()).get_table_names())
-    assert revision == head_revision() == "0001"
+    assert revision == head_revision() == "0002"
     assert set(Base.metadata.tables) <= tables
 
 
@@ -105,14 +106,20 @@ def test_newer_schema_is_refused_and_left_untouched(storage_url: str) -> None:
         engine.dispose()
 
 
-def test_older_schema_asks_for_upgrade(storage_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    upgrade(storage_url)
-    monkeypatch.setattr(schema_module, "known_revisions", lambda: ["0001", "0002"])
-    monkeypatch.setattr(schema_module, "head_revision", lambda: "0002")
+def test_older_schema_asks_for_upgrade(storage_url: str) -> None:
+    engine = sa.create_engine(storage_url)
+    try:
+        with engine.begin() as connection:  # a database left at the first revision
+            command.upgrade(schema_module.alembic_config(connection), "0001")
+    finally:
+        engine.dispose()
+    assert schema_module.known_revisions()[:2] == ["0001", "0002"]
     with pytest.raises(
         StorageError, match=r"revision 0001, older .*`promptsearch db upgrade --storage "
     ):
         open_storage(storage_url)
+    assert upgrade(storage_url) == head_revision()
+    open_storage(storage_url).close()
 
 
 def test_foreign_databases_are_refused(tmp_path: Path) -> None:

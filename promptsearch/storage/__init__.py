@@ -24,6 +24,7 @@ from promptsearch.storage.database import (
     open_storage,
     upgrade,
 )
+from promptsearch.storage.heldout import HeldOutRecord, HeldOutResult
 from promptsearch.storage.records import (
     FINISHED_TRIAL_STATES,
     STUDY_STATUSES,
@@ -46,6 +47,8 @@ __all__ = [
     "STUDY_STATUSES",
     "TRIAL_STATES",
     "EvaluationRecord",
+    "HeldOutRecord",
+    "HeldOutResult",
     "LeaderboardRow",
     "LineageEntry",
     "MetricRecord",

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from promptsearch.errors import ConfigError
 from promptsearch.storage._common import (
@@ -33,7 +34,59 @@ from promptsearch.storage.models import (
 )
 from promptsearch.storage.records import EvaluationRecord, MetricRecord
 
-__all__ = ["CacheStore"]
+__all__ = ["CacheStore", "evaluation_rows", "insert_evaluations"]
+
+
+def evaluation_rows(
+    scorer_fingerprint: str, prompt_hash: str, split: str, records: Sequence[EvaluationRecord]
+) -> list[dict[str, object]]:
+    """Checked rows of the evaluation cache for *records*, one per example key (the
+    first record of a key wins), sorted by key."""
+    check_name("scorer_fingerprint", scorer_fingerprint, NAME_LENGTH)
+    check_hash("prompt_hash", prompt_hash)
+    check_name("split", split, LABEL_LENGTH)
+    now = utcnow()
+    rows: dict[str, dict[str, object]] = {}
+    for i, record in enumerate(records):
+        if not isinstance(record, EvaluationRecord):
+            raise ConfigError(
+                f"records[{i}] must be an EvaluationRecord; got {type(record).__name__}"
+            )
+        key = check_name(f"records[{i}].example_key", record.example_key, HASH_LENGTH)
+        if not isinstance(record.prediction, str):
+            raise ConfigError(
+                f"records[{i}].prediction must be a string; got {record.prediction!r}"
+            )
+        if not isinstance(record.correct, bool):
+            raise ConfigError(f"records[{i}].correct must be a bool; got {record.correct!r}")
+        detail = (
+            None if record.detail is None else check_json(f"records[{i}].detail", record.detail)
+        )
+        rows.setdefault(
+            key,
+            {
+                "scorer_fingerprint": scorer_fingerprint,
+                "prompt_hash": prompt_hash,
+                "split": split,
+                "example_key": key,
+                "prediction": record.prediction,
+                "correct": record.correct,
+                "score": check_finite(f"records[{i}].score", record.score),
+                "detail": detail,
+                "created_at": now,
+            },
+        )
+    # Sorted, so that concurrent writers lock keys in the same order (no deadlock).
+    return [rows[key] for key in sorted(rows)]
+
+
+def insert_evaluations(session: Session, rows: Sequence[dict[str, object]]) -> None:
+    """Insert rows made by :func:`evaluation_rows`; keys already cached keep theirs."""
+    statement = dialect_insert(session, EvaluationModel).on_conflict_do_nothing(
+        index_elements=["scorer_fingerprint", "prompt_hash", "split", "example_key"]
+    )
+    for chunk in chunked(rows):
+        session.execute(statement, list(chunk))
 
 
 class CacheStore(Database):
@@ -93,50 +146,11 @@ class CacheStore(Database):
         records: Sequence[EvaluationRecord],
     ) -> None:
         """Cache *records*; keys already cached (by anyone) keep their first result."""
-        check_name("scorer_fingerprint", scorer_fingerprint, NAME_LENGTH)
-        check_hash("prompt_hash", prompt_hash)
-        check_name("split", split, LABEL_LENGTH)
-        now = utcnow()
-        rows: dict[str, dict[str, object]] = {}
-        for i, record in enumerate(records):
-            if not isinstance(record, EvaluationRecord):
-                raise ConfigError(
-                    f"records[{i}] must be an EvaluationRecord; got {type(record).__name__}"
-                )
-            key = check_name(f"records[{i}].example_key", record.example_key, HASH_LENGTH)
-            if not isinstance(record.prediction, str):
-                raise ConfigError(
-                    f"records[{i}].prediction must be a string; got {record.prediction!r}"
-                )
-            if not isinstance(record.correct, bool):
-                raise ConfigError(f"records[{i}].correct must be a bool; got {record.correct!r}")
-            detail = (
-                None if record.detail is None else check_json(f"records[{i}].detail", record.detail)
-            )
-            rows.setdefault(
-                key,
-                {
-                    "scorer_fingerprint": scorer_fingerprint,
-                    "prompt_hash": prompt_hash,
-                    "split": split,
-                    "example_key": key,
-                    "prediction": record.prediction,
-                    "correct": record.correct,
-                    "score": check_finite(f"records[{i}].score", record.score),
-                    "detail": detail,
-                    "created_at": now,
-                },
-            )
+        rows = evaluation_rows(scorer_fingerprint, prompt_hash, split, records)
         if not rows:
             return
-        # Sorted, so that concurrent writers lock keys in the same order (no deadlock).
-        ordered = [rows[key] for key in sorted(rows)]
         with self.session() as session:
-            statement = dialect_insert(session, EvaluationModel).on_conflict_do_nothing(
-                index_elements=["scorer_fingerprint", "prompt_hash", "split", "example_key"]
-            )
-            for chunk in chunked(ordered):
-                session.execute(statement, list(chunk))
+            insert_evaluations(session, rows)
 
     # -- searcher states ----------------------------------------------------------------
 

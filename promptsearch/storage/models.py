@@ -31,6 +31,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -227,7 +228,15 @@ class StudyLogModel(Base):
 class TestResultModel(Base):
     __test__ = False  # not a pytest test class, despite the name
     __tablename__ = "test_results"
-    __table_args__ = (Index("ix_test_results_study_id", "study_id"),)
+    __table_args__ = (
+        Index("ix_test_results_study_id", "study_id"),
+        UniqueConstraint(
+            "study_id", "prompt_id", "split", name="uq_test_results_study_prompt_split"
+        ),
+        CheckConstraint(
+            "p_value IS NULL OR (p_value >= 0 AND p_value <= 1)", name="ck_test_results_p_value"
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"))
@@ -239,3 +248,13 @@ class TestResultModel(Base):
     ci_high: Mapped[float | None]
     n_examples: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # revision 0002: what `promptsearch final` records beside the score
+    dev_score: Mapped[float | None]
+    dev_rank: Mapped[int | None] = mapped_column(Integer)
+    is_seed: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    is_baseline: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    baseline_prompt_id: Mapped[int | None] = mapped_column(ForeignKey("prompts.id"))
+    test_name: Mapped[str | None] = mapped_column(String(LABEL_LENGTH))
+    p_value: Mapped[float | None]
+    scorer_fingerprint: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
+    detail: Mapped[dict[str, Any] | None]

@@ -1,5 +1,6 @@
 """The storage API: studies and prompts here, trials in :mod:`.trials`, the
-evaluation cache, searcher states and metrics in :mod:`.cache`.
+evaluation cache, searcher states and metrics in :mod:`.cache`, held-out (test)
+results in :mod:`.heldout`.
 
 Every method opens its own short transaction through :meth:`Database.session` and
 returns plain frozen records, so callers never hold sessions or ORM objects.
@@ -25,6 +26,7 @@ from promptsearch.storage._common import (
     study_record,
 )
 from promptsearch.storage.database import UniqueViolation
+from promptsearch.storage.heldout import HeldOutStore
 from promptsearch.storage.models import NAME_LENGTH, PromptModel, StudyModel, TrialModel, utcnow
 from promptsearch.storage.records import (
     STUDY_STATUSES,
@@ -37,7 +39,7 @@ from promptsearch.storage.trials import TrialStore
 __all__ = ["Storage"]
 
 
-class Storage(TrialStore):
+class Storage(TrialStore, HeldOutStore):
     """The trial database.  Open one with :func:`promptsearch.storage.open_storage`.
 
     Safe to share between threads; several processes (or machines, with PostgreSQL)

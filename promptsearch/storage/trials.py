@@ -5,7 +5,7 @@ Part of :class:`~promptsearch.storage.Storage`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from sqlalchemy import ColumnElement, case, func, select, update
 from sqlalchemy.orm import Session, aliased
@@ -20,7 +20,7 @@ from promptsearch.storage._common import (
     require_study,
     resolve_prompt,
 )
-from promptsearch.storage.cache import CacheStore
+from promptsearch.storage.cache import CacheStore, evaluation_rows, insert_evaluations
 from promptsearch.storage.database import UniqueViolation
 from promptsearch.storage.models import (
     LABEL_LENGTH,
@@ -33,6 +33,7 @@ from promptsearch.storage.models import (
 from promptsearch.storage.records import (
     FINISHED_TRIAL_STATES,
     TRIAL_STATES,
+    EvaluationRecord,
     LeaderboardRow,
     LineageEntry,
     StudyTotals,
@@ -183,11 +184,18 @@ class TrialStore(CacheStore):
         forward_passes: int,
         seconds: float,
         error: str | None = None,
+        scorer_fingerprint: str | None = None,
+        evaluations: Sequence[EvaluationRecord] = (),
     ) -> TrialRecord:
         """Record the outcome of a running trial; a complete trial needs a dev score.
 
         A pruned trial (stopped early) may be finished again, e.g. once it has been
         scored on all examples; complete and failed trials are final.
+
+        *evaluations* (with the *scorer_fingerprint* that made them) are the trial's
+        per-example dev results: they go into the evaluation cache in the same
+        transaction, so a crash leaves either the finished trial with its results or
+        the running trial without them, never results of a trial that is still running.
         """
         check_choice("state", state, FINISHED_TRIAL_STATES)
         score = None if dev_score is None else check_finite("dev_score", dev_score)
@@ -203,6 +211,10 @@ class TrialStore(CacheStore):
             raise ConfigError(f"seconds must be ≥ 0; got {seconds!r}")
         if error is not None and not isinstance(error, str):
             raise ConfigError(f"error must be a string or None; got {type(error).__name__}")
+        if evaluations and scorer_fingerprint is None:
+            raise ConfigError(
+                "evaluations need the scorer_fingerprint of the scorer that made them"
+            )
         with self.session() as session:
             rows = _trial_rows(session, TrialModel.id == trial_id, lock=True)
             if not rows:
@@ -222,6 +234,9 @@ class TrialStore(CacheStore):
             trial.error = error
             trial.heartbeat_at = now
             trial.finished_at = now
+            if evaluations and scorer_fingerprint is not None:
+                cached = evaluation_rows(scorer_fingerprint, content, "dev", evaluations)
+                insert_evaluations(session, cached)
             session.execute(
                 update(StudyModel).where(StudyModel.id == trial.study_id).values(updated_at=now)
             )
