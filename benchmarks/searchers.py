@@ -115,7 +115,9 @@ def run_one(
     task: Task, seed: int, spec: str, scorer: Scorer, args: argparse.Namespace, folder: Path
 ) -> Run:
     searcher = make_searcher(spec)
-    study_name = f"bench-{task.name}-{seed}-{searcher.name}-b{args.budget}"
+    # the whole spec, so two configurations of one searcher get studies of their own
+    slug = "".join(c if c.isalnum() or c in "-_" else "_" for c in spec)
+    study_name = f"bench-{task.name}-{seed}-{slug}-b{args.budget}"
     url = args.storage or f"sqlite:///{folder / (study_name.replace(':', '_') + '.db')}"
     storage = open_storage(url)
     started = time.monotonic()
@@ -146,7 +148,7 @@ def run_one(
     return Run(
         task=task.name,
         seed=seed,
-        searcher=searcher.name,
+        searcher=spec,
         manual=manual,
         manual_test=scores[manual.content_hash],
         best=best,

@@ -45,6 +45,8 @@ ENTRY_POINT_GROUP = "promptsearch.searchers"
 
 # name -> "module:Class"; imported only when asked for
 BUILTIN_SEARCHERS: dict[str, str] = {
+    "autoprompt": "promptsearch.searchers.autoprompt:AutoPromptSearcher",
+    "label-words": "promptsearch.searchers.label_words:LabelWordsSearcher",
     "manual": "promptsearch.searchers.manual:ManualSearcher",
     "mining": "promptsearch.searchers.mining:MiningSearcher",
     "paraphrase": "promptsearch.searchers.paraphrase:ParaphraseSearcher",
