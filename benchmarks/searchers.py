@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from promptsearch import Prompt, load_model, load_task
+from promptsearch.hashing import content_hash
 from promptsearch.scorer import Scorer
 from promptsearch.searchers import make_searcher
 from promptsearch.storage import LeaderboardRow, open_storage
@@ -40,6 +41,8 @@ from promptsearch.study import Study
 from promptsearch.task import Example, Task
 
 SHORT = 60
+TEST_SCORES: dict[tuple[str, str, str], float] = {}
+"""Test scores by (prompt hash, test sample hash, scorer fingerprint), for this process."""
 
 
 @dataclass
@@ -51,6 +54,7 @@ class Run:
     manual_test: float
     best: LeaderboardRow
     best_test: float
+    own: LeaderboardRow | None  # the searcher's own best prompt by dev (None: none complete)
     evaluations: int
     forward_passes: int
     minutes: float  # the search (the study)
@@ -137,13 +141,19 @@ def run_one(
     seeds = {p.resolve(task).content_hash for p in task.seed_prompts}
     manual = next(r for r in rows if r.content_hash in seeds)
     best = rows[0]
+    own_rows = storage.leaderboard(study_name, top=1, searcher=searcher.name)
     started = time.monotonic()
     examples = test_sample(task, args.test_limit, args.sample_seed)
+    sample = content_hash([[e.inputs, e.target] for e in examples])
     scores: dict[str, float] = {}
     for row in (manual, best):
-        if row.content_hash not in scores:
+        # a prompt scored on the same test sample before (the manual prompts recur across
+        # seeds and searchers) is not scored again: same prompt, examples and scorer
+        memo_key = (row.content_hash, sample, scorer.fingerprint)
+        if memo_key not in TEST_SCORES:
             prompt = Prompt.from_dict(row.body)
-            scores[row.content_hash] = scorer.score(prompt, examples, task).value
+            TEST_SCORES[memo_key] = scorer.score(prompt, examples, task).value
+        scores[row.content_hash] = TEST_SCORES[memo_key]
     totals = storage.totals(study_name)
     return Run(
         task=task.name,
@@ -153,6 +163,7 @@ def run_one(
         manual_test=scores[manual.content_hash],
         best=best,
         best_test=scores[best.content_hash],
+        own=own_rows[0] if own_rows else None,
         evaluations=totals.n_trials,
         forward_passes=totals.forward_passes,
         minutes=minutes,
@@ -190,6 +201,18 @@ def summary(runs: list[Run]) -> None:
             f"{mean_std([r.best_test for r in group])} | {mean_std([r.delta for r in group])} | "
             f"{statistics.mean(r.minutes for r in group):.1f} |"
         )
+
+
+def own_best(runs: list[Run]) -> None:
+    """The searcher's own best prompt per run, in full (it may lose to a manual prompt)."""
+    print("\n| task | seed | searcher | its best prompt by dev | dev |")
+    print("|---|---:|---|---|---:|")
+    for run in runs:
+        if run.own is None:
+            print(f"| {run.task} | {run.seed} | {run.searcher} | (no complete trial) | |")
+            continue
+        text = Prompt.from_dict(run.own.body).describe().replace("|", "\\|").replace("`", "'")
+        print(f"| {run.task} | {run.seed} | {run.searcher} | `{text}` | {run.own.dev_score:.3f} |")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -243,6 +266,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(row_text(run))
                     sys.stdout.flush()
     summary(runs)
+    own_best(runs)
     return 0
 
 

@@ -30,6 +30,7 @@ __all__ = [
     "ModelError",
     "Prompt",
     "PromptSearchError",
+    "Racing",
     "Scorer",
     "StorageError",
     "StudyConflictError",
@@ -46,6 +47,7 @@ __all__ = [
 # name -> module holding it; imported on first attribute access
 _LAZY = {
     "Budget": "promptsearch.budget",
+    "Racing": "promptsearch.racing",
     "search": "promptsearch.api",
     "evaluate": "promptsearch.api",
     "final": "promptsearch.api",
@@ -58,6 +60,7 @@ if TYPE_CHECKING:
     from promptsearch.api import evaluate, final, search
     from promptsearch.budget import Budget
     from promptsearch.model import load_model
+    from promptsearch.racing import Racing
     from promptsearch.scorer import Scorer
     from promptsearch.tasks import load_task
 

@@ -12,6 +12,8 @@ from typing import Any
 
 from promptsearch._commands_final import cmd_final, held_out_cells, held_out_columns, run_task_seeds
 from promptsearch._commands_report import cmd_report
+from promptsearch._commands_serve import cmd_serve
+from promptsearch._commands_worker import cmd_worker
 from promptsearch.errors import ConfigError, StorageError
 
 __all__ = [
@@ -23,9 +25,11 @@ __all__ = [
     "cmd_report",
     "cmd_run",
     "cmd_searchers",
+    "cmd_serve",
     "cmd_show",
     "cmd_studies",
     "cmd_tasks",
+    "cmd_worker",
     "parse_verbalizer",
     "unescape",
 ]
@@ -77,16 +81,19 @@ def _print_table(rows: Sequence[Any], out: Any = None, tests: Any = None) -> Non
         return
     head = held_out_cells(None, tests) if tests else ""
     print(
-        f"{'rank':>4}  {'dev':>6}  {head}{'n':>4}  {'searcher':<12}  {'hash':<10}  prompt",
+        f"{'rank':>4}  {'dev':>6}  {head}{'n':>5}  {'searcher':<12}  {'hash':<10}  prompt",
         file=out,
     )
     for row in rows:
         cells = held_out_cells(row.content_hash, tests) if tests else ""
+        n = f"{row.n_examples}{'p' if row.state == 'pruned' else ''}"
         print(
-            f"{row.rank:>4}  {row.dev_score:>6.3f}  {cells}{row.n_examples:>4}  "
+            f"{row.rank:>4}  {row.dev_score:>6.3f}  {cells}{n:>5}  "
             f"{_clip(row.searcher, 12):<12}  {row.content_hash[:10]:<10}  {_clip(row.text, 90)}",
             file=out,
         )
+    if any(row.state == "pruned" for row in rows):
+        print("p: pruned by racing; its dev score rests on its first n dev examples", file=out)
 
 
 def _row_dict(row: Any) -> dict[str, Any]:
@@ -104,6 +111,16 @@ def _budget(args: argparse.Namespace) -> Any:
     return Budget(evaluations=evaluations, forward_passes=args.forward_passes, seconds=args.seconds)
 
 
+def _racing(args: argparse.Namespace) -> Any:
+    """The Racing of `run`'s options, or None; either size option implies --racing."""
+    if not (args.racing or args.racing_min_examples is not None or args.racing_eta is not None):
+        return None
+    from promptsearch.racing import Racing
+
+    given = {"min_examples": args.racing_min_examples, "eta": args.racing_eta}
+    return Racing(**{k: v for k, v in given.items() if v is not None})
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     if isinstance(args.task_seed, list):  # `--task-seed 13,42,100`: one study per seed
         if len(args.task_seed) > 1:
@@ -113,6 +130,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from promptsearch.searchers import make_searcher
 
     budget = _budget(args)  # validate cheap arguments before loading anything heavy
+    racing = _racing(args)
     searchers = [make_searcher(spec) for spec in (args.searchers or DEFAULT_SEARCHERS)]
     result = search(
         args.task,
@@ -130,13 +148,23 @@ def cmd_run(args: argparse.Namespace) -> int:
         dtype=args.dtype,
         progress=not args.quiet,
         calibrate=args.calibrate,
+        racing=racing,
+        create_only=args.create_only,
     )
+    if args.create_only:
+        print(
+            f"study {result.name!r} is stored in {result.storage.url}; start workers on it with: "
+            f"promptsearch worker --study {result.name} --storage URL"
+        )
+        return 0
     totals = result.storage.totals(result.name)
+    n_pruned = len(result.storage.trials(result.name, states=["pruned"]))
     print(
-        f"study {result.name!r}: {totals.n_complete} prompts scored, "
-        f"{totals.forward_passes} forward passes, {totals.seconds:.1f} s of scoring"
+        f"study {result.name!r}: {totals.n_complete} prompts scored"
+        + (f" ({n_pruned} more pruned by racing)" if n_pruned else "")
+        + f", {totals.forward_passes} forward passes, {totals.seconds:.1f} s of scoring"
     )
-    _print_table(result.leaderboard(top=args.top))
+    _print_table(result.leaderboard(top=args.top, include_pruned=True))
     if result.stopped:
         print(
             f"stopped; run the same command again to resume study {result.name!r}", file=sys.stderr
@@ -193,7 +221,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     storage = _open(args.storage)
-    rows = storage.leaderboard(args.study, top=args.top, searcher=args.searcher)
+    rows = storage.leaderboard(
+        args.study, top=args.top, searcher=args.searcher, include_pruned=True
+    )
     tests = {r.content_hash: r for r in storage.held_out_results(args.study)}
     if args.format == "json":
         dicts = [_row_dict(r) | held_out_columns(r.content_hash, tests) for r in rows]
@@ -222,7 +252,7 @@ def _show_study(storage: Any, name: str) -> None:
     )
     print(f"created    {study.created_at}   updated {study.updated_at}")
     print()
-    _print_table(storage.leaderboard(name, top=10))
+    _print_table(storage.leaderboard(name, top=10, include_pruned=True))
 
 
 def _show_prompt(storage: Any, key: str, study: str | None) -> None:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     import torch
 
+    from promptsearch._batching import BatchSize
     from promptsearch.model import LanguageModel
     from promptsearch.prompt import RenderedPrompt
 
@@ -103,7 +104,8 @@ def encode_text(tokenizer: Any, text: str) -> list[int]:
 
 
 def length_batches(lengths: Sequence[int], batch_size: int) -> Iterator[list[int]]:
-    """Indices grouped into batches of similar length (longest first)."""
+    """Indices grouped into batches of similar length (longest first); the back-ends use
+    :func:`promptsearch._batching.run_batches`, which also backs off on out-of-memory."""
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     for start in range(0, len(order), batch_size):
         yield order[start : start + batch_size]
@@ -150,8 +152,15 @@ def accepted_kwargs(model: Any) -> set[str]:
         return set()
 
 
-def make_backend(model: LanguageModel, batch_size: int) -> Backend:
-    """The back-end for *model*'s kind."""
+def make_backend(
+    model: LanguageModel, batch_size: int | BatchSize, *, share_prefix: bool = True
+) -> Backend:
+    """The back-end for *model*'s kind.
+
+    *batch_size*: rows per forward pass, or a :class:`~promptsearch._batching.BatchSize`
+    (automatic sizes back off on out-of-memory).  *share_prefix*: causal LMs run the
+    rows' common leading tokens once (see :mod:`promptsearch._prefix_cache`).
+    """
     if model.kind == "masked":
         from promptsearch._scoring_masked import MaskedBackend
 
@@ -162,4 +171,4 @@ def make_backend(model: LanguageModel, batch_size: int) -> Backend:
         return Seq2SeqBackend(model, batch_size)
     from promptsearch._scoring_causal import CausalBackend
 
-    return CausalBackend(model, batch_size)
+    return CausalBackend(model, batch_size, share_prefix=share_prefix)

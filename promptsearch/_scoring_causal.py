@@ -7,11 +7,24 @@ computed only at the positions that predict answer tokens: when every answer of 
 example is one token, one sequence per example and only its last position; otherwise
 one sequence ``context + answer[:-1]`` per answer, batched by answer length so that
 the model returns only the last ``len(answer)`` positions' logits.
+
+The language-model head thus runs only where an answer token is predicted, never
+over ``(batch, sequence, vocabulary)``.  There it covers the whole vocabulary: a
+log-probability needs the normaliser (the log-sum-exp over every token), and that
+one ``(rows, vocabulary)`` product costs under one per cent of the forward pass of
+even a short row on the models this is built for, so computing only the answer
+tokens' rows of the output embedding would save nothing worth its complexity.
+
+Rows whose token ids start with the same run (the prompt's instruction,
+demonstrations and template text) share that run's keys and values: it runs once
+per call and each row runs only its remaining tokens (see
+:mod:`promptsearch._prefix_cache`); identical rows (a template that starts with the
+answer slot, say) run once.  ``forward_passes`` still counts one per row, so budgets
+do not depend on these savings.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -19,12 +32,13 @@ from typing import TYPE_CHECKING, Any
 import torch
 from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaList
 
+from promptsearch._batching import BatchSize, run_batches
+from promptsearch._prefix_cache import SharedPrefix, choose_shared_prefix, run_prefix
 from promptsearch._scoring import (
     Encoded,
     accepted_kwargs,
     encode_text,
     left_pad,
-    length_batches,
     special_tokens,
     split_trailing_space,
 )
@@ -70,11 +84,17 @@ class _StopAtNewline(StoppingCriteria):
 class CausalBackend:
     """Log-probabilities and greedy answers from a causal LM."""
 
-    def __init__(self, model: LanguageModel, batch_size: int) -> None:
+    def __init__(
+        self, model: LanguageModel, batch_size: int | BatchSize, *, share_prefix: bool = True
+    ) -> None:
         self.lm = model
         self.model = model.model
         self.tokenizer = model.tokenizer
-        self.batch_size = batch_size
+        self.sizer = (
+            batch_size
+            if isinstance(batch_size, BatchSize)
+            else BatchSize(batch_size, device_type=model.device.type)
+        )
         self.specials = special_tokens(self.tokenizer)
         accepted = accepted_kwargs(self.model)
         self.keep_argument = next(
@@ -82,6 +102,15 @@ class CausalBackend:
         )
         self.pass_positions = "position_ids" in accepted
         self.pass_use_cache = "use_cache" in accepted
+        self.share_prefix = (
+            share_prefix and self.pass_positions and {"past_key_values", "use_cache"} <= accepted
+        )
+        """Share the keys and values of the rows' common leading tokens (if the model can)."""
+        self._prefix_checked = False
+        self.last_shared = (0, 0)
+        """Of the last ``logprobs`` call: the shared prefix's length and the rows that used it."""
+        self.tokens_run = 0
+        """Token positions run through the model for log-probabilities (padding included)."""
         self.pad_id: int = self.tokenizer.pad_token_id
         fallback = [self.tokenizer.bos_token_id, self.tokenizer.eos_token_id, self.pad_id]
         self.start_id: int = next(t for t in fallback if t is not None)
@@ -129,26 +158,80 @@ class CausalBackend:
         if self.keep_argument is not None:
             arguments[self.keep_argument] = keep
         logits: torch.Tensor = self.model(**arguments).logits
+        self.tokens_run += ids.numel()
         return logits[:, -keep:, :]
 
-    def logprobs(self, items: Sequence[Encoded]) -> tuple[list[list[float]], int]:
-        results = [[0.0] * len(item.answers) for item in items]
-        groups: dict[int, list[_Row]] = defaultdict(list)
-        rows = self._rows(items)
+    def _cached_logits(
+        self, prefix: SharedPrefix, sequences: list[list[int]], keep: int
+    ) -> torch.Tensor:
+        rests = [sequence[prefix.length :] for sequence in sequences]
+        logits = prefix.last_logits(self.model, rests, keep, self.pad_id, self.keep_argument)
+        self.tokens_run += len(rests) * max(len(rest) for rest in rests)
+        return logits
+
+    def _shared_prefix(self, rows: list[_Row]) -> tuple[SharedPrefix | None, set[int]]:
+        """The prefix the rows share, run once, and the indices of the rows that use it."""
+        if not self.share_prefix or len(rows) < 2:
+            return None, set()
+        limits = [len(row.sequence) - row.keep for row in rows]
+        length, members = choose_shared_prefix([row.sequence for row in rows], limits)
+        if not members:
+            return None, set()
+        ids = rows[members[0]].sequence[:length]
+        prefix = run_prefix(self.model, ids, self.lm.device, self.keep_argument)
+        if prefix is None:
+            self.share_prefix = False
+            return None, set()
+        self.tokens_run += length
+        if not self._prefix_checked:
+            self._prefix_checked = True
+            first = rows[members[0]]
+            probe = [r.sequence for r in (rows[i] for i in members[:2]) if r.keep == first.keep]
+            plain = self._last_logits(probe, first.keep).float().log_softmax(dim=-1)
+            cached = self._cached_logits(prefix, probe, first.keep).float().log_softmax(dim=-1)
+            tolerance = 1e-3 if self.lm.dtype == torch.float32 else 5e-2
+            if not torch.allclose(plain, cached, atol=tolerance, rtol=tolerance):
+                self.share_prefix = False
+                return None, set()
+        return prefix, set(members)
+
+    def _score_rows(
+        self, rows: list[_Row], keep: int, prefix: SharedPrefix | None, results: list[list[float]]
+    ) -> None:
+        """Score *rows* (all with *keep* scored positions); identical sequences run once."""
+        same: dict[tuple[int, ...], list[_Row]] = {}
         for row in rows:
-            groups[row.keep].append(row)
-        for keep, group in groups.items():
-            for batch in length_batches([len(r.sequence) for r in group], self.batch_size):
-                chosen = [group[i] for i in batch]
-                logprobs = self._last_logits([r.sequence for r in chosen], keep)
-                logprobs = logprobs.float().log_softmax(dim=-1)
-                for b, row in enumerate(chosen):
+            same.setdefault(tuple(row.sequence), []).append(row)
+        unique = list(same)
+
+        def step(batch: list[int]) -> None:
+            sequences = [list(unique[i]) for i in batch]
+            if prefix is None:
+                logits = self._last_logits(sequences, keep)
+            else:
+                logits = self._cached_logits(prefix, sequences, keep)
+            logprobs = logits.float().log_softmax(dim=-1)
+            for b, i in enumerate(batch):
+                for row in same[unique[i]]:
                     targets = torch.tensor(
                         [ids for _, ids in row.targets], dtype=torch.long, device=logprobs.device
                     )  # (answers, keep)
-                    picked = logprobs[b].gather(-1, targets.T)  # (keep, answers)
-                    for (j, _), value in zip(row.targets, picked.sum(dim=0).tolist(), strict=True):
+                    picked = logprobs[b].gather(-1, targets.T).sum(dim=0)  # (answers,)
+                    for (j, _), value in zip(row.targets, picked.tolist(), strict=True):
                         results[row.item][j] = float(value)
+
+        if unique:
+            run_batches([len(sequence) for sequence in unique], self.sizer, step)
+
+    def logprobs(self, items: Sequence[Encoded]) -> tuple[list[list[float]], int]:
+        results = [[0.0] * len(item.answers) for item in items]
+        rows = self._rows(items)
+        prefix, shared = self._shared_prefix(rows)
+        self.last_shared = (prefix.length if prefix else 0, len(shared))
+        for keep in sorted({row.keep for row in rows}):
+            group = [(i, row) for i, row in enumerate(rows) if row.keep == keep]
+            self._score_rows([row for i, row in group if i not in shared], keep, None, results)
+            self._score_rows([row for i, row in group if i in shared], keep, prefix, results)
         return results, len(rows)
 
     # -- generation ---------------------------------------------------------------------------
@@ -168,7 +251,8 @@ class CausalBackend:
     def generate(self, items: Sequence[Encoded], max_new_tokens: int) -> tuple[list[str], int]:
         texts = [""] * len(items)
         config = self._generation_config(max_new_tokens)
-        for batch in length_batches([len(item.context) for item in items], self.batch_size):
+
+        def step(batch: list[int]) -> None:
             ids, mask, _ = left_pad([items[i].context for i in batch], self.pad_id, self.lm.device)
             stop = StoppingCriteriaList([_StopAtNewline(self.tokenizer, ids.shape[1])])
             output = self.model.generate(
@@ -181,4 +265,6 @@ class CausalBackend:
             decoded = self.tokenizer.batch_decode(new, skip_special_tokens=True)
             for i, text in zip(batch, decoded, strict=True):
                 texts[i] = first_line(text)
+
+        run_batches([len(item.context) for item in items], self.sizer, step)
         return texts, len(items)

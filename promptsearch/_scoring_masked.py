@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from promptsearch._batching import BatchSize, run_batches
 from promptsearch._scoring import (
     Encoded,
     encode_text,
-    length_batches,
     right_pad,
     special_tokens,
     split_trailing_space,
@@ -46,11 +46,15 @@ class _Row:
 class MaskedBackend:
     """Log-probabilities of answer words at mask positions."""
 
-    def __init__(self, model: LanguageModel, batch_size: int) -> None:
+    def __init__(self, model: LanguageModel, batch_size: int | BatchSize) -> None:
         self.lm = model
         self.model = model.model
         self.tokenizer = model.tokenizer
-        self.batch_size = batch_size
+        self.sizer = (
+            batch_size
+            if isinstance(batch_size, BatchSize)
+            else BatchSize(batch_size, device_type=model.device.type)
+        )
         self.specials = special_tokens(self.tokenizer)
         mask_id = getattr(self.tokenizer, "mask_token_id", None)
         if mask_id is None:
@@ -122,7 +126,8 @@ class MaskedBackend:
     def logprobs(self, items: Sequence[Encoded]) -> tuple[list[list[float]], int]:
         results = [[0.0] * len(item.answers) for item in items]
         rows = self._rows(items)
-        for batch in length_batches([len(r.sequence) for r in rows], self.batch_size):
+
+        def step(batch: list[int]) -> None:
             chosen = [rows[i] for i in batch]
             ids, mask = right_pad([r.sequence for r in chosen], self.pad_id, self.lm.device)
             row_index: list[int] = []
@@ -148,6 +153,8 @@ class MaskedBackend:
                 for (j, _), value in zip(row.targets, values, strict=True):
                     results[row.item][j] = float(value)
                 offset += count
+
+        run_batches([len(r.sequence) for r in rows], self.sizer, step)
         return results, len(rows)
 
     def generate(self, items: Sequence[Encoded], max_new_tokens: int) -> tuple[list[str], int]:

@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 from transformers import GenerationConfig
 
+from promptsearch._batching import BatchSize, run_batches
 from promptsearch._scoring import (
     Encoded,
     encode_text,
-    length_batches,
     right_pad,
     special_tokens,
     split_trailing_space,
@@ -50,11 +50,15 @@ class _Row:
 class Seq2SeqBackend:
     """Log-probabilities and greedy answers from an encoder-decoder model."""
 
-    def __init__(self, model: LanguageModel, batch_size: int) -> None:
+    def __init__(self, model: LanguageModel, batch_size: int | BatchSize) -> None:
         self.lm = model
         self.model = model.model
         self.tokenizer = model.tokenizer
-        self.batch_size = batch_size
+        self.sizer = (
+            batch_size
+            if isinstance(batch_size, BatchSize)
+            else BatchSize(batch_size, device_type=model.device.type)
+        )
         self.specials = special_tokens(self.tokenizer)
         self.pad_id: int = self.tokenizer.pad_token_id
         start = getattr(self.model.config, "decoder_start_token_id", None)
@@ -88,7 +92,8 @@ class Seq2SeqBackend:
             for j, answer in enumerate(item.answers)
             if answer
         ]
-        for batch in length_batches([len(r.encoder) for r in rows], self.batch_size):
+
+        def step(batch: list[int]) -> None:
             chosen = [rows[i] for i in batch]
             device = self.lm.device
             ids, mask = right_pad([r.encoder for r in chosen], self.pad_id, device)
@@ -109,6 +114,8 @@ class Seq2SeqBackend:
             sums = (picked.squeeze(-1) * scored).sum(dim=-1).tolist()
             for row, value in zip(chosen, sums, strict=True):
                 results[row.item][row.answer] = float(value)
+
+        run_batches([len(r.encoder) for r in rows], self.sizer, step)
         return results, len(rows)
 
     def _cut(self, ids: list[int]) -> list[int]:
@@ -117,6 +124,33 @@ class Seq2SeqBackend:
             if token in self.sentinels or token == eos:
                 return ids[:k]
         return ids
+
+    def _generate_group(
+        self,
+        items: Sequence[Encoded],
+        members: list[int],
+        prefix: tuple[int, ...],
+        config: GenerationConfig,
+        texts: list[str],
+    ) -> None:
+        """Greedy answers of the *members* of *items* whose decoder starts with *prefix*."""
+        device = self.lm.device
+
+        def step(batch: list[int]) -> None:
+            chosen = [members[k] for k in batch]
+            ids, mask = right_pad([items[i].context for i in chosen], self.pad_id, device)
+            start = torch.tensor([[self.start_id, *prefix]] * len(chosen), device=device)
+            output: Any = self.model.generate(
+                input_ids=ids,
+                attention_mask=mask,
+                decoder_input_ids=start,
+                generation_config=config,
+            )
+            for i, row in zip(chosen, output[:, start.shape[1] :].tolist(), strict=True):
+                text = self.tokenizer.decode(self._cut(row), skip_special_tokens=True)
+                texts[i] = text.strip()
+
+        run_batches([len(items[i].context) for i in members], self.sizer, step)
 
     def generate(self, items: Sequence[Encoded], max_new_tokens: int) -> tuple[list[str], int]:
         texts = [""] * len(items)
@@ -132,20 +166,6 @@ class Seq2SeqBackend:
         by_prefix: dict[tuple[int, ...], list[int]] = defaultdict(list)
         for i, item in enumerate(items):
             by_prefix[tuple(item.answer_prefix)].append(i)
-        device = self.lm.device
         for prefix, members in by_prefix.items():
-            lengths = [len(items[i].context) for i in members]
-            for batch in length_batches(lengths, self.batch_size):
-                chosen = [members[k] for k in batch]
-                ids, mask = right_pad([items[i].context for i in chosen], self.pad_id, device)
-                start = torch.tensor([[self.start_id, *prefix]] * len(chosen), device=device)
-                output: Any = self.model.generate(
-                    input_ids=ids,
-                    attention_mask=mask,
-                    decoder_input_ids=start,
-                    generation_config=config,
-                )
-                for i, row in zip(chosen, output[:, start.shape[1] :].tolist(), strict=True):
-                    text = self.tokenizer.decode(self._cut(row), skip_special_tokens=True)
-                    texts[i] = text.strip()
+            self._generate_group(items, members, prefix, config, texts)
         return texts, len(items)

@@ -13,6 +13,7 @@ from promptsearch.task import Task
 if TYPE_CHECKING:
     from promptsearch.heldout import FinalReport
     from promptsearch.model import LanguageModel
+    from promptsearch.racing import Racing
     from promptsearch.scorer import ScoreReport
     from promptsearch.searchers.base import Searcher
     from promptsearch.storage import Storage
@@ -90,28 +91,43 @@ def search(
     dtype: str | None = None,
     progress: bool = True,
     calibrate: bool = False,
+    racing: Racing | Mapping[str, Any] | bool | None = None,
+    create_only: bool = False,
 ) -> StudyResult:
     """Search prompts for *task* and return the study's result.
+
+    *create_only*: store the study (task, model, scorer, searchers, budget) and
+    return at once, without searching; workers then join it
+    (:func:`promptsearch.worker.run_worker`, ``promptsearch worker``).
 
     *task* is a :class:`Task` or a built-in task name; *model* a hub id, local
     path, loaded model, or ``None`` for the embedded SmolLM2-135M-Instruct;
     *storage* a database URL or path (default ``promptsearch.db`` here).  Running
     again with the same *study* name resumes it.  *calibrate* turns on contextual
     calibration of classification scores (see :mod:`promptsearch.calibration`); the
-    default study name then ends in ``-calibrated``.
+    default study name then ends in ``-calibrated``.  *racing* (a
+    :class:`~promptsearch.racing.Racing`, a mapping of its fields, or True for the
+    defaults) scores candidates on growing subsets of dev and stops the weak ones
+    early; the default study name then ends in ``-racing``.
     """
+    from promptsearch.racing import Racing
     from promptsearch.scorer import Scorer
     from promptsearch.study import Study
 
     task_obj = _task(task, data_dir, task_seed)
     _check_calibrate(calibrate, task_obj)
+    race = Racing.coerce(racing)  # fails before any model loads
+    if race is not None:
+        race.check_dev(len(task_obj.dev))
     language_model = _model(model, device, dtype)
     store = _storage(storage)
     name = study or default_study_name(task_obj.name, language_model.name)
     if calibrate and not study:
         name += "-calibrated"
+    if race is not None and not study:
+        name += "-racing"
     scorer = Scorer(language_model, batch_size=batch_size, calibrate=calibrate)
-    return Study(
+    study_obj = Study(
         name,
         task_obj,
         scorer,
@@ -121,7 +137,9 @@ def search(
         seed=seed,
         candidates_per_round=candidates_per_round,
         progress=progress,
-    ).run()
+        racing=race,
+    )
+    return study_obj.create() if create_only else study_obj.run()
 
 
 def evaluate(

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 
 from promptsearch._commands_final import add_final_parser, task_seed_list
 from promptsearch._commands_report import add_report_parser
+from promptsearch._commands_serve import add_serve_parser
+from promptsearch._commands_worker import add_worker_parser
 from promptsearch.errors import PromptSearchError
 
 __all__ = ["build_parser", "main"]
@@ -112,8 +114,33 @@ def build_parser() -> argparse.ArgumentParser:
         default=4,
         help="candidates each searcher proposes per round (default 4)",
     )
+    run.add_argument(
+        "--racing",
+        action="store_true",
+        help="score candidates on growing subsets of dev and stop the weak ones early "
+        "(asynchronous successive halving); the default study name ends in -racing",
+    )
+    run.add_argument(
+        "--racing-min-examples",
+        type=int,
+        default=None,
+        help="dev examples of the first racing rung (default 8); implies --racing",
+    )
+    run.add_argument(
+        "--racing-eta",
+        type=int,
+        default=None,
+        help="racing growth factor: each rung is ETA times the last and the top 1/ETA go "
+        "on (default 3); implies --racing",
+    )
     run.add_argument("--top", type=int, default=10, help="leaderboard rows to print at the end")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument(
+        "--create-only",
+        action="store_true",
+        help="create the study (task, model, searchers, budget) and exit without searching; "
+        "then start `promptsearch worker --study NAME` processes on it",
+    )
     _add_storage(run)
 
     evaluate = commands.add_parser("evaluate", help="score one prompt on a task split")
@@ -155,6 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_storage(add_report_parser(commands))
     _add_storage(add_final_parser(commands))
+    _add_storage(add_worker_parser(commands))
+    add_serve_parser(commands)
 
     studies = commands.add_parser("studies", help="list the studies in a database")
     _add_storage(studies)

@@ -8,8 +8,10 @@ is wrong, what was given, and what would fix it.
 from __future__ import annotations
 
 __all__ = [
+    "ClaimLostError",
     "ConfigError",
     "DataError",
+    "GeneratorError",
     "ModelError",
     "PromptSearchError",
     "StorageError",
@@ -38,9 +40,19 @@ class ModelError(PromptSearchError):
     """A model cannot be found, loaded, or run."""
 
 
+class GeneratorError(ModelError):
+    """A text-generation backend cannot be used: unreachable, key refused, unknown model,
+    or still failing after its retries."""
+
+
 class StorageError(PromptSearchError):
     """The trial database cannot be opened, migrated, or written."""
 
 
 class StudyConflictError(StorageError):
     """A study of that name exists with a different task, model or configuration."""
+
+
+class ClaimLostError(StorageError):
+    """A worker tried to finish a trial that another worker has taken over (its
+    heartbeat had stopped for longer than the timeout)."""

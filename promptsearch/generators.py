@@ -7,14 +7,19 @@ them.  :class:`LocalGenerator` runs a local transformers model (a
 :class:`~promptsearch.model.LanguageModel`, or a name loaded on first use).
 
 The interface is one method, :meth:`TextGenerator.generate`, so that other
-backends (an OpenAI-compatible HTTP server, say) fit behind it.  Backends should
-validate their arguments with :func:`check_generate_args`.
+backends fit behind it: :class:`OpenAICompatibleGenerator` sends the same requests
+to any OpenAI-compatible server (vLLM, llama.cpp, Ollama, a hosted API, or
+``promptsearch serve``).  Backends should validate their arguments with
+:func:`check_generate_args`.  :func:`make_generator` builds a generator from a
+short spec string (see :data:`GENERATOR_SPEC_HELP`), so searchers and the command
+line can name a backend.
 
 Importing this module does not import torch.
 """
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any
@@ -23,7 +28,16 @@ from promptsearch.errors import ConfigError, ModelError
 from promptsearch.model import LanguageModel
 from promptsearch.validation import check_float, check_int
 
-__all__ = ["LocalGenerator", "TextGenerator", "check_generate_args", "cut_at_stop"]
+__all__ = [
+    "GENERATOR_SPEC_HELP",
+    "GeneratorStats",
+    "LocalGenerator",
+    "OpenAICompatibleGenerator",
+    "TextGenerator",
+    "check_generate_args",
+    "cut_at_stop",
+    "make_generator",
+]
 
 MAX_COMPLETIONS = 64
 """Upper bound on ``n`` (completions per prompt) in one call."""
@@ -270,6 +284,69 @@ class LocalGenerator(TextGenerator):
         return [t.strip() for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
 
 
+GENERATOR_SPEC_HELP = """\
+A generator spec names the backend that writes text:
+  local                      the study's model (or the embedded model when there is none)
+  local:NAME                 a local transformers model: a hub id or a model folder
+  NAME                       the same as local:NAME (a hub id or path with no 'scheme:')
+  openai:URL[#OPTIONS]       an OpenAI-compatible server at base URL (ending in /v1);
+                             OPTIONS are key=value pairs joined by '&': model=NAME,
+                             key_env=VAR (the environment variable holding the API key;
+                             default OPENAI_API_KEY, empty for none), timeout=SECONDS,
+                             max_retries=N, backoff=SECONDS, max_concurrency=N
+e.g. openai:http://127.0.0.1:8000/v1#model=smollm2-135m-instruct&key_env=MY_KEY"""
+"""The syntax :func:`make_generator` accepts, for help texts and error messages."""
+
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9_.+-]+):")
+
+
+def make_generator(
+    spec: str | TextGenerator | None, *, model: LanguageModel | None = None
+) -> TextGenerator:
+    """A :class:`TextGenerator` from a spec (see :data:`GENERATOR_SPEC_HELP`) or instance.
+
+    ``None`` and ``"local"`` give a :class:`LocalGenerator` of *model* when one is
+    given, else of the embedded model (loaded on first use).  A generator instance
+    is returned as it is.  An API key never appears in a spec: ``openai:`` specs
+    name the environment variable that holds it.
+    """
+    if isinstance(spec, TextGenerator):
+        return spec
+    if spec is None or (isinstance(spec, str) and spec.strip() == "local"):
+        return LocalGenerator(model)
+    if not isinstance(spec, str) or not spec.strip():
+        raise ConfigError(
+            "generator must be a TextGenerator, a spec string or None; got "
+            f"{spec!r:.80}\n{GENERATOR_SPEC_HELP}"
+        )
+    text = spec.strip()
+    found = _SCHEME.match(text)
+    scheme = found.group(1).lower() if found else ""
+    if scheme == "local":
+        name = text[len("local:") :].strip()
+        if not name:
+            raise ConfigError(
+                f"generator spec {spec!r}: 'local:' needs a model name or path after it "
+                f"(or write 'local' for the study's model)\n{GENERATOR_SPEC_HELP}"
+            )
+        return LocalGenerator(name)
+    if scheme == "openai":
+        from promptsearch._http_generator import from_spec
+
+        return from_spec(text[len("openai:") :])
+    if scheme in ("http", "https"):
+        raise ConfigError(
+            f"generator spec {spec!r}: a server URL needs its backend first: "
+            f"write 'openai:{text}'\n{GENERATOR_SPEC_HELP}"
+        )
+    if scheme:
+        raise ConfigError(
+            f"generator spec {spec!r}: unknown backend {scheme!r}; the backends are 'local' "
+            f"and 'openai'\n{GENERATOR_SPEC_HELP}"
+        )
+    return LocalGenerator(text)
+
+
 def cut_at_stop(text: str, stop: Sequence[str]) -> str:
     """*text* up to the first occurrence of any of the *stop* strings, stripped."""
     end = len(text)
@@ -328,3 +405,10 @@ def _eos_ids(lm: LanguageModel) -> list[int]:
 def _fork_devices(lm: LanguageModel) -> list[int]:
     """CUDA device indices whose random state :meth:`LocalGenerator.generate` must restore."""
     return [lm.device.index or 0] if lm.device.type == "cuda" else []
+
+
+# the HTTP backend lives in a module of its own; it imports TextGenerator from here
+from promptsearch._http_generator import (  # noqa: E402
+    GeneratorStats,
+    OpenAICompatibleGenerator,
+)

@@ -48,10 +48,13 @@ class StudyResult:
         )
 
     def leaderboard(
-        self, top: int | None = None, searcher: str | None = None
+        self, top: int | None = None, searcher: str | None = None, include_pruned: bool = False
     ) -> list[LeaderboardRow]:
-        """Rows of the leaderboard, best first."""
-        return self.storage.leaderboard(self.name, top=top, searcher=searcher)
+        """Rows of the leaderboard, best first; with *include_pruned*, the trials racing
+        stopped early follow the complete ones (``row.state == "pruned"``)."""
+        return self.storage.leaderboard(
+            self.name, top=top, searcher=searcher, include_pruned=include_pruned
+        )
 
     def to_dataframe(self, top: int | None = None) -> Any:
         """The leaderboard as a pandas DataFrame (needs pandas)."""

@@ -40,6 +40,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from promptsearch._batching import BatchSize
 from promptsearch._finite import check_finite_results
 from promptsearch.calibration import (
     CONTENT_FREE_INPUTS,
@@ -136,7 +137,9 @@ class Scorer:
     model:
         A :class:`~promptsearch.model.LanguageModel` from ``load_model``/``wrap_model``.
     batch_size:
-        Sequences per forward pass (does not change results).
+        Sequences per forward pass (does not change results), or ``"auto"``: start
+        large and halve on out-of-memory, keeping the size that worked (see
+        :mod:`promptsearch._batching`).
     max_new_tokens:
         Longest generated answer for generation tasks.
     generate:
@@ -147,17 +150,22 @@ class Scorer:
     content_free_inputs:
         The content-free strings calibration shows the prompt, each in every input
         field (default ``("N/A", "", "[MASK]")``).
+    share_prefix:
+        Causal LMs only: run the token ids that all examples start with (instruction,
+        demonstrations, template text) once and share their keys and values (see
+        :mod:`promptsearch._prefix_cache`); results equal the plain path up to rounding.
     """
 
     def __init__(
         self,
         model: LanguageModel,
         *,
-        batch_size: int = 16,
+        batch_size: int | str = 16,
         max_new_tokens: int = 24,
         generate: bool = True,
         calibrate: bool = False,
         content_free_inputs: Sequence[str] = CONTENT_FREE_INPUTS,
+        share_prefix: bool = True,
     ) -> None:
         if not isinstance(model, LanguageModel):
             raise ConfigError(
@@ -166,7 +174,7 @@ class Scorer:
             )
         self.model = model
         """The model that scores (read it; build a new Scorer for another model)."""
-        self._batch_size = _positive_int("batch_size", batch_size)
+        self._sizer = BatchSize(batch_size, device_type=model.device.type)
         self._max_new_tokens = _positive_int("max_new_tokens", max_new_tokens)
         if self._max_new_tokens >= model.max_length:
             raise ConfigError(
@@ -180,12 +188,24 @@ class Scorer:
             raise ConfigError(f"calibrate must be True or False; got {calibrate!r}")
         self._calibrate = calibrate
         self._content_free = check_content_free_inputs(content_free_inputs)
+        if not isinstance(share_prefix, bool):
+            raise ConfigError(f"share_prefix must be True or False; got {share_prefix!r}")
+        self._share_prefix = share_prefix
         self._backend: Backend | None = None
         self._backend_model: LanguageModel | None = None
 
     @property
     def batch_size(self) -> int:
-        return self._batch_size
+        """Rows per forward pass (with ``"auto"``: the size in use now)."""
+        return self._sizer.size
+
+    @property
+    def auto_batch_size(self) -> bool:
+        return self._sizer.auto
+
+    @property
+    def share_prefix(self) -> bool:
+        return self._share_prefix
 
     @property
     def max_new_tokens(self) -> int:
@@ -226,7 +246,8 @@ class Scorer:
 
     def __repr__(self) -> str:
         return (
-            f"Scorer(model={self.model.name!r}, batch_size={self._batch_size}, "
+            f"Scorer(model={self.model.name!r}, "
+            f"batch_size={'auto' if self._sizer.auto else self._sizer.size!r}, "
             f"max_new_tokens={self._max_new_tokens}, generate={self._generate}, "
             f"calibrate={self._calibrate})"
         )
@@ -237,7 +258,9 @@ class Scorer:
         if self._backend is None or self._backend_model is not self.model:
             from promptsearch._scoring import make_backend
 
-            self._backend = make_backend(self.model, self._batch_size)
+            self._backend = make_backend(
+                self.model, self._sizer, share_prefix=self._share_prefix
+            )
             self._backend_model = self.model
         return self._backend
 

@@ -25,11 +25,14 @@ from promptsearch.errors import ConfigError, PromptSearchError, StorageError
 from promptsearch.hashing import content_hash
 from promptsearch.metrics import aggregate
 from promptsearch.prompt import Prompt
+from promptsearch.racing import Race, Racing, check_same_racing
 from promptsearch.results import BestPrompt, StudyResult
 from promptsearch.searchers import make_searcher
 from promptsearch.searchers.base import (
+    LEADERBOARD_SIZE,
     Candidate,
     RemainingBudget,
+    ScoredPrompt,
     SearchContext,
     Searcher,
     TrainView,
@@ -41,7 +44,7 @@ from promptsearch.validation import check_int
 if TYPE_CHECKING:
     from promptsearch.storage import EvaluationRecord, Storage
 
-__all__ = ["BestPrompt", "Budget", "Study", "StudyResult", "example_key"]
+__all__ = ["BestPrompt", "Budget", "Racing", "Study", "StudyResult", "example_key"]
 
 STALE_ROUNDS = 3  # stop after this many rounds in which no searcher proposed anything new
 
@@ -90,6 +93,10 @@ class Study:
         Seeds every searcher's random generator (each gets its own stream).
     candidates_per_round:
         How many candidates each searcher proposes per round.
+    racing:
+        A :class:`~promptsearch.racing.Racing` (or a mapping of its fields, or True
+        for the defaults): score candidates on growing subsets of dev and stop the
+        weak ones early (trial state "pruned").  None: every candidate on all of dev.
     """
 
     def __init__(
@@ -105,6 +112,7 @@ class Study:
         candidates_per_round: int = 4,
         worker: str = "main",
         progress: bool = True,
+        racing: Racing | Mapping[str, Any] | bool | None = None,
     ) -> None:
         if not isinstance(name, str) or not name.strip():
             raise ConfigError(f"study name must be a non-empty string; got {name!r}")
@@ -126,7 +134,12 @@ class Study:
             candidates_per_round, "candidates_per_round", minimum=1, owner="study"
         )
         self.worker = worker
+        self._claimed_by: str | None = None  # a worker finishes only trials it still holds
         self.progress = progress
+        self.racing = Racing.coerce(racing)
+        if self.racing is not None:
+            self.racing.check_dev(len(task.dev))
+        self._race: Race | None = None
         # run-local accounting (replay-safe: counts what this run walked through)
         self._known: dict[str, TrialResult] = {}
         self._spent_evaluations = 0
@@ -147,10 +160,19 @@ class Study:
         calibration = getattr(self.scorer, "calibration", None)
         if calibration is not None:  # also part of the scorer fingerprint
             config["calibration"] = _jsonable(calibration)
+        if self.racing is not None:
+            config["racing"] = self.racing.to_dict()
         return config
 
-    def _open(self) -> None:
+    def create(self) -> StudyResult:
+        """Create the study, or check and update the record of an existing one, without
+        searching: ``promptsearch worker`` processes then join it by name."""
+        self._record()
+        return StudyResult(self.name, self.storage)
+
+    def _record(self) -> None:
         spec = self.task.spec()
+        check_same_racing(self.storage.get_study(self.name), self.racing)
         self.storage.create_or_resume_study(
             self.name,
             task_name=self.task.name,
@@ -163,12 +185,16 @@ class Study:
             seed=self.seed,
             versions=_versions(),
         )
+
+    def _open(self) -> None:
+        self._record()
         view = TrainView.from_task(self.task)
         for index, searcher in enumerate(self.searchers):
             context = SearchContext(
                 task=view,
-                rng=random.Random(f"{self.seed}:{index}:{searcher.name}"),
+                rng=self._searcher_rng(index, searcher),
                 remaining=RemainingBudget(),
+                study_name=self.name,
                 model=getattr(self.scorer, "model", None) if searcher.needs_model else None,
                 scorer=self.scorer if searcher.needs_model else None,  # type: ignore[arg-type]
             )
@@ -176,6 +202,15 @@ class Study:
             saved = self.storage.load_searcher_state(self.name, searcher.name)
             if saved is not None:
                 searcher.load_state_dict(pickle.loads(saved))
+        if self.racing is not None:
+            keys = [example_key(e) for e in self.task.dev]
+            self._race = Race(
+                self.racing, self.task, keys, self.storage, self.name, self.scorer.fingerprint
+            )
+
+    def _searcher_rng(self, index: int, searcher: Searcher) -> random.Random:
+        """The random generator of the *index*-th searcher (a worker seeds its own)."""
+        return random.Random(f"{self.seed}:{index}:{searcher.name}")
 
     # -- budget ------------------------------------------------------------------------------
 
@@ -197,17 +232,51 @@ class Study:
 
     # -- scoring -----------------------------------------------------------------------------
 
-    def _score(self, prompt: Prompt, key: str) -> tuple[float, int, int, list[EvaluationRecord]]:
+    def _score(
+        self, prompt: Prompt, key: str
+    ) -> tuple[float, int, int, list[EvaluationRecord], bool]:
         """Dev score of *prompt*, using the per-example cache.
 
         Returns (score, examples, forward passes spent now, the new per-example
-        records); the caller stores the records together with the finished trial.
-        NaN from the model raises :class:`~promptsearch.errors.ModelError`.
+        records, whether racing stopped it early); the caller stores the records
+        together with the finished trial.  NaN from the model raises
+        :class:`~promptsearch.errors.ModelError`.
         """
+        model_name = str(getattr(self.scorer.model, "name", "?"))
+        if self._race is not None:
+            race = self._race.run(
+                key, lambda examples, known: self._records(prompt, key, examples, known)
+            )
+            value = check_finite_value(race.score, prompt=prompt.describe(), model=model_name)
+            return value, race.n_examples, race.forward_passes, race.records, race.pruned
         examples = self.task.dev
         keys = [example_key(e) for e in examples]
+        cached, records, spent = self._records(prompt, key, examples, {})
+        ordered = [cached[k] for k in keys]
+        value = aggregate(
+            self.task.metric,
+            [r.score for r in ordered],
+            [r.prediction for r in ordered],
+            [e.target for e in examples],
+        )
+        value = check_finite_value(value, prompt=prompt.describe(), model=model_name)
+        return value, len(examples), spent, records, False
+
+    def _records(
+        self,
+        prompt: Prompt,
+        key: str,
+        examples: Sequence[Example],
+        known: Mapping[str, EvaluationRecord],
+    ) -> tuple[dict[str, EvaluationRecord], list[EvaluationRecord], int]:
+        """Per-example results of *prompt* on *examples*, by example key, from *known*,
+        the cache or the scorer; also the new records and the forward passes spent."""
+        keys = [example_key(e) for e in examples]
         fingerprint = self.scorer.fingerprint
-        cached = self.storage.cached_evaluations(fingerprint, key, "dev", keys)
+        wanted = [k for k in keys if k not in known]
+        cached = dict(known)
+        if wanted:
+            cached.update(self.storage.cached_evaluations(fingerprint, key, "dev", wanted))
         missing = [e for e, k in zip(examples, keys, strict=True) if k not in cached]
         spent = 0
         records: list[EvaluationRecord] = []
@@ -238,15 +307,7 @@ class Study:
                     )
                 )
             cached.update({r.example_key: r for r in records})
-        ordered = [cached[k] for k in keys]
-        value = aggregate(
-            self.task.metric,
-            [r.score for r in ordered],
-            [r.prediction for r in ordered],
-            [e.target for e in examples],
-        )
-        value = check_finite_value(value, prompt=prompt.describe(), model=model_name)
-        return value, len(examples), spent, records
+        return cached, records, spent
 
     def _evaluate(self, searcher: Searcher, candidate: Candidate) -> TrialResult | None:
         """Score one candidate as a trial; None if the budget is spent."""
@@ -278,14 +339,14 @@ class Study:
                 }
             )
         existing = self.storage.get_trial(self.name, key)
-        if existing is not None and existing.state in ("complete", "failed"):
+        if existing is not None and existing.state in ("complete", "pruned", "failed"):
             # scored by an earlier run of this study: replay it at no cost, exactly as
             # the searcher saw it then (new=True too, or a resumed run that replays a few
             # rounds would count them as stale and stop early)
             result = TrialResult(
                 prompt=prompt,
                 content_hash=key,
-                score=existing.dev_score,
+                score=existing.dev_score if existing.state == "complete" else None,
                 state=existing.state,
                 n_examples=existing.n_examples,
                 searcher=searcher.name,
@@ -316,8 +377,9 @@ class Study:
         n_examples = spent = 0
         error_text: str | None = None
         records: list[EvaluationRecord] = []
+        pruned = False
         try:
-            score, n_examples, spent, records = self._score(prompt, key)
+            score, n_examples, spent, records, pruned = self._score(prompt, key)
         except StorageError:
             raise  # the database failed, not the prompt: stop; the trial is retried on resume
         except Exception as error:
@@ -325,7 +387,7 @@ class Study:
             # fails its trial, with the reason, not the study
             error_text = f"{type(error).__name__}: {error}"
             _warn(f"trial of prompt {key[:12]} failed, the search goes on: {error_text}")
-        state = "complete" if error_text is None else "failed"
+        state = "failed" if error_text is not None else "pruned" if pruned else "complete"
         self.storage.finish_trial(
             trial.id,
             state=state,
@@ -336,11 +398,12 @@ class Study:
             error=error_text,
             scorer_fingerprint=self.scorer.fingerprint,
             evaluations=records,
+            claimed_by=self._claimed_by,
         )
         result = TrialResult(
             prompt=prompt,
             content_hash=key,
-            score=score,
+            score=None if pruned else score,  # a pruned trial's partial score stays stored
             state=state,
             n_examples=n_examples,
             searcher=searcher.name,
@@ -359,6 +422,16 @@ class Study:
             best = max((r.score for r in self._known.values() if r.score is not None), default=None)
             if best is not None:
                 self._bar.set_postfix(best=f"{best:.3f}", refresh=False)
+
+    def _leaderboard(self) -> tuple[ScoredPrompt, ...]:
+        """The best complete trials this run knows, best first, for searchers to read
+        (prompts and dev scores only)."""
+        done = [r for r in self._known.values() if r.state == "complete" and r.score is not None]
+        done.sort(key=lambda r: (-(r.score or 0.0), r.content_hash))
+        return tuple(
+            ScoredPrompt(r.prompt, r.content_hash, float(r.score or 0.0), r.searcher)
+            for r in done[:LEADERBOARD_SIZE]
+        )
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -400,6 +473,7 @@ class Study:
                     break
                 left = self._remaining()
                 searcher.ctx.remaining = left
+                searcher.ctx.leaderboard = self._leaderboard()
                 n = self.candidates_per_round
                 if left.evaluations is not None:
                     n = min(n, left.evaluations)

@@ -21,6 +21,7 @@ from promptsearch.searchers.base import (
     Candidate,
     MetricLog,
     RemainingBudget,
+    ScoredPrompt,
     SearchContext,
     Searcher,
     TrainView,
@@ -31,6 +32,7 @@ __all__ = [
     "Candidate",
     "MetricLog",
     "RemainingBudget",
+    "ScoredPrompt",
     "SearchContext",
     "Searcher",
     "TrainView",
@@ -45,10 +47,12 @@ ENTRY_POINT_GROUP = "promptsearch.searchers"
 
 # name -> "module:Class"; imported only when asked for
 BUILTIN_SEARCHERS: dict[str, str] = {
+    "ape": "promptsearch.searchers.ape:ApeSearcher",
     "autoprompt": "promptsearch.searchers.autoprompt:AutoPromptSearcher",
     "label-words": "promptsearch.searchers.label_words:LabelWordsSearcher",
     "manual": "promptsearch.searchers.manual:ManualSearcher",
     "mining": "promptsearch.searchers.mining:MiningSearcher",
+    "optuna": "promptsearch.searchers.optuna_search:OptunaSearcher",
     "paraphrase": "promptsearch.searchers.paraphrase:ParaphraseSearcher",
     "random-edit": "promptsearch.searchers.random_edit:RandomEditSearcher",
 }

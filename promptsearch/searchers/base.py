@@ -12,9 +12,17 @@ drives every searcher through the same call order:
 3. Repeatedly ``propose(n)`` then ``observe(results)``: ``propose`` returns at most
    *n* :class:`Candidate` objects (an empty list means the searcher is exhausted);
    ``observe`` receives one :class:`TrialResult` per candidate, in order, with its
-   dev score (``None`` when the trial failed).
+   dev score (``None`` when the trial failed or racing pruned it).
 4. Optionally ``state_dict()`` / ``load_state_dict(state)`` for searchers that
    learn (the study stores the state so a resumed study resumes training).
+
+Before every ``propose`` the study refreshes two read-only context fields:
+``remaining`` (the budget left) and ``leaderboard``, the study's best complete
+trials so far from *all* searchers, best first (at most :data:`LEADERBOARD_SIZE`
+:class:`ScoredPrompt` rows: prompt, content hash, dev score, searcher).  It holds
+prompts and dev scores only, never dev or test examples, so a searcher may learn
+from the others' best (the ``optuna`` searcher grows its pools from it).
+``study_name`` names the study (empty outside one).
 
 Searchers must be picklable and, given the same seed and the same observed
 scores, propose the same candidates.
@@ -38,14 +46,19 @@ if TYPE_CHECKING:
     from promptsearch.scorer import Scorer
 
 __all__ = [
+    "LEADERBOARD_SIZE",
     "Candidate",
     "MetricLog",
     "RemainingBudget",
+    "ScoredPrompt",
     "SearchContext",
     "Searcher",
     "TrainView",
     "TrialResult",
 ]
+
+LEADERBOARD_SIZE = 20
+"""How many of the study's best prompts :attr:`SearchContext.leaderboard` holds."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +79,12 @@ class TrialResult:
 
     ``new`` is False when the prompt had already been scored in this study (the
     candidate was a duplicate and cost nothing).
+
+    ``state`` is ``"complete"``, ``"failed"`` or, in a racing study (see
+    :mod:`promptsearch.racing`), ``"pruned"``: the candidate was stopped early as
+    weaker than the others.  A pruned result has ``score=None``, like a failed one,
+    so that no partial score is taken for a dev score; ``n_examples`` says how many
+    dev examples it was scored on before it stopped.
     """
 
     prompt: Prompt
@@ -132,9 +151,23 @@ class MetricLog:
         return out
 
 
+@dataclass(frozen=True)
+class ScoredPrompt:
+    """One row of the study's leaderboard as searchers see it."""
+
+    prompt: Prompt
+    content_hash: str
+    score: float
+    searcher: str
+
+
 @dataclass
 class SearchContext:
-    """Everything a searcher gets from the study (picklable)."""
+    """Everything a searcher gets from the study (picklable).
+
+    ``leaderboard`` and ``remaining`` are refreshed by the study before every
+    ``propose``; see the module docstring.
+    """
 
     task: TrainView
     rng: random.Random
@@ -142,6 +175,8 @@ class SearchContext:
     metrics: MetricLog = field(default_factory=MetricLog)
     model: LanguageModel | None = None
     scorer: Scorer | None = None
+    study_name: str = ""
+    leaderboard: tuple[ScoredPrompt, ...] = ()
 
 
 class Searcher(ABC):

@@ -62,7 +62,7 @@ from promptsearch._corpus import (
     split_sentences,
 )
 from promptsearch.errors import ConfigError, TemplateError
-from promptsearch.generators import LocalGenerator, TextGenerator
+from promptsearch.generators import LocalGenerator, TextGenerator, make_generator
 from promptsearch.prompt import Prompt
 from promptsearch.searchers.base import Candidate, SearchContext, Searcher, TrialResult
 from promptsearch.task import Example
@@ -163,7 +163,10 @@ class MiningSearcher(Searcher):
         for, and the length of each sample (``samples_per_input=0``: no sampling).
     generator:
         What writes the samples: a :class:`~promptsearch.generators.TextGenerator`,
-        a model name, or ``None`` for the study's model.
+        a generator spec (a model name, ``"local:NAME"``, ``"openai:URL#model=NAME"``;
+        see :func:`~promptsearch.generators.make_generator`), or ``None`` for the
+        study's model.  Empty samples are skipped and counted
+        (``fallback_empty_samples``).
     """
 
     name = "mining"
@@ -212,10 +215,16 @@ class MiningSearcher(Searcher):
         )
         if not (generator is None or isinstance(generator, (TextGenerator, str))):
             raise ConfigError(
-                f"{_OWNER}: generator must be a TextGenerator, a model name, or None for the "
-                f"study's model; got {type(generator).__name__}"
+                f"{_OWNER}: generator must be a TextGenerator, a generator spec (a model name, "
+                "'openai:URL#model=NAME', ...), or None for the study's model; got "
+                f"{type(generator).__name__}"
             )
         self.generator = generator
+        # a spec is checked (and built) now; "local", the study's model, at sampling time
+        local = isinstance(generator, str) and generator.strip() == "local"
+        self._built = (
+            make_generator(generator) if isinstance(generator, str) and not local else None
+        )
         self._queue: list[Candidate] = []
         self._seen: set[str] = set()
         self.summary: dict[str, float] = {}
@@ -420,10 +429,13 @@ class MiningSearcher(Searcher):
                 return []
             generator = LocalGenerator(context.model, batch_size=16)
         elif isinstance(generator, str):
-            generator = LocalGenerator(generator)
+            generator = self._built or make_generator(generator, model=context.model)
         outputs = generator.generate(
             requests, n=self.samples_per_input, max_new_tokens=self.max_new_tokens, seed=seed
         )
+        # an empty (or unreadable) sample is skipped, and counted
+        empty = sum(1 for texts in outputs for text in texts if not text.strip())
+        self.summary["fallback_empty_samples"] = float(empty)
         sentences = [
             sentence
             for sentence in split_sentences(_clean(text) for texts in outputs for text in texts)

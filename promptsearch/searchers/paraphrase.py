@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from promptsearch.errors import ConfigError, TemplateError
-from promptsearch.generators import LocalGenerator, TextGenerator
+from promptsearch.generators import LocalGenerator, TextGenerator, make_generator
 from promptsearch.prompt import Prompt
 from promptsearch.searchers import _phrases as ph
 from promptsearch.searchers._backtranslate import BackTranslator, missing_message, package_available
@@ -117,7 +117,10 @@ class ParaphraseSearcher(PopulationSearcher):
         missing).
     generator:
         The :class:`~promptsearch.generators.TextGenerator` for ``lm-rewrite`` and
-        ``infill``; ``None`` uses the study's model.
+        ``infill``, or a generator spec (``"local:NAME"``, ``"openai:URL#model=NAME"``;
+        see :func:`~promptsearch.generators.make_generator`); ``None`` or ``"local"``
+        uses the study's model.  Empty completions are skipped and counted (the
+        ``<method>.empty`` metric).
     top_k:
         Parents are drawn uniformly from the *top_k* best prompts observed.
     num_samples:
@@ -141,7 +144,7 @@ class ParaphraseSearcher(PopulationSearcher):
     def __init__(
         self,
         methods: Sequence[str] | str | None = None,
-        generator: TextGenerator | None = None,
+        generator: TextGenerator | str | None = None,
         top_k: int = 4,
         num_samples: int = 4,
         max_new_tokens: int = 32,
@@ -153,13 +156,25 @@ class ParaphraseSearcher(PopulationSearcher):
     ) -> None:
         owner = "ParaphraseSearcher"
         self.methods = None if methods is None else _check_methods(methods)
-        if generator is not None and not isinstance(generator, TextGenerator):
+        if generator is not None and not isinstance(generator, (TextGenerator, str)):
             raise ConfigError(
                 f"{owner}: generator must be a promptsearch.generators.TextGenerator (e.g. "
-                f"LocalGenerator('HuggingFaceTB/SmolLM2-360M-Instruct')) or None for the "
-                f"study's model; got {type(generator).__name__}"
+                f"LocalGenerator('HuggingFaceTB/SmolLM2-360M-Instruct')), a generator spec "
+                f"such as 'openai:http://127.0.0.1:8000/v1', or None for the study's model; "
+                f"got {type(generator).__name__}"
+            )
+        if isinstance(generator, str) and ":" not in generator and generator.strip() != "local":
+            raise ConfigError(
+                f"{owner}: generator must be a spec with its backend, e.g. 'local:{generator}' "
+                f"for a local model or 'openai:http://127.0.0.1:8000/v1' for a server; got "
+                f"{generator!r}"
             )
         self.generator = generator
+        # a spec is checked (and built) now; "local" means the study's model, as None does
+        local = isinstance(generator, str) and generator.strip() == "local"
+        self._built = (
+            make_generator(generator) if isinstance(generator, str) and not local else None
+        )
         self.top_k = check_int(top_k, "top_k", minimum=1, owner=owner)
         self.num_samples = check_int(num_samples, "num_samples", minimum=1, maximum=64, owner=owner)
         self.max_new_tokens = check_int(
@@ -199,7 +214,7 @@ class ParaphraseSearcher(PopulationSearcher):
             warnings.warn(
                 f"paraphrase: skipping back-translation: {missing_message()}", stacklevel=2
             )
-        self._generator = self.generator
+        self._generator = self._built if isinstance(self.generator, str) else self.generator
         if self._generator is None and any(m in wanted for m in LM_METHODS):
             model = context.model
             kind = getattr(model, "kind", None)
@@ -390,13 +405,16 @@ class ParaphraseSearcher(PopulationSearcher):
                     self._seen.add(key)
                     operation = f"{job.method}:{job.where}"
                     accepted.append(Candidate(child, operation=operation, parent=job.parent_hash))
-            counts = tally.setdefault(job.method, [0, 0])
+            counts = tally.setdefault(job.method, [0, 0, 0])
             counts[0] += len(job.outputs) if job.method in LM_METHODS else 1
             counts[1] += len(accepted)
+            counts[2] += sum(1 for output in job.outputs if not output.strip())  # skipped
             per_job.append(accepted)
-        for method, (tried, kept) in sorted(tally.items()):
+        for method, (tried, kept, empty) in sorted(tally.items()):
             self.ctx.metrics.log(self._round, f"{method}.tried", tried)
             self.ctx.metrics.log(self._round, f"{method}.kept", kept)
+            if method in LM_METHODS:
+                self.ctx.metrics.log(self._round, f"{method}.empty", empty)
         self._round += 1
         # round robin over jobs, so one prolific request does not crowd out the rest
         out: list[Candidate] = []

@@ -16,6 +16,7 @@ Importing this package does not import torch or transformers.
 
 from __future__ import annotations
 
+from promptsearch.storage.claims import Claim, ClaimCounts
 from promptsearch.storage.database import (
     DEFAULT_SQLITE_FILE,
     head_revision,
@@ -46,6 +47,8 @@ __all__ = [
     "FINISHED_TRIAL_STATES",
     "STUDY_STATUSES",
     "TRIAL_STATES",
+    "Claim",
+    "ClaimCounts",
     "EvaluationRecord",
     "HeldOutRecord",
     "HeldOutResult",

@@ -103,7 +103,9 @@ class TrialRecord:
 
 @dataclass(frozen=True)
 class LeaderboardRow:
-    """A complete trial, ranked (1 = best) within its study."""
+    """A complete trial, ranked (1 = best) within its study; or, when asked for, a
+    trial that racing pruned (``state`` "pruned"), ranked after every complete one,
+    whose ``dev_score`` rests on its first ``n_examples`` dev examples only."""
 
     rank: int
     content_hash: str
@@ -116,6 +118,7 @@ class LeaderboardRow:
     forward_passes: int
     number: int
     parent_hash: str | None
+    state: str = "complete"
 
 
 @dataclass(frozen=True)

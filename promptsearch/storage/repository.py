@@ -25,6 +25,7 @@ from promptsearch.storage._common import (
     resolve_prompt,
     study_record,
 )
+from promptsearch.storage.claims import ClaimStore
 from promptsearch.storage.database import UniqueViolation
 from promptsearch.storage.heldout import HeldOutStore
 from promptsearch.storage.models import NAME_LENGTH, PromptModel, StudyModel, TrialModel, utcnow
@@ -39,7 +40,7 @@ from promptsearch.storage.trials import TrialStore
 __all__ = ["Storage"]
 
 
-class Storage(TrialStore, HeldOutStore):
+class Storage(ClaimStore, TrialStore, HeldOutStore):
     """The trial database.  Open one with :func:`promptsearch.storage.open_storage`.
 
     Safe to share between threads; several processes (or machines, with PostgreSQL)

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from sqlalchemy import ColumnElement, case, func, select, update
 from sqlalchemy.orm import Session, aliased
 
-from promptsearch.errors import ConfigError, StorageError
+from promptsearch.errors import ClaimLostError, ConfigError, StorageError
 from promptsearch.storage._common import (
     check_choice,
     check_count,
@@ -186,8 +186,13 @@ class TrialStore(CacheStore):
         error: str | None = None,
         scorer_fingerprint: str | None = None,
         evaluations: Sequence[EvaluationRecord] = (),
+        claimed_by: str | None = None,
     ) -> TrialRecord:
         """Record the outcome of a running trial; a complete trial needs a dev score.
+
+        *claimed_by* (a worker name): finish the trial only if it still runs under
+        that worker, else raise :class:`~promptsearch.errors.ClaimLostError` (another
+        worker reclaimed it; see :mod:`promptsearch.storage.claims`).
 
         A pruned trial (stopped early) may be finished again, e.g. once it has been
         scored on all examples; complete and failed trials are final.
@@ -220,6 +225,12 @@ class TrialStore(CacheStore):
             if not rows:
                 raise StorageError(f"no trial with id {trial_id!r} in {self.url}")
             trial, study_name, content, parent = rows[0]
+            if claimed_by is not None and trial.worker != claimed_by:
+                raise ClaimLostError(
+                    f"trial {trial_id} (number {trial.number} of study {study_name!r}) is no "
+                    f"longer claimed by worker {claimed_by!r}: worker {trial.worker!r} took it "
+                    f"over when this one's heartbeat stopped (it is {trial.state} now)"
+                )
             if trial.state not in ("running", "pruned"):
                 raise StorageError(
                     f"trial {trial_id} (number {trial.number} of study {study_name!r}) is "
@@ -278,20 +289,41 @@ class TrialStore(CacheStore):
             return [_trial_record(*row) for row in _trial_rows(session, *conditions)]
 
     def leaderboard(
-        self, study_name: str, *, top: int | None = None, searcher: str | None = None
+        self,
+        study_name: str,
+        *,
+        top: int | None = None,
+        searcher: str | None = None,
+        include_pruned: bool = False,
     ) -> list[LeaderboardRow]:
-        """Complete trials, best first: by dev score, then more examples, then earlier."""
+        """Complete trials, best first: by dev score, then more examples, then earlier.
+
+        With *include_pruned*, the trials racing stopped early follow, those that got
+        further first (more examples), then by their partial dev score.
+        """
+        if not isinstance(include_pruned, bool):
+            raise ConfigError(f"include_pruned must be True or False; got {include_pruned!r}")
         if top is not None and (isinstance(top, bool) or not isinstance(top, int) or top < 1):
             raise ConfigError(f"top must be a whole number ≥ 1 or None; got {top!r}")
         with self.session(write=False) as session:
             study = require_study(session, study_name, self.url)
+            shown = TrialModel.state == "complete"
+            if include_pruned:
+                pruned = (TrialModel.state == "pruned") & TrialModel.dev_score.is_not(None)
+                shown = shown | pruned
+            is_pruned = case((TrialModel.state == "pruned", 1), else_=0)
+            pruned_n = case((TrialModel.state == "pruned", TrialModel.n_examples), else_=0)
             query = (
                 select(TrialModel, PromptModel, _Parent.content_hash)
                 .join(PromptModel, PromptModel.id == TrialModel.prompt_id)
                 .outerjoin(_Parent, _Parent.id == TrialModel.parent_prompt_id)
-                .where(TrialModel.study_id == study.id, TrialModel.state == "complete")
+                .where(TrialModel.study_id == study.id, shown)
                 .order_by(
-                    TrialModel.dev_score.desc(), TrialModel.n_examples.desc(), TrialModel.number
+                    is_pruned,
+                    pruned_n.desc(),
+                    TrialModel.dev_score.desc(),
+                    TrialModel.n_examples.desc(),
+                    TrialModel.number,
                 )
             )
             if searcher is not None:
@@ -313,6 +345,7 @@ class TrialStore(CacheStore):
                     forward_passes=trial.forward_passes,
                     number=trial.number,
                     parent_hash=parent,
+                    state=trial.state,
                 )
                 for rank, (trial, prompt, parent) in enumerate(session.execute(query), start=1)
             ]
