@@ -236,7 +236,12 @@ def lm_eval_method(
         for (i, label), (value, _) in zip(owners, answers, strict=True):
             collected[i].setdefault(label, []).append(float(value))
         logprobs = [{k: logsumexp(v) for k, v in row.items()} for row in collected]
-        tokens = sum(len(lm.tokenizer(c + w).input_ids) for c, w in (r.arguments for r in requests))
+        # The harness runs a context once for all continuations that share it and its
+        # sequence minus the last token ("group_by contexts"): count each such run once.
+        runs = {
+            tuple(lm.tokenizer(c + w).input_ids[:-1]) for c, w in (r.arguments for r in requests)
+        }
+        tokens = sum(len(run) for run in runs)
         return Outcome(
             [argmax_label(case.task.labels, row) for row in logprobs],
             logprobs,

@@ -258,9 +258,7 @@ class Scorer:
         if self._backend is None or self._backend_model is not self.model:
             from promptsearch._scoring import make_backend
 
-            self._backend = make_backend(
-                self.model, self._sizer, share_prefix=self._share_prefix
-            )
+            self._backend = make_backend(self.model, self._sizer, share_prefix=self._share_prefix)
             self._backend_model = self.model
         return self._backend
 

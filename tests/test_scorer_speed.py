@@ -362,7 +362,7 @@ def test_embedded_model_shared_prefix_equals_the_plain_path() -> None:
     rows = sentiment_examples(None)
     task = Task.from_records(
         "sentiment",
-        {"train": rows[:1] + rows[20:21] + rows[1:2] + rows[21:22], "dev": rows},
+        {"train": rows[:1] + rows[20:21] + rows[1:2] + rows[21:22], "dev": rows[2:8] + rows[22:28]},
         input_fields=["sentence"],
         label_field="label",
         verbalizer={"0": "negative", "1": "positive"},
