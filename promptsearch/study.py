@@ -11,18 +11,24 @@ crashes.
 
 from __future__ import annotations
 
-import math
 import pickle
 import random
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from promptsearch._finite import check_finite_results, check_finite_value
+from promptsearch._study_support import (
+    ScorerLike,
+    example_key,
+    finite_or_none,
+    jsonable,
+    versions,
+    warn,
+)
 from promptsearch.budget import Budget
 from promptsearch.errors import ConfigError, PromptSearchError, StorageError
-from promptsearch.hashing import content_hash
 from promptsearch.metrics import aggregate
 from promptsearch.prompt import Prompt
 from promptsearch.racing import Race, Racing, check_same_racing
@@ -47,29 +53,6 @@ if TYPE_CHECKING:
 __all__ = ["BestPrompt", "Budget", "Racing", "Study", "StudyResult", "example_key"]
 
 STALE_ROUNDS = 3  # stop after this many rounds in which no searcher proposed anything new
-
-
-class ModelLike(Protocol):
-    name: str
-    fingerprint: str
-
-
-class ScorerLike(Protocol):
-    """What the study needs of a scorer (see :class:`promptsearch.scorer.Scorer`)."""
-
-    model: Any
-
-    @property
-    def fingerprint(self) -> str: ...
-
-    def score(self, prompt: Prompt, examples: Sequence[Example], task: Task) -> Any: ...
-
-
-def example_key(example: Example) -> str:
-    """Content key of an example for the evaluation cache (inputs and answers)."""
-    return content_hash(
-        [sorted(example.inputs.items()), example.target, list(example.alternatives)]
-    )
 
 
 class Study:
@@ -142,6 +125,7 @@ class Study:
         self._race: Race | None = None
         # run-local accounting (replay-safe: counts what this run walked through)
         self._known: dict[str, TrialResult] = {}
+        self._parents: set[str] = set()
         self._spent_evaluations = 0
         self._spent_forward = 0
         self._started = 0.0
@@ -152,14 +136,14 @@ class Study:
     def _config(self) -> dict[str, Any]:
         config: dict[str, Any] = {
             "searchers": [
-                {"name": s.name, "params": _jsonable(s.get_params())} for s in self.searchers
+                {"name": s.name, "params": jsonable(s.get_params())} for s in self.searchers
             ],
             "budget": self.budget.to_dict(),
             "candidates_per_round": self.candidates_per_round,
         }
         calibration = getattr(self.scorer, "calibration", None)
         if calibration is not None:  # also part of the scorer fingerprint
-            config["calibration"] = _jsonable(calibration)
+            config["calibration"] = jsonable(calibration)
         if self.racing is not None:
             config["racing"] = self.racing.to_dict()
         return config
@@ -183,7 +167,7 @@ class Study:
             scorer_fingerprint=self.scorer.fingerprint,
             config=self._config(),
             seed=self.seed,
-            versions=_versions(),
+            versions=versions(),
         )
 
     def _open(self) -> None:
@@ -291,10 +275,11 @@ class Study:
                 detail: dict[str, Any] = {}
                 if result.label_logprobs is not None:
                     detail["label_logprobs"] = {
-                        label: _finite(value) for label, value in result.label_logprobs.items()
+                        label: finite_or_none(value)
+                        for label, value in result.label_logprobs.items()
                     }
                 if result.gold_logprob is not None:
-                    detail["gold_logprob"] = _finite(result.gold_logprob)
+                    detail["gold_logprob"] = finite_or_none(result.gold_logprob)
                 if result.truncated:
                     detail["truncated"] = True
                 records.append(
@@ -314,7 +299,7 @@ class Study:
         try:
             prompt = candidate.prompt.resolve(self.task)
         except ConfigError as error:
-            _warn(f"searcher {searcher.name!r} proposed an unusable prompt, skipped: {error}")
+            warn(f"searcher {searcher.name!r} proposed an unusable prompt, skipped: {error}")
             return TrialResult(
                 prompt=candidate.prompt,
                 content_hash=candidate.prompt.content_hash,
@@ -365,7 +350,7 @@ class Study:
             key,
             searcher=searcher.name,
             operation=candidate.operation,
-            parent_hash=candidate.parent,
+            parent_hash=self._stored_parent(candidate.parent),
             worker=self.worker,
         )
         if trial is None:  # another worker created it in between
@@ -386,7 +371,7 @@ class Study:
             # a failing prompt (a model error or NaN on one batch, an input that cannot fit)
             # fails its trial, with the reason, not the study
             error_text = f"{type(error).__name__}: {error}"
-            _warn(f"trial of prompt {key[:12]} failed, the search goes on: {error_text}")
+            warn(f"trial of prompt {key[:12]} failed, the search goes on: {error_text}")
         state = "failed" if error_text is not None else "pruned" if pruned else "complete"
         self.storage.finish_trial(
             trial.id,
@@ -412,6 +397,16 @@ class Study:
         )
         self._account(result, spent)
         return result
+
+    def _stored_parent(self, parent: str | None) -> str | None:
+        """*parent* if the database holds it; a searcher may derive a candidate from a
+        prompt the study never scored (a seed prompt when ``manual`` is not running)."""
+        if parent is None or parent in self._parents:
+            return parent
+        if not self.storage.has_prompt(parent):
+            return None
+        self._parents.add(parent)
+        return parent
 
     def _account(self, result: TrialResult, forward_passes: int) -> None:
         self._known[result.content_hash] = result
@@ -498,36 +493,3 @@ class Study:
         state = searcher.state_dict()
         if state is not None:
             self.storage.save_searcher_state(self.name, searcher.name, pickle.dumps(state))
-
-
-def _finite(value: float) -> float | None:
-    """JSON has no infinities: a log-probability of -inf (fp16 underflow) is stored as null."""
-    return value if math.isfinite(value) else None
-
-
-def _warn(message: str) -> None:
-    print(f"warning: {message}", file=sys.stderr)
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, Prompt):
-        return value.to_dict()
-    return repr(value)
-
-
-def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for package in ("promptsearch", "torch", "transformers"):
-        try:
-            out[package] = version(package)
-        except PackageNotFoundError:
-            out[package] = "absent"
-    return out

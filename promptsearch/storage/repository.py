@@ -224,6 +224,12 @@ class Storage(ClaimStore, TrialStore, HeldOutStore):
                 raise StorageError(f"prompt {content_hash} could not be stored in {self.url}")
             return prompt_id
 
+    def has_prompt(self, content_hash: str) -> bool:
+        """Whether the prompt with exactly this content hash is stored."""
+        with self.session(write=False) as session:
+            query = select(PromptModel.id).where(PromptModel.content_hash == content_hash)
+            return session.scalar(query) is not None
+
     def get_prompt(self, hash_or_prefix: str) -> PromptRecord:
         """The prompt whose content hash is, or uniquely starts with, the given hex."""
         with self.session(write=False) as session:
