@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from promptsearch import Prompt, load_model, load_task
+from promptsearch.budget import Budget
 from promptsearch.hashing import content_hash
 from promptsearch.scorer import Scorer
 from promptsearch.searchers import make_searcher
@@ -122,6 +123,8 @@ def run_one(
     # the whole spec, so two configurations of one searcher get studies of their own
     slug = "".join(c if c.isalnum() or c in "-_" else "_" for c in spec)
     study_name = f"bench-{task.name}-{seed}-{slug}-b{args.budget}"
+    if args.minutes:
+        study_name += f"-m{args.minutes:g}"
     url = args.storage or f"sqlite:///{folder / (study_name.replace(':', '_') + '.db')}"
     storage = open_storage(url)
     started = time.monotonic()
@@ -130,7 +133,7 @@ def run_one(
         task,
         scorer,
         ["manual", searcher],
-        args.budget,
+        Budget(evaluations=args.budget, seconds=args.minutes * 60 if args.minutes else None),
         storage,
         seed=seed,
         candidates_per_round=args.candidates_per_round,
@@ -222,6 +225,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--trex", default="", help="T-REx relations, e.g. P17,P36")
     parser.add_argument("--seeds", default="13,42,100", help="k-shot split / sampling seeds")
     parser.add_argument("--budget", type=int, default=20, help="prompt evaluations per study")
+    parser.add_argument(
+        "--minutes", type=float, default=0, help="also stop a study after this many (wall) minutes"
+    )
     parser.add_argument("--candidates-per-round", type=int, default=4)
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--test-limit", type=int, default=1000, help="0: the whole test split")
@@ -244,9 +250,10 @@ def main(argv: list[str] | None = None) -> int:
     model = load_model(args.model)
     scorer = Scorer(model, batch_size=args.batch_size)
     print(f"machine: {machine()}")
+    limit = f" or {args.minutes:g} minutes" if args.minutes else ""
     print(
         f"model {model.name} ({model.dtype}, {model.device}); budget {args.budget} "
-        f"evaluations; test: random {args.test_limit or 'all'} (sample seed "
+        f"evaluations{limit}; test: random {args.test_limit or 'all'} (sample seed "
         f"{args.sample_seed})\n"
     )
     print(

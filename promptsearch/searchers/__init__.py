@@ -55,6 +55,7 @@ BUILTIN_SEARCHERS: dict[str, str] = {
     "optuna": "promptsearch.searchers.optuna_search:OptunaSearcher",
     "paraphrase": "promptsearch.searchers.paraphrase:ParaphraseSearcher",
     "random-edit": "promptsearch.searchers.random_edit:RandomEditSearcher",
+    "rl": "promptsearch.searchers.rl:RLSearcher",
 }
 
 

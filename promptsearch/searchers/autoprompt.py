@@ -34,15 +34,17 @@ from typing import TYPE_CHECKING, Any
 
 from promptsearch._triggers import (
     MAX_TRIGGERS,
-    TRIGGER,
-    check_trigger_template,
     count_triggers,
     fill_triggers,
-    insert_triggers,
-    triggers_before_answer,
 )
 from promptsearch.errors import ConfigError
 from promptsearch.prompt import Prompt
+from promptsearch.searchers._trigger_prompt import (
+    EpochSampler,
+    balanced_pool,
+    check_marked_template,
+    marked_prompt,
+)
 from promptsearch.searchers.base import Candidate, SearchContext, Searcher, TrialResult
 from promptsearch.task import Example
 from promptsearch.validation import check_choice, check_int
@@ -133,20 +135,7 @@ class AutoPromptSearcher(Searcher):
         forward_batch_size: int = 32,
     ) -> None:
         self.num_triggers = _optional_int(num_triggers, "num_triggers", 1, MAX_TRIGGERS)
-        if template is not None:
-            if not isinstance(template, str):
-                raise ConfigError(
-                    f"{_OWNER}: template must be a string with [T] markers, e.g. "
-                    f"'{{sentence}} [T] [T] [T] It was {{answer}}.', or None; got {template!r}"
-                )
-            check_trigger_template(template, _OWNER)
-            marked = count_triggers(template)
-            if marked and self.num_triggers is not None and self.num_triggers != marked:
-                raise ConfigError(
-                    f"{_OWNER}: num_triggers={self.num_triggers} but template {template!r} has "
-                    f"{marked} {TRIGGER} markers; leave num_triggers=None or make them agree"
-                )
-        self.template = template
+        self.template = check_marked_template(template, self.num_triggers, _OWNER)
         self.seed_prompt = check_int(seed_prompt, "seed_prompt", minimum=0, owner=_OWNER)
         self.top_k = check_int(top_k, "top_k", minimum=1, maximum=10_000, owner=_OWNER)
         self.batch_size = check_int(batch_size, "batch_size", minimum=1, owner=_OWNER)
@@ -172,7 +161,7 @@ class AutoPromptSearcher(Searcher):
         self._base: Prompt | None = None  # the prompt with [T] markers and its verbalizer
         self._parent: str | None = None
         self._pool: list[Example] = []
-        self._order: list[int] = []
+        self._batches = EpochSampler(0)
         self._positions: list[int] = []
         self._triggers: tuple[int, ...] | None = None
         self._gain_in_sweep = False
@@ -204,66 +193,17 @@ class AutoPromptSearcher(Searcher):
                 f"{_OWNER} needs a causal or masked LM to take gradients through; the study's "
                 f"model is a {kind} model"
             )
-        base = self._start_prompt()
-        unknown = [f for f in base.fields if f not in task.input_fields]
-        if unknown:
-            raise ConfigError(
-                f"{_OWNER}: template {base.template!r} uses unknown field(s) {unknown}; the "
-                f"task's input fields are {list(task.input_fields)}"
-            )
-        if kind == "causal" and not triggers_before_answer(base.template):
-            raise ConfigError(
-                f"{_OWNER}: template {base.template!r} puts {TRIGGER} markers after "
-                "{answer}, where a causal LM never sees them; move them before {answer}"
-            )
+        base, self._parent = marked_prompt(
+            task,
+            self.template,
+            self.num_triggers or DEFAULT_TRIGGERS,
+            self.seed_prompt,
+            _OWNER,
+            kind,
+        )
         self._base = base
-        self._pool = self._sample_pool(list(task.train))
-
-    def _start_prompt(self) -> Prompt:
-        task = self.ctx.task
-        count = self.num_triggers or DEFAULT_TRIGGERS
-        if self.template is not None:
-            marked = self.template
-            if not count_triggers(marked):
-                marked = insert_triggers(marked, count)
-            return Prompt(template=marked, verbalizer=dict(task.verbalizer))
-        if not task.seed_prompts:
-            fields = " ".join("{" + f + "}" for f in task.input_fields)
-            return Prompt(
-                template=insert_triggers(fields + " {answer}", count),
-                verbalizer=dict(task.verbalizer),
-            )
-        if self.seed_prompt >= len(task.seed_prompts):
-            raise ConfigError(
-                f"{_OWNER}: seed_prompt={self.seed_prompt}, but task {task.name!r} has "
-                f"{len(task.seed_prompts)} seed prompt(s); use 0..{len(task.seed_prompts) - 1}"
-            )
-        seed = task.seed_prompts[self.seed_prompt]
-        if seed.verbalizer is None:
-            seed = replace(seed, verbalizer=dict(task.verbalizer))
-        self._parent = seed.content_hash
-        marked = seed.template
-        if not count_triggers(marked):  # a seed that marks its own triggers keeps them
-            marked = insert_triggers(marked, count)
-        return replace(seed, template=marked)
-
-    def _sample_pool(self, train: list[Example]) -> list[Example]:
-        """The train examples used, label-balanced and interleaved by label."""
-        rng = self.ctx.rng
-        by_label: dict[str, list[Example]] = {}
-        for example in train:
-            by_label.setdefault(example.target, []).append(example)
-        for examples in by_label.values():
-            rng.shuffle(examples)
-        pool: list[Example] = []
-        depth = max((len(v) for v in by_label.values()), default=0)
-        for level in range(depth):
-            for label in sorted(by_label):
-                if level < len(by_label[label]):
-                    pool.append(by_label[label][level])
-        if not pool:
-            raise ConfigError(f"{_OWNER}: the task has no train examples to search triggers on")
-        return pool[: self.train_examples] if self.train_examples else pool
+        self._pool = balanced_pool(list(task.train), context.rng, self.train_examples, _OWNER)
+        self._batches = EpochSampler(len(self._pool))
 
     # -- the search --------------------------------------------------------------------------
 
@@ -315,16 +255,7 @@ class AutoPromptSearcher(Searcher):
         return replace(base, verbalizer=verbalizer)
 
     def _next_batch(self) -> list[Example]:
-        """The next *batch_size* distinct examples of the pool, in seeded shuffled epochs."""
-        size = min(self.batch_size, len(self._pool))
-        picked: list[int] = []
-        while len(picked) < size:
-            if not self._order:
-                self._order = list(range(len(self._pool)))
-                self.ctx.rng.shuffle(self._order)
-            index = self._order.pop()
-            if index not in picked:
-                picked.append(index)
+        picked = self._batches.next_batch(self.batch_size, self.ctx.rng)
         return [self._pool[i] for i in picked]
 
     def _next_position(self, count: int) -> int:

@@ -14,7 +14,11 @@ drives every searcher through the same call order:
    ``observe`` receives one :class:`TrialResult` per candidate, in order, with its
    dev score (``None`` when the trial failed or racing pruned it).
 4. Optionally ``state_dict()`` / ``load_state_dict(state)`` for searchers that
-   learn (the study stores the state so a resumed study resumes training).
+   learn (the study stores the state after every ``observe``, so a resumed study
+   resumes training).  A resumed study counts its budget by replaying: the trials
+   it meets again cost nothing but count as spent.  A searcher restored from its
+   state must therefore first propose its earlier candidates again, in order,
+   before new ones (the ``rl`` searcher keeps them in its state for this).
 
 Before every ``propose`` the study refreshes two read-only context fields:
 ``remaining`` (the budget left) and ``leaderboard``, the study's best complete
