@@ -16,30 +16,8 @@ from promptsearch import Budget, ConfigError, Prompt, StudyConflictError, Task
 from promptsearch.storage import Storage, open_storage
 from promptsearch.study import Study
 from promptsearch.task import Example
+from promptsearch.testing.fakes import FakeModel, FakeReport, FakeResult
 from promptsearch.testing.searchers import contract_task
-
-
-@dataclass
-class FakeModel:
-    name: str = "fake-model"
-    fingerprint: str = "f" * 64
-
-
-@dataclass
-class FakeResult:
-    example_id: str
-    prediction: str
-    correct: bool
-    score: float
-    label_logprobs: dict[str, float] | None = None
-    gold_logprob: float | None = None
-    truncated: bool = False
-
-
-@dataclass
-class FakeReport:
-    results: list[FakeResult]
-    forward_passes: int
 
 
 @dataclass

@@ -41,6 +41,7 @@ from promptsearch.storage import open_storage
 from promptsearch.storage.testing import skip_reason, temporary_database
 from promptsearch.study import Study
 from promptsearch.task import Example
+from promptsearch.testing.fakes import FakeModel, FakeReport, FakeResult
 from promptsearch.testing.searchers import contract_task
 from promptsearch.worker import WorkerReport, run_worker
 
@@ -119,29 +120,6 @@ def check_counts(
 
 
 # -- fast: worker threads with a fake scorer ------------------------------------------
-
-
-@dataclass
-class FakeModel:
-    name: str = "fake-model"
-    fingerprint: str = "f" * 64
-
-
-@dataclass
-class FakeResult:
-    example_id: str
-    prediction: str
-    correct: bool
-    score: float
-    label_logprobs: dict[str, float] | None = None
-    gold_logprob: float | None = None
-    truncated: bool = False
-
-
-@dataclass
-class FakeReport:
-    results: list[FakeResult]
-    forward_passes: int
 
 
 @dataclass
