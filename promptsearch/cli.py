@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
+from typing import Any
 
 from promptsearch._commands_final import add_final_parser, task_seed_list
 from promptsearch._commands_report import add_report_parser
@@ -202,23 +205,55 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+TERMINATED = 143
+"""Exit status after SIGTERM (128 + 15); Ctrl-C (SIGINT) gives 130."""
+
+
+class _Termination:
+    """SIGTERM (``kill PID``, a container or job scheduler stopping the process) taken
+    as Ctrl-C: the command stops the way it does on KeyboardInterrupt, finished work
+    saved, and exits with :data:`TERMINATED`."""
+
+    def __init__(self) -> None:
+        self.received = False
+        self._previous: Any = None
+        self._installed = False
+
+    def __enter__(self) -> _Termination:
+        if hasattr(signal, "SIGTERM") and threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+            self._installed = True
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.received = True
+        raise KeyboardInterrupt
+
+    def __exit__(self, *exc: object) -> None:
+        if self._installed:
+            signal.signal(signal.SIGTERM, self._previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``promptsearch`` command; returns the exit status."""
     args = build_parser().parse_args(argv)
     from promptsearch import _commands
 
     handler = getattr(_commands, f"cmd_{args.command}")
-    try:
-        return int(handler(args) or 0)
-    except PromptSearchError as error:
-        print(f"promptsearch: error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        hint = ""
-        if args.command == "run":
-            hint = "; finished trials are saved: run the same command again to resume"
-        print(f"\npromptsearch: interrupted{hint}", file=sys.stderr)
-        return 130
+    with _Termination() as termination:
+        try:
+            code = int(handler(args) or 0)
+        except PromptSearchError as error:
+            print(f"promptsearch: error: {error}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            hint = ""
+            if args.command == "run":
+                hint = "; finished trials are saved: run the same command again to resume"
+            what = "terminated (SIGTERM)" if termination.received else "interrupted"
+            print(f"\npromptsearch: {what}{hint}", file=sys.stderr)
+            return TERMINATED if termination.received else 130
+    return TERMINATED if termination.received else code
 
 
 if __name__ == "__main__":  # pragma: no cover

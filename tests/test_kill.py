@@ -4,7 +4,8 @@ One scenario, run once for the module: the real ``promptsearch run`` command (a 
 real transformers model saved to a folder, a small built-in k-shot task, an SQLite
 file) is started again and again and stopped at seeded random moments: a SIGKILL
 as soon as the database file appears (schema creation, study set-up), a SIGKILL
-while a trial is being scored, SIGKILLs after random delays, and a SIGINT (Ctrl-C).
+while a trial is being scored, SIGKILLs after random delays, a SIGINT (Ctrl-C) and a
+SIGTERM.
 Then the same command runs to the end.  The same search runs once more without
 interruption, in its own database, as the reference.
 
@@ -283,16 +284,16 @@ def run_scenario(base: Path) -> Scenario:
     reference = Run.start(command(data, model, scenario.reference_db), base / "reference.log", 0)
     runs = [reference]
     rng = random.Random(KILL_SEED)
-    plan = ["kill-early", "kill-in-trial", "kill-random", "kill-random", "sigint"]
+    plan = ["kill-early", "kill-in-trial", "kill-random", "kill-random", "sigint", "sigterm"]
     try:
         for index, how in enumerate(plan):
-            delay = IN_TRIAL_S if how in ("kill-in-trial", "sigint") else SLOW_SCORING_S
+            delay = IN_TRIAL_S if how in ("kill-in-trial", "sigint", "sigterm") else SLOW_SCORING_S
             run = Run.start(args, base / f"run-{index}.log", delay)
             runs.append(run)
             if how == "kill-early":
                 run.wait_until(scenario.db.exists)
                 time.sleep(rng.uniform(0.0, 0.05))
-            elif how in ("kill-in-trial", "sigint"):
+            elif how in ("kill-in-trial", "sigint", "sigterm"):
                 run.wait_until(run.scoring)
             else:  # inside or just after the k-th trial of this run, k random
                 calls = rng.randint(2, 5)
@@ -300,6 +301,8 @@ def run_scenario(base: Path) -> Scenario:
                 time.sleep(rng.uniform(0.0, 1.5 * SLOW_SCORING_S))
             if how == "sigint":
                 run.process.send_signal(signal.SIGINT)
+            elif how == "sigterm":
+                run.process.send_signal(signal.SIGTERM)
             else:
                 run.process.kill()
             code, _, err = run.wait()
@@ -338,11 +341,11 @@ def logged(path: Path | None) -> list[str]:
 
 
 def test_every_interruption_really_interrupted(scenario: Scenario) -> None:
-    hows = [i.how for i in scenario.interruptions]
-    codes = [i.returncode for i in scenario.interruptions]
-    assert codes[:-1] == [-signal.SIGKILL] * (len(hows) - 1), codes
+    kills = [i for i in scenario.interruptions if i.how.startswith("kill")]
+    codes = [i.returncode for i in kills]
+    assert codes == [-signal.SIGKILL] * len(kills), codes
     # at least one SIGKILL left a trial half-scored, so that resuming had one to retry
-    in_flight = [i for i in scenario.interruptions[:-1] if _running(i.after)]
+    in_flight = [i for i in kills if _running(i.after)]
     assert in_flight, "no SIGKILL landed inside a trial"
 
 
@@ -415,10 +418,12 @@ def test_leaderboard_equals_an_uninterrupted_run(scenario: Scenario) -> None:
     assert sorted(logged(scenario.reference_log)) == sorted(read_trials(scenario.reference_db))
 
 
-def test_ctrl_c_stops_cleanly_and_says_how_to_resume(scenario: Scenario) -> None:
-    sigint = scenario.interruptions[-1]
-    assert sigint.how == "sigint"
-    assert sigint.returncode == 130, sigint.stderr[-2000:]
+@pytest.mark.parametrize(("how", "code"), [("sigint", 130), ("sigterm", 143)])
+def test_ctrl_c_and_sigterm_stop_cleanly_and_say_how_to_resume(
+    scenario: Scenario, how: str, code: int
+) -> None:
+    (sigint,) = [i for i in scenario.interruptions if i.how == how]
+    assert sigint.returncode == code, sigint.stderr[-2000:]
     assert "run the same command again to resume" in sigint.stderr
     assert "Traceback" not in sigint.stderr
     assert sigint.status == "stopped"
@@ -431,8 +436,9 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(scenario: Scenario) -> None
 
 
 def test_sigkill_leaves_the_study_running_and_resumable(scenario: Scenario) -> None:
-    for interruption in scenario.interruptions[:-1]:
-        assert interruption.status in (None, "running"), interruption.how
+    for interruption in scenario.interruptions:
+        if interruption.how.startswith("kill"):
+            assert interruption.status in (None, "running"), interruption.how
 
 
 def _running(trials: dict[str, Trial]) -> set[str]:
