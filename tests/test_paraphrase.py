@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from promptsearch import ConfigError, Prompt
-from promptsearch.generators import TextGenerator, cut_at_stop
+from promptsearch.generators import LocalGenerator, TextGenerator, cut_at_stop
 from promptsearch.searchers import _backtranslate, make_searcher
 from promptsearch.searchers import _phrases as ph
 from promptsearch.searchers.base import Candidate, SearchContext, TrainView
@@ -159,7 +159,11 @@ def test_parameters_are_stored_and_validated() -> None:
     with pytest.raises(ConfigError, match="top_k must be >= 1"):
         ParaphraseSearcher(top_k=0)
     with pytest.raises(ConfigError, match="generator must be"):
-        ParaphraseSearcher(generator="gpt")  # type: ignore[arg-type]
+        ParaphraseSearcher(generator=5)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="unknown backend 'gtp'"):
+        ParaphraseSearcher(generator="gtp:model")
+    # a bare model name is a local generator, as for mining (loaded on first use)
+    assert isinstance(ParaphraseSearcher(generator="some/model")._built, LocalGenerator)
     with pytest.raises(ConfigError, match=r"rewrite_prompt must be a string containing '\{text\}'"):
         ParaphraseSearcher(rewrite_prompt="Rewrite this.")
     with pytest.raises(ConfigError, match="temperature"):

@@ -117,8 +117,9 @@ class ParaphraseSearcher(PopulationSearcher):
         missing).
     generator:
         The :class:`~promptsearch.generators.TextGenerator` for ``lm-rewrite`` and
-        ``infill``, or a generator spec (``"local:NAME"``, ``"openai:URL#model=NAME"``;
-        see :func:`~promptsearch.generators.make_generator`); ``None`` or ``"local"``
+        ``infill``, or a generator spec (a model name, ``"local:NAME"``,
+        ``"openai:URL#model=NAME"``; see :func:`~promptsearch.generators.make_generator`);
+        ``None`` or ``"local"``
         uses the study's model.  Empty completions are skipped and counted (the
         ``<method>.empty`` metric).
     top_k:
@@ -162,12 +163,6 @@ class ParaphraseSearcher(PopulationSearcher):
                 f"LocalGenerator('HuggingFaceTB/SmolLM2-360M-Instruct')), a generator spec "
                 f"such as 'openai:http://127.0.0.1:8000/v1', or None for the study's model; "
                 f"got {type(generator).__name__}"
-            )
-        if isinstance(generator, str) and ":" not in generator and generator.strip() != "local":
-            raise ConfigError(
-                f"{owner}: generator must be a spec with its backend, e.g. 'local:{generator}' "
-                f"for a local model or 'openai:http://127.0.0.1:8000/v1' for a server; got "
-                f"{generator!r}"
             )
         self.generator = generator
         # a spec is checked (and built) now; "local" means the study's model, as None does
