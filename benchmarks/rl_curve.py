@@ -29,6 +29,12 @@ from promptsearch.storage import open_storage
 COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2"]
 
 
+def short_name(study: str) -> str:
+    """``bench-sst2-13-rl-b1000-m10`` -> ``sst2 seed 13``."""
+    parts = study.split("-")
+    return f"{parts[1]} seed {parts[2]}" if len(parts) > 3 and parts[0] == "bench" else study
+
+
 def moving_average(values: list[float], window: int) -> list[float]:
     out, total = [], 0.0
     for i, value in enumerate(values):
@@ -64,7 +70,7 @@ def chart(
         smooth = moving_average([v for _, v in points], window)
         series.append(
             Series(
-                study,
+                short_name(study),
                 COLORS[k % len(COLORS)],
                 [
                     Point(s, v, f"{study} step {s}: {v:.3f}")
@@ -73,7 +79,7 @@ def chart(
                 width=1.5,
             )
         )
-    return line_chart("rl", title, series, "training step", key)
+    return line_chart("rl", title, series, "training step", key, extend=False)
 
 
 def main() -> int:

@@ -269,9 +269,11 @@ def line_chart(
     *,
     x_end: float | None = None,
     empty: str = "nothing to plot yet",
+    extend: bool = True,
 ) -> str:
     """Step lines (the value holds until the next point), one per series, drawn on to
-    *x_end* (default: the last point)."""
+    *x_end* (default: the last point of any series); ``extend=False`` ends each line at
+    its own last point."""
     points = [p for s in series for p in s.points]
     if not points:
         return _empty(kind, title, empty)
@@ -289,7 +291,8 @@ def line_chart(
             if i:
                 coords.append(f"{_num(frame.x(p.x))},{_num(frame.y(s.points[i - 1].y))}")
             coords.append(f"{_num(frame.x(p.x))},{_num(frame.y(p.y))}")
-        coords.append(f"{_num(frame.x(end))},{_num(frame.y(s.points[-1].y))}")
+        if extend:
+            coords.append(f"{_num(frame.x(end))},{_num(frame.y(s.points[-1].y))}")
         dash = ' stroke-dasharray="6 4"' if s.dashed else ""
         body.append(
             f'<polyline class="series" fill="none" stroke="{s.color}" '
