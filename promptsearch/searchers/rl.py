@@ -47,6 +47,7 @@ training.  Metrics logged per step:
 
 from __future__ import annotations
 
+import copy
 import math
 import random
 from collections.abc import Sequence
@@ -234,8 +235,6 @@ class RLSearcher(Searcher):
         """Copy the live MLP, optimizer and generator state into ``_learned``."""
         if self._policy is None or self._optimizer is None or self._generator is None:
             return
-        import copy
-
         self._learned = {
             "mlp": {k: v.detach().cpu().clone() for k, v in self._policy.mlp.state_dict().items()},
             "optimizer": copy.deepcopy(self._optimizer.state_dict()),
