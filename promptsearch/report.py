@@ -180,6 +180,7 @@ def _searcher_table(data: ReportData) -> str:
         lines.append(
             f"<tr><td>{esc(name)}</td><td class='num'>{len(mine)}</td>"
             f"<td class='num'>{len(scores)}</td>"
+            f"<td class='num'>{sum(t.state == 'pruned' for t in mine)}</td>"
             f"<td class='num'>{sum(t.state == 'failed' for t in mine)}</td>"
             f"<td class='num'>{_fmt(max(scores) if scores else None)}</td>"
             f"<td class='num'>{_fmt(sum(scores) / len(scores) if scores else None)}</td>"
@@ -188,7 +189,8 @@ def _searcher_table(data: ReportData) -> str:
         )
     return (
         '<div class="scroll"><table class="searchers"><tr><th>searcher</th>'
-        '<th class="num">trials</th><th class="num">complete</th><th class="num">failed</th>'
+        '<th class="num">trials</th><th class="num">complete</th><th class="num">pruned</th>'
+        '<th class="num">failed</th>'
         '<th class="num">best dev</th><th class="num">mean dev</th>'
         '<th class="num">forward passes</th><th class="num">scoring time</th></tr>'
         + "".join(lines)

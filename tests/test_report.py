@@ -367,3 +367,44 @@ def test_the_browser_check_catches_errors(real_study: tuple[str, Storage], tmp_p
     errors = _root_attributes(dom.stdout).get("data-report-errors") or ""
     assert "notDefined" in errors and "blocked https://example.com/x.png" in errors
     assert len(_console_errors(dom.stderr)) >= 2
+
+
+def test_searcher_table_counts_pruned_and_failed_trials(tmp_path: Path) -> None:
+    from promptsearch.testing.searchers import contract_task
+
+    task = contract_task("classification")
+    with open_storage(str(tmp_path / "states.db")) as storage:
+        _run_study(storage, "states", task, ["manual"], budget=2)
+        for k, state in enumerate(["pruned", "pruned", "failed"]):
+            prompt = Prompt(f"Case {k}: {{sentence}} It was {{answer}}.").resolve(task)
+            key = prompt.content_hash
+            storage.add_prompt(prompt.to_dict(), key, prompt.describe(), len(prompt.template))
+            trial = storage.start_trial(
+                "states",
+                key,
+                searcher="random-edit",
+                operation="swap",
+                parent_hash=None,
+                worker="w",
+            )
+            assert trial is not None
+            storage.finish_trial(
+                trial.id,
+                state=state,
+                dev_score=0.25 if state == "pruned" else None,
+                n_examples=2 if state == "pruned" else 0,
+                forward_passes=2,
+                seconds=0.1,
+                error="boom" if state == "failed" else None,
+            )
+        html = write_report(storage, "states", tmp_path / "states.html", task=task).read_text()
+    table = html[html.index('<table class="searchers">') :]
+    table = table[: table.index("</table>")]
+    header = re.findall(r"<th[^>]*>([^<]+)</th>", table)
+    rows = {
+        cells[0]: dict(zip(header, cells, strict=True))
+        for cells in (re.findall(r"<td[^>]*>([^<]*)</td>", row) for row in table.split("<tr>")[2:])
+    }
+    assert rows["random-edit"]["trials"] == "3" and rows["random-edit"]["complete"] == "0"
+    assert rows["random-edit"]["pruned"] == "2" and rows["random-edit"]["failed"] == "1"
+    assert rows["manual"]["complete"] == "2" and rows["manual"]["pruned"] == "0"
