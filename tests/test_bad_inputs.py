@@ -35,6 +35,9 @@ from promptsearch.storage import open_storage
 from promptsearch.study import Study, example_key
 from promptsearch.task import Example
 from promptsearch.template import Template
+from promptsearch.testing.fakes import FakeModel as Model
+from promptsearch.testing.fakes import FakeReport as Report
+from promptsearch.testing.fakes import FakeResult as Result
 
 POSITIVE = ["a great movie", "the film was good", "i loved it", "a good story", "great acting"]
 NEGATIVE = ["a terrible movie", "the film was bad", "i hated it", "a bad story", "awful acting"]
@@ -62,29 +65,6 @@ def kshot_dir(root: Path, **overrides: bytes) -> Path:
 
 
 # -- a database with rows in it, and how to tell it was not touched -------------------------
-
-
-@dataclass
-class Result:
-    example_id: str
-    prediction: str
-    correct: bool
-    score: float
-    label_logprobs: dict[str, float] | None = None
-    gold_logprob: float | None = None
-    truncated: bool = False
-
-
-@dataclass
-class Report:
-    results: list[Result]
-    forward_passes: int
-
-
-@dataclass
-class Model:
-    name: str = "fake"
-    fingerprint: str = "f" * 64
 
 
 @dataclass

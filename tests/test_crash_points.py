@@ -25,6 +25,9 @@ from promptsearch import Prompt, Task
 from promptsearch.storage import Storage, open_storage
 from promptsearch.study import Study
 from promptsearch.task import Example
+from promptsearch.testing.fakes import FakeModel as Model
+from promptsearch.testing.fakes import FakeReport as Report
+from promptsearch.testing.fakes import FakeResult as Result
 from promptsearch.testing.searchers import contract_task
 
 BUDGET = 14
@@ -41,29 +44,6 @@ WRITES = (
 
 class Crash(BaseException):
     """Stands for SIGKILL: nothing after it runs, not even ``except Exception``."""
-
-
-@dataclass
-class Result:
-    example_id: str
-    prediction: str
-    correct: bool
-    score: float
-    label_logprobs: dict[str, float] | None = None
-    gold_logprob: float | None = None
-    truncated: bool = False
-
-
-@dataclass
-class Report:
-    results: list[Result]
-    forward_passes: int
-
-
-@dataclass
-class Model:
-    name: str = "fake-model"
-    fingerprint: str = "f" * 64
 
 
 @dataclass

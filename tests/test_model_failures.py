@@ -25,6 +25,9 @@ from promptsearch.searchers.manual import ManualSearcher
 from promptsearch.storage import EvaluationRecord, Storage, open_storage
 from promptsearch.study import Study, example_key
 from promptsearch.task import Example
+from promptsearch.testing.fakes import FakeModel as Model
+from promptsearch.testing.fakes import FakeReport as Report
+from promptsearch.testing.fakes import FakeResult as Result
 
 GOOD = ["Review: {text}\nSentiment: {answer}", "{text} It was {answer}."]
 POISON = "Poison: {text}\nSentiment: {answer}"
@@ -116,29 +119,6 @@ def assert_no_nan_stored(url: str) -> None:
 
 
 @dataclass
-class Result:
-    example_id: str
-    prediction: str
-    correct: bool
-    score: float
-    label_logprobs: dict[str, float] | None = None
-    gold_logprob: float | None = None
-    truncated: bool = False
-
-
-@dataclass
-class Report:
-    results: list[Result]
-    forward_passes: int
-
-
-@dataclass
-class Model:
-    name: str = "fake"
-    fingerprint: str = "f" * 64
-
-
-@dataclass
 class SabotagedScorer:
     """Scores by a hash; for templates containing a marker it misbehaves as told."""
 
@@ -177,8 +157,8 @@ def url(tmp_path: Path) -> str:
 @pytest.mark.parametrize(
     "fault, reason",
     [
-        ("nan-logprobs", "ModelError: model 'fake' gave NaN log-probabilities (label 1)"),
-        ("nan-score", "ModelError: model 'fake' gave a non-finite score (nan)"),
+        ("nan-logprobs", "ModelError: model 'fake-model' gave NaN log-probabilities (label 1)"),
+        ("nan-score", "ModelError: model 'fake-model' gave a non-finite score (nan)"),
         ("raise-key", "KeyError: 'position_ids'"),
     ],
 )
