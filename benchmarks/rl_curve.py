@@ -23,10 +23,8 @@ import tempfile
 from collections import defaultdict
 from pathlib import Path
 
-from promptsearch._svg import Point, Series, line_chart
+from promptsearch._svg import PALETTE, Point, Series, line_chart
 from promptsearch.storage import open_storage
-
-COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2"]
 
 
 def short_name(study: str) -> str:
@@ -71,7 +69,7 @@ def chart(
         series.append(
             Series(
                 short_name(study),
-                COLORS[k % len(COLORS)],
+                PALETTE[k % len(PALETTE)],
                 [
                     Point(s, v, f"{study} step {s}: {v:.3f}")
                     for (s, _), v in zip(points, smooth, strict=True)

@@ -42,8 +42,7 @@ PALETTE = (
 )
 """Categorical colours, one per searcher, in order of first appearance."""
 
-WIDTH = 640
-HEIGHT = 380
+WIDTH, HEIGHT = 640, 380  # of a chart, in pixels
 _CHAR = 6.6  # estimated width of one character of 12px sans-serif text
 _LEFT, _RIGHT, _BOTTOM = 62, 20, 52
 Format = Callable[[float], str]
@@ -271,9 +270,8 @@ def line_chart(
     empty: str = "nothing to plot yet",
     extend: bool = True,
 ) -> str:
-    """Step lines (the value holds until the next point), one per series, drawn on to
-    *x_end* (default: the last point of any series); ``extend=False`` ends each line at
-    its own last point."""
+    """Step lines (a value holds until the next point), one per series, drawn on to
+    *x_end* (default: the last point of any series), or ``extend=False`` to their own."""
     points = [p for s in series for p in s.points]
     if not points:
         return _empty(kind, title, empty)
@@ -291,7 +289,7 @@ def line_chart(
             if i:
                 coords.append(f"{_num(frame.x(p.x))},{_num(frame.y(s.points[i - 1].y))}")
             coords.append(f"{_num(frame.x(p.x))},{_num(frame.y(p.y))}")
-        if extend:
+        if extend:  # hold the last value to the end of the axis
             coords.append(f"{_num(frame.x(end))},{_num(frame.y(s.points[-1].y))}")
         dash = ' stroke-dasharray="6 4"' if s.dashed else ""
         body.append(

@@ -26,7 +26,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,7 +38,6 @@ from test_kill import N_DEV, save_tiny_model, write_kshot_data
 from promptsearch import Prompt, Task
 from promptsearch.cli import main
 from promptsearch.storage import open_storage
-from promptsearch.storage.testing import skip_reason, temporary_database
 from promptsearch.study import Study
 from promptsearch.task import Example
 from promptsearch.testing.fakes import FakeModel, FakeReport, FakeResult
@@ -50,20 +49,10 @@ WORKERS = 4
 STUDY = "shared"
 
 
-def backends() -> list[object]:
-    return [
-        pytest.param("sqlite"),
-        pytest.param("postgresql", marks=pytest.mark.postgres),
-    ]
-
-
-@pytest.fixture(params=backends())
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    reason = skip_reason(request.param)
-    if reason is not None:
-        pytest.skip(reason)
-    with temporary_database(request.param, tmp_path) as url:
-        yield url
+@pytest.fixture
+def database(storage_url: str) -> str:
+    """A fresh database of each backend (conftest's ``storage_url``)."""
+    return storage_url
 
 
 # -- counting ----------------------------------------------------------------------------
