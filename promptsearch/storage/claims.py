@@ -38,7 +38,12 @@ from promptsearch.storage._common import check_finite, check_hash, check_name, r
 from promptsearch.storage.database import Database, UniqueViolation
 from promptsearch.storage.models import LABEL_LENGTH, NAME_LENGTH, TrialModel, utcnow
 from promptsearch.storage.records import TrialRecord
-from promptsearch.storage.trials import _prompt_id, _trial_record, _trial_rows
+from promptsearch.storage.trials import (
+    _add_running_trial,
+    _prompt_id,
+    _trial_record,
+    _trial_rows,
+)
 
 __all__ = ["Claim", "ClaimCounts", "ClaimStore"]
 
@@ -151,25 +156,17 @@ class ClaimStore(Database):
                         if parent_hash is None
                         else _prompt_id(session, parent_hash, "parent_hash", self.url)
                     )
-                    now = _db_now(session)
-                    trial = TrialModel(
-                        study_id=study.id,
+                    trial = _add_running_trial(
+                        session,
+                        study,
                         prompt_id=prompt_id,
-                        number=0 if last is None else last + 1,
+                        last_number=last,
                         searcher=searcher,
                         operation=operation,
-                        parent_prompt_id=parent_id,
-                        state="running",
-                        n_examples=0,
-                        forward_passes=0,
-                        seconds=0.0,
+                        parent_id=parent_id,
                         worker=worker,
-                        heartbeat_at=now,
-                        created_at=now,
+                        now=_db_now(session),
                     )
-                    session.add(trial)
-                    study.updated_at = now
-                    session.flush()
                     record = _trial_record(trial, study_name, content_hash, parent_hash)
                     return Claim("claimed", record)
             except UniqueViolation:

@@ -6,6 +6,7 @@ Part of :class:`~promptsearch.storage.Storage`.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 
 from sqlalchemy import ColumnElement, case, func, select, update
 from sqlalchemy.orm import Session, aliased
@@ -91,6 +92,40 @@ def _trial_record(trial: TrialModel, study: str, content: str, parent: str | Non
     )
 
 
+def _add_running_trial(
+    session: Session,
+    study: StudyModel,
+    *,
+    prompt_id: int,
+    last_number: int | None,
+    searcher: str,
+    operation: str,
+    parent_id: int | None,
+    worker: str,
+    now: datetime,
+) -> TrialModel:
+    """Add the study's next trial, running under *worker* since *now*, and flush it."""
+    trial = TrialModel(
+        study_id=study.id,
+        prompt_id=prompt_id,
+        number=0 if last_number is None else last_number + 1,
+        searcher=searcher,
+        operation=operation,
+        parent_prompt_id=parent_id,
+        state="running",
+        n_examples=0,
+        forward_passes=0,
+        seconds=0.0,
+        worker=worker,
+        heartbeat_at=now,
+        created_at=now,
+    )
+    session.add(trial)
+    study.updated_at = now
+    session.flush()
+    return trial
+
+
 def _prompt_id(session: Session, content_hash: str, field: str, url: str) -> int:
     query = select(PromptModel.id).where(PromptModel.content_hash == content_hash)
     prompt_id = session.scalar(query)
@@ -147,25 +182,17 @@ class TrialStore(CacheStore):
                     last = session.scalar(
                         select(func.max(TrialModel.number)).where(TrialModel.study_id == study.id)
                     )
-                    now = utcnow()
-                    trial = TrialModel(
-                        study_id=study.id,
+                    trial = _add_running_trial(
+                        session,
+                        study,
                         prompt_id=prompt_id,
-                        number=0 if last is None else last + 1,
+                        last_number=last,
                         searcher=searcher,
                         operation=operation,
-                        parent_prompt_id=parent_id,
-                        state="running",
-                        n_examples=0,
-                        forward_passes=0,
-                        seconds=0.0,
+                        parent_id=parent_id,
                         worker=worker,
-                        heartbeat_at=now,
-                        created_at=now,
+                        now=utcnow(),
                     )
-                    session.add(trial)
-                    study.updated_at = now
-                    session.flush()
                     return _trial_record(trial, study_name, content_hash, parent_hash)
             except UniqueViolation:
                 continue  # a concurrent worker took the number or the prompt: look again
