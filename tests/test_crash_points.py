@@ -28,7 +28,7 @@ from promptsearch.task import Example
 from promptsearch.testing.fakes import FakeModel as Model
 from promptsearch.testing.fakes import FakeReport as Report
 from promptsearch.testing.fakes import FakeResult as Result
-from promptsearch.testing.searchers import contract_task
+from promptsearch.testing.searchers import contract_task_with_dev
 
 BUDGET = 14
 WRITES = (
@@ -72,18 +72,7 @@ class FakeScorer:
 
 
 def task() -> Task:
-    base = contract_task()
-    dev = tuple(Example(f"dev-{i}", {"sentence": f"dev review {i}"}, str(i % 2)) for i in range(6))
-    return Task(
-        name=base.name,
-        kind=base.kind,
-        input_fields=base.input_fields,
-        train=base.train,
-        dev=dev,
-        labels=base.labels,
-        verbalizer=base.verbalizer,
-        seed_prompts=base.seed_prompts,
-    )
+    return contract_task_with_dev(6)
 
 
 def run(storage: Storage, scorer: FakeScorer) -> None:

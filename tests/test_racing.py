@@ -30,7 +30,7 @@ from promptsearch.storage import Storage, open_storage
 from promptsearch.study import Study, example_key
 from promptsearch.task import Example
 from promptsearch.testing.fakes import FakeModel, FakeReport, FakeResult
-from promptsearch.testing.searchers import contract_task
+from promptsearch.testing.searchers import contract_task, contract_task_with_dev
 
 # -- racing studies with a fast fake scorer ---------------------------------------------------
 
@@ -64,20 +64,7 @@ class FakeScorer:
 
 
 def racing_task(n_dev: int = 54) -> Task:
-    base = contract_task()
-    dev = tuple(
-        Example(f"dev-{i}", {"sentence": f"dev review {i}"}, str(i % 2)) for i in range(n_dev)
-    )
-    return Task(
-        name=base.name,
-        kind=base.kind,
-        input_fields=base.input_fields,
-        train=base.train,
-        dev=dev,
-        labels=base.labels,
-        verbalizer=base.verbalizer,
-        seed_prompts=base.seed_prompts,
-    )
+    return contract_task_with_dev(n_dev)
 
 
 RACING = Racing(min_examples=6, eta=3, min_trials=3, seed=1)  # rungs 6, 18, 54

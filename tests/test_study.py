@@ -17,7 +17,7 @@ from promptsearch.storage import Storage, open_storage
 from promptsearch.study import Study
 from promptsearch.task import Example
 from promptsearch.testing.fakes import FakeModel, FakeReport, FakeResult
-from promptsearch.testing.searchers import contract_task
+from promptsearch.testing.searchers import contract_task_with_dev
 
 
 @dataclass
@@ -51,18 +51,7 @@ class FakeScorer:
 
 
 def big_task() -> Task:
-    task = contract_task()
-    dev = tuple(Example(f"dev-{i}", {"sentence": f"dev review {i}"}, str(i % 2)) for i in range(10))
-    return Task(
-        name=task.name,
-        kind=task.kind,
-        input_fields=task.input_fields,
-        train=task.train,
-        dev=dev,
-        labels=task.labels,
-        verbalizer=task.verbalizer,
-        seed_prompts=task.seed_prompts,
-    )
+    return contract_task_with_dev(10)
 
 
 @pytest.fixture

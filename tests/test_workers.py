@@ -41,7 +41,7 @@ from promptsearch.storage import open_storage
 from promptsearch.study import Study
 from promptsearch.task import Example
 from promptsearch.testing.fakes import FakeModel, FakeReport, FakeResult
-from promptsearch.testing.searchers import contract_task
+from promptsearch.testing.searchers import contract_task_with_dev
 from promptsearch.worker import WorkerReport, run_worker
 
 REPO = Path(__file__).resolve().parent.parent
@@ -139,18 +139,7 @@ class FakeScorer:
 
 
 def fake_task() -> Task:
-    base = contract_task()
-    dev = tuple(Example(f"dev-{i}", {"sentence": f"dev review {i}"}, str(i % 2)) for i in range(6))
-    return Task(
-        name=base.name,
-        kind=base.kind,
-        input_fields=base.input_fields,
-        train=base.train,
-        dev=dev,
-        labels=base.labels,
-        verbalizer=base.verbalizer,
-        seed_prompts=base.seed_prompts,
-    )
+    return contract_task_with_dev(6)
 
 
 def create_fake_study(url: str, budget: int, log: list[str], lock: threading.Lock) -> None:

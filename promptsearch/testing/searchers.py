@@ -21,6 +21,7 @@ import hashlib
 import pickle
 import random
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 from promptsearch.prompt import Prompt
 from promptsearch.searchers.base import Candidate, SearchContext, Searcher, TrainView, TrialResult
@@ -30,6 +31,7 @@ __all__ = [
     "LEAK_SENTINEL",
     "SEARCHER_CHECKS",
     "contract_task",
+    "contract_task_with_dev",
     "drive",
     "make_context",
     "run_check",
@@ -133,6 +135,16 @@ def contract_task(kind: str = "classification") -> Task:
             ),
         ),
     )
+
+
+def contract_task_with_dev(n_dev: int) -> Task:
+    """The classification contract task with *n_dev* plain dev examples (labels
+    alternating, no sentinel) and no test split: for study-loop tests that need a
+    dev split of a given size."""
+    dev = tuple(
+        Example(f"dev-{i}", {"sentence": f"dev review {i}"}, str(i % 2)) for i in range(n_dev)
+    )
+    return replace(contract_task(), dev=dev, test=())
 
 
 def make_context(searcher: Searcher, task: Task, seed: int = 0) -> SearchContext:
