@@ -30,7 +30,8 @@ import torch
 from torch import nn
 
 from promptsearch._scoring import encode_text, special_tokens
-from promptsearch._triggers import TokenScheme, allowed_tokens, special_ids, vocabulary
+from promptsearch._trigger_search import word_token_flags
+from promptsearch._triggers import TokenScheme, vocabulary
 from promptsearch.errors import ConfigError
 from promptsearch.model import LanguageModel
 
@@ -96,12 +97,7 @@ class PromptPolicy:
         head = model.model.get_output_embeddings()
         weight = head.weight.detach()
         size = int(weight.shape[0])
-        banned = {t for w in banned_words for t in encode_text(tokenizer, " " + w)}
-        banned.update(t for w in banned_words for t in encode_text(tokenizer, w))
-        flags = allowed_tokens(
-            self.tokens[:size], self.scheme, special_ids(tokenizer), banned_words, banned
-        )
-        flags += [False] * (size - len(flags))
+        flags = word_token_flags(tokenizer, self.tokens, self.scheme, size, banned_words)
         self.action_ids = torch.tensor(
             [i for i, ok in enumerate(flags) if ok], dtype=torch.long, device=weight.device
         )

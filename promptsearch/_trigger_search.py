@@ -59,7 +59,7 @@ from promptsearch.task import Example
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["OBJECTIVES", "Row", "StepResult", "TriggerBatch", "TriggerSearch"]
+__all__ = ["OBJECTIVES", "Row", "StepResult", "TriggerBatch", "TriggerSearch", "word_token_flags"]
 
 OBJECTIVES = ("likelihood", "cross-entropy")
 """The losses a trigger search can minimise (see the module docstring)."""
@@ -106,6 +106,19 @@ def _find_split(model: Any) -> tuple[Any, Any] | None:
         return None
     heads = [module for name, module in model.named_children() if name != prefix]
     return (base, heads[0]) if len(heads) == 1 else None
+
+
+def word_token_flags(
+    tokenizer: Any, tokens: Sequence[str], scheme: TokenScheme, size: int, words: Sequence[str]
+) -> list[bool]:
+    """For each of *size* vocabulary ids (the model's embedding rows), whether a
+    searched token may take it: :func:`~promptsearch._triggers.allowed_tokens`, with
+    *words* (the label words) banned by spelling and by their token ids, with and
+    without a leading space.  Ids beyond the tokenizer's vocabulary are not allowed."""
+    banned = {t for w in words for t in encode_text(tokenizer, " " + w)}
+    banned.update(t for w in words for t in encode_text(tokenizer, w))
+    flags = allowed_tokens(tokens[:size], scheme, special_ids(tokenizer), words, banned)
+    return flags + [False] * (size - len(flags))
 
 
 class TriggerSearch:
@@ -177,12 +190,7 @@ class TriggerSearch:
         self._split_checked = False
         self.embedding: torch.Tensor = self.model.get_input_embeddings().weight
         size = int(self.embedding.shape[0])
-        banned = {t for w in self.words for t in encode_text(self.tokenizer, " " + w)}
-        banned.update(t for w in self.words for t in encode_text(self.tokenizer, w))
-        flags = allowed_tokens(
-            self.tokens[:size], self.scheme, special_ids(self.tokenizer), self.words, banned
-        )
-        flags += [False] * (size - len(flags))
+        flags = word_token_flags(self.tokenizer, self.tokens, self.scheme, size, self.words)
         self.allowed = torch.tensor(flags, dtype=torch.bool, device=self.embedding.device)
         if not bool(self.allowed.any()):
             raise ConfigError(f"model {model.name!r}: no vocabulary token can be a trigger")

@@ -54,7 +54,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from promptsearch._triggers import MAX_TRIGGERS, fill_triggers
+from promptsearch._triggers import MAX_TRIGGERS, count_triggers, fill_triggers
 from promptsearch.errors import ConfigError
 from promptsearch.prompt import Prompt
 from promptsearch.searchers._trigger_prompt import (
@@ -322,7 +322,7 @@ class RLSearcher(Searcher):
         hidden = int(model.model.get_output_embeddings().weight.shape[1])
         mlp = build_mlp(hidden, self.mlp_width, self._mlp_seed)
         banned = [w for words in self._base.verbalizer.values() for w in words]
-        length = len(self._base.template.split("[T]")) - 1
+        length = count_triggers(self._base.template)
         policy = PromptPolicy(model, mlp, length, self.policy_input, banned)
         optimizer = torch.optim.Adam(mlp.parameters(), lr=self.learning_rate)
         generator = torch.Generator().manual_seed(self._generator_seed)
