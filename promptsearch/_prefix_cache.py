@@ -42,7 +42,7 @@ from typing import Any
 import torch
 from transformers.cache_utils import DynamicCache, DynamicLayer
 
-from promptsearch._scoring import left_pad
+from promptsearch._scoring import left_pad, output_cache
 
 __all__ = ["MIN_SHARED_TOKENS", "SharedPrefix", "choose_shared_prefix", "run_prefix"]
 
@@ -116,6 +116,7 @@ class SharedPrefix:
         keep: int,
         pad_id: int,
         keep_argument: str | None,
+        cache_argument: str | None = "past_key_values",
     ) -> torch.Tensor:
         """Logits of the last *keep* positions of each ``prefix + rest`` row, (rows, keep, V)."""
         device = self.layers[0][0].device
@@ -125,7 +126,7 @@ class SharedPrefix:
             "input_ids": ids,
             "attention_mask": torch.cat([ones, mask], dim=1),
             "position_ids": positions + self.length,
-            "past_key_values": self.expanded(len(rests)),
+            cache_argument or "past_key_values": self.expanded(len(rests)),
             "use_cache": True,
         }
         if keep_argument is not None:
@@ -135,7 +136,11 @@ class SharedPrefix:
 
 
 def run_prefix(
-    model: Any, ids: Sequence[int], device: torch.device, keep_argument: str | None
+    model: Any,
+    ids: Sequence[int],
+    device: torch.device,
+    keep_argument: str | None,
+    cache_argument: str = "past_key_values",
 ) -> SharedPrefix | None:
     """Run *ids* once and keep their keys and values; ``None`` if the cache is unusable."""
     tensor = torch.tensor([list(ids)], dtype=torch.long, device=device)
@@ -143,13 +148,13 @@ def run_prefix(
         "input_ids": tensor,
         "attention_mask": torch.ones_like(tensor),
         "position_ids": torch.arange(len(ids), device=device).unsqueeze(0),
-        "past_key_values": DynamicCache(),
+        cache_argument or "past_key_values": DynamicCache(),
         "use_cache": True,
     }
     if keep_argument is not None:  # the prefix's logits are not needed: keep the fewest
         arguments[keep_argument] = 1
     output = model(**arguments)
-    cache = getattr(output, "past_key_values", None)
+    cache = output_cache(output)
     if not isinstance(cache, DynamicCache):
         return None
     layers: list[tuple[torch.Tensor, torch.Tensor]] = []

@@ -29,7 +29,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from promptsearch._scoring import encode_text, special_tokens
+from promptsearch._scoring import (
+    accepted_kwargs,
+    cache_argument,
+    encode_text,
+    output_cache,
+    special_tokens,
+)
 from promptsearch._trigger_search import word_token_flags
 from promptsearch._triggers import TokenScheme, vocabulary
 from promptsearch.errors import ConfigError
@@ -161,8 +167,9 @@ class PromptPolicy:
         network.eval()
         try:
             ids = torch.tensor([self.context] * rows, dtype=torch.long, device=device)
+            cache_name = cache_argument(accepted_kwargs(base)) or "past_key_values"
             output = base(input_ids=ids, use_cache=True)
-            past = output.past_key_values
+            past = output_cache(output)
             hidden = output.last_hidden_state[:, -1, :].float()
             actions, states = [], []
             for _ in range(self.length):
@@ -176,8 +183,8 @@ class PromptPolicy:
                     action = action.to(device)
                 actions.append(action)
                 token = self.action_ids[action].unsqueeze(1)
-                output = base(input_ids=token, past_key_values=past, use_cache=True)
-                past = output.past_key_values
+                output = base(input_ids=token, use_cache=True, **{cache_name: past})
+                past = output_cache(output)
                 hidden = output.last_hidden_state[:, -1, :].float()
         finally:
             if training:

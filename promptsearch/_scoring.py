@@ -152,6 +152,30 @@ def accepted_kwargs(model: Any) -> set[str]:
         return set()
 
 
+CACHE_ARGUMENTS = ("cache", "past_key_values")
+"""The names ``forward`` takes a key/value cache under, newest first: transformers 5.2x
+renamed ``past_key_values`` to ``cache`` (the old name warns, then goes in 5.40)."""
+
+
+def cache_argument(accepted: set[str]) -> str | None:
+    """The name under which a model whose ``forward`` takes *accepted* wants its cache."""
+    return next((name for name in CACHE_ARGUMENTS if name in accepted), None)
+
+
+def output_cache(output: Any) -> Any:
+    """The key/value cache a forward pass returned, under either name."""
+    for name in CACHE_ARGUMENTS:
+        value = getattr(output, name, None) if name in _output_keys(output) else None
+        if value is not None:
+            return value
+    return None
+
+
+def _output_keys(output: Any) -> set[str]:
+    keys = getattr(output, "keys", None)
+    return set(keys()) if callable(keys) else set(dir(output))
+
+
 def make_backend(
     model: LanguageModel, batch_size: int | BatchSize, *, share_prefix: bool = True
 ) -> Backend:

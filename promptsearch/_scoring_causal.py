@@ -37,6 +37,7 @@ from promptsearch._prefix_cache import SharedPrefix, choose_shared_prefix, run_p
 from promptsearch._scoring import (
     Encoded,
     accepted_kwargs,
+    cache_argument,
     encode_text,
     left_pad,
     special_tokens,
@@ -102,8 +103,13 @@ class CausalBackend:
         )
         self.pass_positions = "position_ids" in accepted
         self.pass_use_cache = "use_cache" in accepted
-        self.share_prefix = (
-            share_prefix and self.pass_positions and {"past_key_values", "use_cache"} <= accepted
+        self.cache_argument = cache_argument(accepted)
+        """The name ``forward`` takes a key/value cache under (``None``: it takes none)."""
+        self.share_prefix = bool(
+            share_prefix
+            and self.pass_positions
+            and self.pass_use_cache
+            and self.cache_argument is not None
         )
         """Share the keys and values of the rows' common leading tokens (if the model can)."""
         self._prefix_checked = False
@@ -165,7 +171,9 @@ class CausalBackend:
         self, prefix: SharedPrefix, sequences: list[list[int]], keep: int
     ) -> torch.Tensor:
         rests = [sequence[prefix.length :] for sequence in sequences]
-        logits = prefix.last_logits(self.model, rests, keep, self.pad_id, self.keep_argument)
+        logits = prefix.last_logits(
+            self.model, rests, keep, self.pad_id, self.keep_argument, self.cache_argument
+        )
         self.tokens_run += len(rests) * max(len(rest) for rest in rests)
         return logits
 
@@ -178,7 +186,9 @@ class CausalBackend:
         if not members:
             return None, set()
         ids = rows[members[0]].sequence[:length]
-        prefix = run_prefix(self.model, ids, self.lm.device, self.keep_argument)
+        prefix = run_prefix(
+            self.model, ids, self.lm.device, self.keep_argument, self.cache_argument or ""
+        )
         if prefix is None:
             self.share_prefix = False
             return None, set()

@@ -245,10 +245,11 @@ def test_calibration_uses_the_demonstrations_and_custom_content_free_inputs(
     prior = content_free_prior([r.label_logprobs for r in cf.results])  # type: ignore[misc]
     assert report.content_free_probs == pytest.approx(prior)
     assert report.forward_passes == 3 + 2
-    # fewer examples, same prior: per-example results do not depend on the batch
+    # fewer examples, same prior: per-example results do not depend on the batch (up to
+    # rounding: one row runs in full, three share their common prefix's keys and values)
     one = scorer.score(prompt, task.dev[:1], task)
     assert one.results[0].calibrated_logprobs == pytest.approx(
-        report.results[0].calibrated_logprobs
+        report.results[0].calibrated_logprobs, abs=1e-5
     )
     empty = scorer.score(prompt, [], task)
     assert empty.forward_passes == 0 and empty.content_free_probs is None

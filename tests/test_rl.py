@@ -257,5 +257,11 @@ def test_a_stopped_and_resumed_study_ends_as_an_uninterrupted_one(tmp_path: Path
     assert resumed_trials == whole_trials and len(whole_trials) == 8
     keys = {key for _, key, _ in whole_metrics}
     assert {"reward", "loss", "entropy", "train_accuracy", "dev_score"} <= keys
-    assert sorted(resumed_metrics) == pytest.approx(sorted(whole_metrics))
+    resumed_sorted, whole_sorted = sorted(resumed_metrics), sorted(whole_metrics)
+    assert [(step, key) for step, key, _ in resumed_sorted] == [
+        (step, key) for step, key, _ in whole_sorted
+    ]
+    assert [value for _, _, value in resumed_sorted] == pytest.approx(
+        [value for _, _, value in whole_sorted]
+    )
     assert all(math.isfinite(value) for _, _, value in whole_metrics)
