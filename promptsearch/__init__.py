@@ -29,9 +29,11 @@ __all__ = [
     "Example",
     "ModelError",
     "Prompt",
+    "PromptEnsemble",
     "PromptSearchError",
     "Racing",
     "Scorer",
+    "Selection",
     "StorageError",
     "StudyConflictError",
     "Task",
@@ -48,6 +50,8 @@ __all__ = [
 _LAZY = {
     "Budget": "promptsearch.budget",
     "Racing": "promptsearch.racing",
+    "PromptEnsemble": "promptsearch.ensemble",
+    "Selection": "promptsearch.selection",
     "search": "promptsearch.api",
     "evaluate": "promptsearch.api",
     "final": "promptsearch.api",
@@ -59,9 +63,11 @@ _LAZY = {
 if TYPE_CHECKING:
     from promptsearch.api import evaluate, final, search
     from promptsearch.budget import Budget
+    from promptsearch.ensemble import PromptEnsemble
     from promptsearch.model import load_model
     from promptsearch.racing import Racing
     from promptsearch.scorer import Scorer
+    from promptsearch.selection import Selection
     from promptsearch.tasks import load_task
 
 

@@ -72,20 +72,37 @@ def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def _print_table(rows: Sequence[Any], out: Any = None, tests: Any = None) -> None:
+def held_back(selection: dict[str, Any] | None) -> dict[str, tuple[float, bool]]:
+    """From a stored selection record: (held-back dev score, is the pick) by prompt hash."""
+    if not selection:
+        return {}
+    return {
+        row["key"]: (float(row["confirm_score"]), row["key"] == selection["pick"])
+        for row in selection["candidates"]
+    }
+
+
+def _print_table(rows: Sequence[Any], out: Any = None, tests: Any = None, held: Any = None) -> None:
     """The leaderboard; with *tests* (stored held-out results by prompt hash), also the
-    test score, its interval and the p-value against the best seed prompt."""
+    test score, its interval and the p-value against the best seed prompt; with *held*
+    (see :func:`held_back`), the score on the held-back dev examples and the pick."""
     out = out or sys.stdout
     if not rows:
         print("(no complete trials yet)", file=out)
         return
     head = held_out_cells(None, tests) if tests else ""
+    held_head = f"{'held':>6}  " if held else ""
     print(
-        f"{'rank':>4}  {'dev':>6}  {head}{'n':>5}  {'searcher':<12}  {'hash':<10}  prompt",
+        f"{'rank':>4}  {'dev':>6}  {held_head}{head}{'n':>5}  {'searcher':<12}  {'hash':<10}  "
+        "prompt",
         file=out,
     )
     for row in rows:
         cells = held_out_cells(row.content_hash, tests) if tests else ""
+        if held:
+            score, picked = held.get(row.content_hash, (None, False))
+            mark = "*" if picked else " "
+            cells = (f"{score:>5.3f}{mark}  " if score is not None else f"{'-':>6}  ") + cells
         n = f"{row.n_examples}{'p' if row.state == 'pruned' else ''}"
         print(
             f"{row.rank:>4}  {row.dev_score:>6.3f}  {cells}{n:>5}  "
@@ -94,6 +111,8 @@ def _print_table(rows: Sequence[Any], out: Any = None, tests: Any = None) -> Non
         )
     if any(row.state == "pruned" for row in rows):
         print("p: pruned by racing; its dev score rests on its first n dev examples", file=out)
+    if held:
+        print("held: score on the held-back dev examples no searcher saw (* the pick)", file=out)
 
 
 def _row_dict(row: Any) -> dict[str, Any]:
@@ -107,18 +126,70 @@ def _budget(args: argparse.Namespace) -> Any:
 
     evaluations = args.budget
     if evaluations is None and args.forward_passes is None and args.seconds is None:
-        evaluations = 30
+        from promptsearch.api import DEFAULT_BUDGET
+
+        evaluations = DEFAULT_BUDGET
     return Budget(evaluations=evaluations, forward_passes=args.forward_passes, seconds=args.seconds)
 
 
 def _racing(args: argparse.Namespace) -> Any:
-    """The Racing of `run`'s options, or None; either size option implies --racing."""
+    """The Racing of `run`'s options, or "auto" (racing where dev is large enough, see
+    :func:`promptsearch.api.search`) when none is given; either size option implies
+    --racing."""
     if not (args.racing or args.racing_min_examples is not None or args.racing_eta is not None):
-        return None
+        return "auto"
     from promptsearch.racing import Racing
 
     given = {"min_examples": args.racing_min_examples, "eta": args.racing_eta}
     return Racing(**{k: v for k, v in given.items() if v is not None})
+
+
+def _selection(args: argparse.Namespace) -> Any:
+    """The selection of `run`'s options: True (the defaults where dev allows), False, or
+    the settings given."""
+    given = {"confirm_fraction": args.confirm_fraction, "alpha": args.selection_alpha}
+    chosen = {k: v for k, v in given.items() if v is not None}
+    if args.no_selection:
+        if chosen:
+            raise ConfigError(
+                "--no-selection turns selection off; drop --confirm-fraction and "
+                "--selection-alpha, or drop --no-selection"
+            )
+        return False
+    if not chosen:
+        return True
+    from promptsearch.selection import Selection
+
+    return Selection(**chosen)
+
+
+def print_pick(result: Any, out: Any = None) -> None:
+    """What the study hands back, and whether it beat the best seed prompt with evidence."""
+    out = out or sys.stdout
+    record = result.selection
+    if not record:
+        return
+    rows = {row["key"]: row for row in record["candidates"]}
+    pick, seed = rows[record["pick"]], rows[record["incumbent"]]
+    n_confirm = record["n_confirm"]
+    print(
+        f"pick: {_clip(pick['text'], 90)}  (dev {pick['search_score']:.3f}, held-back "
+        f"{pick['confirm_score']:.3f} on {n_confirm})",
+        file=out,
+    )
+    if record["replaced_incumbent"]:
+        print(
+            f"  beats the best seed prompt on the {n_confirm} held-back dev examples "
+            f"({seed['confirm_score']:.3f}; paired sign test p={pick['p_value']:.3g}, "
+            f"Holm {pick['adjusted_p']:.3g})",
+            file=out,
+        )
+    else:
+        print(
+            f"  no candidate beat the best seed prompt with evidence on the {n_confirm} "
+            "held-back dev examples: keeping the seed prompt",
+            file=out,
+        )
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -131,6 +202,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     budget = _budget(args)  # validate cheap arguments before loading anything heavy
     racing = _racing(args)
+    selection = _selection(args)
     searchers = [make_searcher(spec) for spec in (args.searchers or DEFAULT_SEARCHERS)]
     result = search(
         args.task,
@@ -149,6 +221,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         calibrate=args.calibrate,
         racing=racing,
+        selection=selection,
         create_only=args.create_only,
     )
     if args.create_only:
@@ -164,7 +237,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         + (f" ({n_pruned} more pruned by racing)" if n_pruned else "")
         + f", {totals.forward_passes} forward passes, {totals.seconds:.1f} s of scoring"
     )
-    _print_table(result.leaderboard(top=args.top, include_pruned=True))
+    _print_table(
+        result.leaderboard(top=args.top, include_pruned=True), held=held_back(result.selection)
+    )
+    print_pick(result)
     if result.stopped:
         print(
             f"stopped; run the same command again to resume study {result.name!r}", file=sys.stderr
@@ -225,16 +301,23 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         args.study, top=args.top, searcher=args.searcher, include_pruned=True
     )
     tests = {r.content_hash: r for r in storage.held_out_results(args.study)}
+    study = storage.get_study(args.study)
+    held = held_back(None if study is None else study.selection)
+
+    def columns(key: str) -> dict[str, Any]:
+        score, picked = held.get(key, (None, False))
+        return {"held_back_score": score, "picked": picked} | held_out_columns(key, tests)
+
     if args.format == "json":
-        dicts = [_row_dict(r) | held_out_columns(r.content_hash, tests) for r in rows]
+        dicts = [_row_dict(r) | columns(r.content_hash) for r in rows]
         print(json.dumps(dicts, indent=2, default=str))
     elif args.format == "csv":
-        dicts = [_row_dict(r) | held_out_columns(r.content_hash, tests) for r in rows]
+        dicts = [_row_dict(r) | columns(r.content_hash) for r in rows]
         writer = csv.DictWriter(sys.stdout, fieldnames=list(dicts[0]) if dicts else ["rank"])
         writer.writeheader()
         writer.writerows(dicts)
     else:
-        _print_table(rows, tests=tests)
+        _print_table(rows, tests=tests, held=held)
     return 0
 
 
@@ -285,26 +368,54 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_export(args: argparse.Namespace) -> int:
-    storage = _open(args.storage)
-    rows = storage.leaderboard(args.study, top=args.rank)
-    if len(rows) < args.rank:
-        raise StorageError(
-            f"study {args.study!r} has {len(rows)} complete trial(s); no rank {args.rank} to export"
-        )
-    row = rows[args.rank - 1]
-    study = storage.get_study(args.study)
-    document = {
-        "prompt": row.body,
-        "content_hash": row.content_hash,
-        "dev_score": row.dev_score,
-        "n_examples": row.n_examples,
-        "task": study.task_name,
-        "metric": study.task_spec.get("metric"),
-        "model": study.model_name,
-        "study": study.name,
-        "searcher": row.searcher,
+def _picked_document(storage: Any, study: Any) -> dict[str, Any]:
+    from promptsearch.results import StudyResult
+
+    best = StudyResult(study.name, storage).best
+    if best is None:
+        raise StorageError(f"study {study.name!r} has nothing to export yet")
+    return {
+        "prompt": best.prompt.to_dict(),
+        "content_hash": best.content_hash,
+        "dev_score": best.score,
+        "confirm_score": best.confirm_score,
+        "replaced_seed": best.replaced_seed,
+        "n_examples": best.n_examples,
+        "searcher": best.searcher,
     }
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    if args.rank is not None and (isinstance(args.rank, bool) or args.rank < 1):
+        raise ConfigError(f"--rank must be a whole number ≥ 1; got {args.rank}")
+    storage = _open(args.storage)
+    storage.leaderboard(args.study, top=1)  # a missing study: the one-line error with names
+    study = storage.get_study(args.study)
+    if args.rank is None and study.selection:
+        document = _picked_document(storage, study)
+    else:
+        rank = args.rank or 1
+        rows = storage.leaderboard(args.study, top=rank)
+        if len(rows) < rank:
+            raise StorageError(
+                f"study {args.study!r} has {len(rows)} complete trial(s); no rank {rank} to export"
+            )
+        row = rows[rank - 1]
+        document = {
+            "prompt": row.body,
+            "content_hash": row.content_hash,
+            "dev_score": row.dev_score,
+            "n_examples": row.n_examples,
+            "searcher": row.searcher,
+        }
+    document.update(
+        {
+            "task": study.task_name,
+            "metric": study.task_spec.get("metric"),
+            "model": study.model_name,
+            "study": study.name,
+        }
+    )
     text = json.dumps(document, indent=2, ensure_ascii=False)
     if args.output:
         with open(args.output, "w", encoding="utf-8") as handle:

@@ -238,6 +238,22 @@ def print_report(report: FinalReport, out: Any = None) -> None:
             f"{row.content_hash[:10]:<10}  {_clip(row.prompt.describe(), 70)}",
             file=out,
         )
+    pick = report.pick
+    if pick is not None:
+        comparison = pick.comparison
+        versus = (
+            "it is the baseline"
+            if comparison is None
+            else f"Δ test {comparison.delta:+.3f} against the baseline, p={comparison.p_value:.3g}"
+        )
+        print(
+            f"pick ({pick.kind}{', replaced the best seed prompt' if pick.replaced_seed else ''}"
+            f"): test {pick.test.estimate:.3f} [{pick.test.low:.3f}, {pick.test.high:.3f}], "
+            f"{versus}; dev {pick.dev_score:.3f}, held-back dev {pick.confirm_score:.3f} "
+            "(the estimate the search never tuned to)",
+            file=out,
+        )
+        print(f"  {_clip(pick.text, 110)}", file=out)
     print(file=out)
 
 
@@ -288,6 +304,7 @@ def report_dict(report: FinalReport) -> dict[str, Any]:
         "seed": report.seed,
         "forward_passes": report.forward_passes,
         "rows": rows,
+        "pick": None if report.pick is None else report.pick.to_dict(),
     }
 
 

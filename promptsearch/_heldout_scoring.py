@@ -6,10 +6,9 @@ study writes for dev, so the cache serves both.
 
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from promptsearch._finite import check_finite_results
 from promptsearch.prompt import Prompt
@@ -34,8 +33,7 @@ def score_with_cache(
     """Per-example results of *prompt* on *examples*, in order, and the forward passes
     spent: cached results (same scorer, prompt, split and example) are reused, the
     rest are scored and added to the cache."""
-    from promptsearch.storage import EvaluationRecord
-    from promptsearch.study import example_key
+    from promptsearch._study_support import evaluation_records, example_key
 
     keys = [example_key(e) for e in examples]
     fingerprint = scorer.fingerprint
@@ -47,34 +45,10 @@ def score_with_cache(
         spent = int(report.forward_passes)
         model_name = str(getattr(scorer.model, "name", "?"))
         check_finite_results(report.results, prompt=prompt.describe(), model=model_name)
-        new = []
-        for (_, key), result in zip(missing, report.results, strict=True):
-            detail: dict[str, Any] = {}
-            if result.label_logprobs is not None:
-                detail["label_logprobs"] = {
-                    label: _finite(value) for label, value in result.label_logprobs.items()
-                }
-            if result.gold_logprob is not None:
-                detail["gold_logprob"] = _finite(result.gold_logprob)
-            if result.truncated:
-                detail["truncated"] = True
-            new.append(
-                EvaluationRecord(
-                    example_key=key,
-                    prediction=result.prediction,
-                    correct=bool(result.correct),
-                    score=float(result.score),
-                    detail=detail or None,
-                )
-            )
+        new = evaluation_records([e for e, _ in missing], report.results)
         storage.add_evaluations(fingerprint, content_hash, split, new)
         cached.update({r.example_key: r for r in new})
     return [cached[k] for k in keys], spent
-
-
-def _finite(value: float) -> float | None:
-    """JSON has no infinities: a log-probability of -inf is stored as null (as the study does)."""
-    return value if math.isfinite(value) else None
 
 
 def held_out_sample(task: Task, limit: int | None, seed: int) -> tuple[list[Example], int]:

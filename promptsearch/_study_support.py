@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from promptsearch.hashing import content_hash
@@ -14,7 +15,9 @@ from promptsearch.task import Example, Task
 
 __all__ = [
     "ModelLike",
+    "Scored",
     "ScorerLike",
+    "evaluation_records",
     "example_key",
     "finite_or_none",
     "jsonable",
@@ -65,6 +68,49 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, Prompt):
         return value.to_dict()
     return repr(value)
+
+
+@dataclass(frozen=True)
+class Scored:
+    """A prompt's dev score as the study computed it: the score, on how many examples,
+    the forward passes spent now, the new per-example records (stored with the trial),
+    whether racing stopped it early, and the tie-break statistic."""
+
+    score: float | None
+    n_examples: int
+    forward_passes: int
+    records: list[Any]
+    pruned: bool
+    tiebreak: float | None
+
+
+def evaluation_records(examples: Sequence[Example], results: Sequence[Any]) -> list[Any]:
+    """The cache records of *results* (scorer :class:`ExampleResult` rows) of *examples*:
+    prediction, correctness, score, and the label log-probabilities (raw, and
+    calibrated when the scorer calibrates) or the gold log-likelihood."""
+    from promptsearch.storage import EvaluationRecord
+
+    records = []
+    for example, result in zip(examples, results, strict=True):
+        detail: dict[str, Any] = {}
+        for name in ("label_logprobs", "calibrated_logprobs"):
+            values = getattr(result, name, None)
+            if values is not None:
+                detail[name] = {label: finite_or_none(v) for label, v in values.items()}
+        if result.gold_logprob is not None:
+            detail["gold_logprob"] = finite_or_none(result.gold_logprob)
+        if result.truncated:
+            detail["truncated"] = True
+        records.append(
+            EvaluationRecord(
+                example_key=example_key(example),
+                prediction=result.prediction,
+                correct=bool(result.correct),
+                score=float(result.score),
+                detail=detail or None,
+            )
+        )
+    return records
 
 
 def versions() -> dict[str, str]:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -11,17 +12,30 @@ from promptsearch.prompt import Prompt
 from promptsearch.task import Task
 
 if TYPE_CHECKING:
+    from promptsearch.ensemble import PromptEnsemble
     from promptsearch.heldout import FinalReport
     from promptsearch.model import LanguageModel
     from promptsearch.racing import Racing
     from promptsearch.scorer import ScoreReport
     from promptsearch.searchers.base import Searcher
+    from promptsearch.selection import Selection
     from promptsearch.storage import Storage
     from promptsearch.study import Budget, ScorerLike, StudyResult
 
 __all__ = ["default_study_name", "evaluate", "final", "search"]
 
-DEFAULT_SEARCHERS = ("manual", "random-edit")
+DEFAULT_SEARCHERS = ("manual", "label-words", "optuna")
+"""What ``promptsearch run`` searches with when no ``--searcher`` is given: the seed
+prompts, label words found on train, and Optuna's search over template, instruction,
+label words, separator and demonstrations that reuses what the others found (see
+docs/benchmarks.md, the quality benchmark)."""
+
+DEFAULT_BUDGET = 48
+"""Prompt evaluations of a run with no budget given."""
+
+AUTO_RACING_MIN_SEARCH = 64
+"""With ``racing="auto"``, racing is on when the search part of dev has at least this
+many examples (with fewer, its first rung of 8 examples says too little)."""
 
 
 def _model(
@@ -79,7 +93,7 @@ def search(
     *,
     model: LanguageModel | str | None = None,
     searchers: Sequence[Searcher | str] = DEFAULT_SEARCHERS,
-    budget: Budget | int | Mapping[str, Any] = 30,
+    budget: Budget | int | Mapping[str, Any] = DEFAULT_BUDGET,
     storage: Storage | str | None = None,
     study: str | None = None,
     seed: int = 0,
@@ -91,7 +105,8 @@ def search(
     dtype: str | None = None,
     progress: bool = True,
     calibrate: bool = False,
-    racing: Racing | Mapping[str, Any] | bool | None = None,
+    racing: Racing | Mapping[str, Any] | bool | str | None = None,
+    selection: Selection | Mapping[str, Any] | bool | None = True,
     create_only: bool = False,
 ) -> StudyResult:
     """Search prompts for *task* and return the study's result.
@@ -108,7 +123,13 @@ def search(
     default study name then ends in ``-calibrated``.  *racing* (a
     :class:`~promptsearch.racing.Racing`, a mapping of its fields, or True for the
     defaults) scores candidates on growing subsets of dev and stops the weak ones
-    early; the default study name then ends in ``-racing``.
+    early; the default study name then ends in ``-racing``.  ``racing="auto"`` races
+    with the defaults when the search part of dev has at least
+    :data:`AUTO_RACING_MIN_SEARCH` examples, and keeps the study name.  *selection* (a
+    :class:`~promptsearch.selection.Selection`, a mapping of its fields, True for the
+    defaults, False for off) holds back part of dev to confirm the pick, which then
+    replaces the best seed prompt only with evidence (see :mod:`promptsearch.selection`);
+    with the default True it is off, with a logged warning, when dev is too small to split.
     """
     from promptsearch.racing import Racing
     from promptsearch.scorer import Scorer
@@ -116,15 +137,24 @@ def search(
 
     task_obj = _task(task, data_dir, task_seed)
     _check_calibrate(calibrate, task_obj)
-    race = Racing.coerce(racing)  # fails before any model loads
+    chosen = choose_selection(selection, task_obj)  # fails before any model loads
+    n_search = len(task_obj.dev) - (0 if chosen is None else chosen.confirm_size(len(task_obj.dev)))
+    auto = racing == "auto"
+    if auto:
+        racing = n_search >= AUTO_RACING_MIN_SEARCH
+    elif isinstance(racing, str):
+        raise ConfigError(
+            f"racing must be a Racing, a mapping, True, False or 'auto'; got {racing!r}"
+        )
+    race = Racing.coerce(racing)
     if race is not None:
-        race.check_dev(len(task_obj.dev))
+        race.check_dev(n_search)
     language_model = _model(model, device, dtype)
     store = _storage(storage)
     name = study or default_study_name(task_obj.name, language_model.name)
     if calibrate and not study:
         name += "-calibrated"
-    if race is not None and not study:
+    if race is not None and not study and not auto:
         name += "-racing"
     scorer = Scorer(language_model, batch_size=batch_size, calibrate=calibrate)
     study_obj = Study(
@@ -138,13 +168,36 @@ def search(
         candidates_per_round=candidates_per_round,
         progress=progress,
         racing=race,
+        selection=chosen,
     )
     return study_obj.create() if create_only else study_obj.run()
 
 
+def choose_selection(
+    selection: Selection | Mapping[str, Any] | bool | None, task: Task
+) -> Selection | None:
+    """The selection settings for *task*: ``True`` means the defaults where dev is large
+    enough to split (else off, with a warning); explicit settings must fit."""
+    from promptsearch.selection import Selection
+
+    chosen = Selection.coerce(selection)
+    if chosen is None:
+        return None
+    if selection is True and not chosen.fits(len(task.dev)):
+        logging.getLogger("promptsearch").warning(
+            "task %r: dev has %d examples, too few to hold back a confirmation part; the "
+            "pick is the top of the leaderboard, without a check on held-back data",
+            task.name,
+            len(task.dev),
+        )
+        return None
+    chosen.check_dev(len(task.dev))
+    return chosen
+
+
 def evaluate(
     task: Task | str,
-    prompt: Prompt | str,
+    prompt: Prompt | PromptEnsemble | str,
     *,
     model: LanguageModel | str | None = None,
     split: str = "dev",
@@ -156,21 +209,26 @@ def evaluate(
     dtype: str | None = None,
     calibrate: bool = False,
 ) -> ScoreReport:
-    """Score one prompt on a split of *task* (no database involved).
+    """Score one prompt, or a :class:`~promptsearch.ensemble.PromptEnsemble` (such as
+    ``result.best.prompt`` of a study that picked one), on a split of *task* (no
+    database involved).
 
     *calibrate*: contextual calibration of a classification task's scores.
     """
+    from promptsearch.ensemble import PromptEnsemble
     from promptsearch.scorer import Scorer
     from promptsearch.validation import check_int
 
     task_obj = _task(task, data_dir, task_seed)
     _check_calibrate(calibrate, task_obj)
-    prompt_obj = prompt if isinstance(prompt, Prompt) else Prompt(template=prompt)
+    prompt_obj = prompt if isinstance(prompt, Prompt | PromptEnsemble) else Prompt(template=prompt)
     prompt_obj.resolve(task_obj)  # unknown fields or labels fail here, before a model loads
     examples = task_obj.split(split)
     if limit is not None:
         examples = examples[: check_int(limit, "limit", minimum=1)]
     scorer = Scorer(_model(model, device, dtype), batch_size=batch_size, calibrate=calibrate)
+    if isinstance(prompt_obj, PromptEnsemble):
+        return prompt_obj.score(scorer, examples, task_obj)
     return scorer.score(prompt_obj, examples, task_obj)
 
 

@@ -95,13 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
         dest="searchers",
         metavar="SPEC",
         help="searcher name, optionally with parameters: 'random-edit:top_k=2'; "
-        "repeat for several (default: manual and random-edit)",
+        "repeat for several (default: manual, label-words and optuna)",
     )
     run.add_argument(
         "--budget",
         type=int,
         default=None,
-        help="number of prompt evaluations (default 30 unless another limit is given)",
+        help="number of prompt evaluations (default 48 unless another limit is given)",
     )
     run.add_argument("--forward-passes", type=int, default=None, help="limit on forward passes")
     run.add_argument("--seconds", type=float, default=None, help="limit on wall-clock seconds")
@@ -135,6 +135,25 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="racing growth factor: each rung is ETA times the last and the top 1/ETA go "
         "on (default 3); implies --racing",
+    )
+    run.add_argument(
+        "--no-selection",
+        action="store_true",
+        help="hand back the top of the leaderboard instead of a pick confirmed on held-back "
+        "dev examples (see docs/selection.md)",
+    )
+    run.add_argument(
+        "--confirm-fraction",
+        type=float,
+        default=None,
+        help="share of dev held back to confirm the pick (default 0.5)",
+    )
+    run.add_argument(
+        "--selection-alpha",
+        type=float,
+        default=None,
+        help="level of the paired tests a challenger must pass to replace the best seed "
+        "prompt (default 0.1, Holm-corrected)",
     )
     run.add_argument("--top", type=int, default=10, help="leaderboard rows to print at the end")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -179,7 +198,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = commands.add_parser("export", help="the best prompt of a study as JSON")
     export.add_argument("--study", required=True)
-    export.add_argument("--rank", type=int, default=1, help="which rank to export (default 1)")
+    export.add_argument(
+        "--rank",
+        type=int,
+        default=None,
+        help="which leaderboard rank to export (default: the study's pick, confirmed on "
+        "held-back dev examples, or rank 1 when the study made none)",
+    )
     export.add_argument("--output", default=None, help="file to write (default: standard output)")
     _add_storage(export)
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from promptsearch import stats
+from promptsearch._heldout_pick import HeldOutPick, held_out_pick
 from promptsearch._heldout_scoring import held_out_sample, score_with_cache
 from promptsearch.errors import ConfigError, DataError, StorageError
 from promptsearch.metrics import aggregate
@@ -106,6 +107,8 @@ class FinalReport:
     n_resamples: int
     seed: int
     forward_passes: int
+    pick: HeldOutPick | None = None
+    """What the study hands back (see :mod:`promptsearch.selection`), when it made a pick."""
 
     @property
     def baseline(self) -> HeldOutPrompt | None:
@@ -325,6 +328,41 @@ def evaluate_held_out(
                 comparison=comparison,
             )
         )
+    pick = None
+    if record.selection:
+
+        def compare(
+            mine: Sequence[EvaluationRecord], theirs: Sequence[EvaluationRecord]
+        ) -> stats.PairedTest:
+            name = test_name or _choose_test(
+                paired_test, metric, [[r.score for r in mine], [r.score for r in theirs]]
+            )
+            return _compare(
+                name,
+                metric,
+                mine,
+                theirs,
+                targets,
+                confidence=confidence,
+                n_resamples=n_resamples,
+                seed=seed,
+            )
+
+        pick, passes = held_out_pick(
+            storage,
+            scorer,
+            task,
+            record.selection,
+            examples,
+            outcomes,
+            None if baseline is None else (baseline.content_hash, outcomes[baseline.content_hash]),
+            compare,
+            confidence=confidence,
+            n_resamples=n_resamples,
+            seed=seed,
+        )
+        spent += passes
+        storage.set_study_selection(study, {**record.selection, "final": pick.to_dict()})
     report = FinalReport(
         study=study,
         task=task.name,
@@ -339,6 +377,7 @@ def evaluate_held_out(
         n_resamples=n_resamples,
         seed=seed,
         forward_passes=spent,
+        pick=pick,
     )
     _store(storage, report, scorer.fingerprint, top=top, test_limit=test_limit)
     return report

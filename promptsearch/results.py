@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from promptsearch.ensemble import PromptEnsemble
 from promptsearch.errors import ConfigError
 from promptsearch.prompt import Prompt
 
@@ -16,13 +17,23 @@ __all__ = ["BestPrompt", "StudyResult"]
 
 @dataclass(frozen=True)
 class BestPrompt:
-    """The top prompt of a study."""
+    """The prompt a study hands back.
 
-    prompt: Prompt
+    Without selection, the top of the leaderboard.  With selection (see
+    :mod:`promptsearch.selection`), the stored pick: ``prompt`` may then be a
+    :class:`~promptsearch.ensemble.PromptEnsemble`; ``score`` is its score on the
+    search part of dev (what the leaderboard shows) and ``confirm_score`` its score on
+    the held-back part, the estimate to expect on new data; ``replaced_seed`` says
+    whether it beat the best seed prompt with evidence (False: it *is* that seed).
+    """
+
+    prompt: Prompt | PromptEnsemble
     score: float
     content_hash: str
     n_examples: int
     searcher: str
+    confirm_score: float | None = None
+    replaced_seed: bool | None = None
 
 
 class StudyResult:
@@ -34,7 +45,16 @@ class StudyResult:
         self.stopped = stopped
 
     @property
+    def selection(self) -> dict[str, Any] | None:
+        """The stored final pick (see :mod:`promptsearch.selection`), or ``None``."""
+        study = self.storage.get_study(self.name)
+        return None if study is None else study.selection
+
+    @property
     def best(self) -> BestPrompt | None:
+        picked = self.selection
+        if picked:
+            return _picked(picked, self.storage, self.name)
         rows = self.storage.leaderboard(self.name, top=1)
         if not rows:
             return None
@@ -68,3 +88,26 @@ class StudyResult:
         best = self.best
         score = "none" if best is None else f"{best.score:.4f}"
         return f"StudyResult(name={self.name!r}, best_score={score})"
+
+
+def _picked(record: dict[str, Any], storage: Storage, study: str) -> BestPrompt:
+    """The :class:`BestPrompt` of a stored selection record."""
+    key = record["pick"]
+    row = next(r for r in record["candidates"] if r["key"] == key)
+    prompt: Prompt | PromptEnsemble
+    if record.get("pick_kind") == "ensemble":
+        prompt = PromptEnsemble.from_dict(record["ensemble"]["body"])
+        searcher = "ensemble"
+    else:
+        prompt = Prompt.from_dict(record["prompts"][key])
+        trial = storage.get_trial(study, key)
+        searcher = trial.searcher if trial is not None else "seed"
+    return BestPrompt(
+        prompt=prompt,
+        score=float(row["search_score"]),
+        content_hash=key,
+        n_examples=int(record["n_search"]),
+        searcher=searcher,
+        confirm_score=float(row["confirm_score"]),
+        replaced_seed=bool(record["replaced_incumbent"]),
+    )

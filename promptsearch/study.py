@@ -18,11 +18,13 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from promptsearch._final_pick import check_same_selection, search_and_confirm, select_final
 from promptsearch._finite import check_finite_results, check_finite_value
 from promptsearch._study_support import (
+    Scored,
     ScorerLike,
+    evaluation_records,
     example_key,
-    finite_or_none,
     jsonable,
     versions,
     warn,
@@ -44,6 +46,7 @@ from promptsearch.searchers.base import (
     TrainView,
     TrialResult,
 )
+from promptsearch.selection import Selection, tiebreak
 from promptsearch.task import Example, Task
 from promptsearch.validation import check_int
 
@@ -80,6 +83,11 @@ class Study:
         A :class:`~promptsearch.racing.Racing` (or a mapping of its fields, or True
         for the defaults): score candidates on growing subsets of dev and stop the
         weak ones early (trial state "pruned").  None: every candidate on all of dev.
+    selection:
+        A :class:`~promptsearch.selection.Selection` (or a mapping of its fields, or
+        True for the defaults): hold back part of dev to confirm the final pick, which
+        replaces the best seed prompt only with evidence.  None: the pick is the top of
+        the leaderboard.  Racing and the searchers then see the search part of dev only.
     """
 
     def __init__(
@@ -96,6 +104,7 @@ class Study:
         worker: str = "main",
         progress: bool = True,
         racing: Racing | Mapping[str, Any] | bool | None = None,
+        selection: Selection | Mapping[str, Any] | bool | None = None,
     ) -> None:
         if not isinstance(name, str) or not name.strip():
             raise ConfigError(f"study name must be a non-empty string; got {name!r}")
@@ -119,9 +128,11 @@ class Study:
         self.worker = worker
         self._claimed_by: str | None = None  # a worker finishes only trials it still holds
         self.progress = progress
+        self.selection = Selection.coerce(selection)
+        self.search_task, self.confirm_examples = search_and_confirm(task, self.selection)
         self.racing = Racing.coerce(racing)
         if self.racing is not None:
-            self.racing.check_dev(len(task.dev))
+            self.racing.check_dev(len(self.search_task.dev))
         self._race: Race | None = None
         # run-local accounting (replay-safe: counts what this run walked through)
         self._known: dict[str, TrialResult] = {}
@@ -146,6 +157,8 @@ class Study:
             config["calibration"] = jsonable(calibration)
         if self.racing is not None:
             config["racing"] = self.racing.to_dict()
+        if self.selection is not None:
+            config["selection"] = self.selection.to_dict()
         return config
 
     def create(self) -> StudyResult:
@@ -156,7 +169,9 @@ class Study:
 
     def _record(self) -> None:
         spec = self.task.spec()
-        check_same_racing(self.storage.get_study(self.name), self.racing)
+        stored = self.storage.get_study(self.name)
+        check_same_racing(stored, self.racing)
+        check_same_selection(stored, self.selection)
         self.storage.create_or_resume_study(
             self.name,
             task_name=self.task.name,
@@ -179,7 +194,9 @@ class Study:
                 rng=self._searcher_rng(index, searcher),
                 remaining=RemainingBudget(),
                 study_name=self.name,
-                model=getattr(self.scorer, "model", None) if searcher.needs_model else None,
+                model=getattr(self.scorer, "model", None)
+                if searcher.needs_model or searcher.uses_model
+                else None,
                 scorer=self.scorer if searcher.needs_model else None,  # type: ignore[arg-type]
             )
             searcher.setup(context)
@@ -187,9 +204,14 @@ class Study:
             if saved is not None:
                 searcher.load_state_dict(pickle.loads(saved))
         if self.racing is not None:
-            keys = [example_key(e) for e in self.task.dev]
+            keys = [example_key(e) for e in self.search_task.dev]
             self._race = Race(
-                self.racing, self.task, keys, self.storage, self.name, self.scorer.fingerprint
+                self.racing,
+                self.search_task,
+                keys,
+                self.storage,
+                self.name,
+                self.scorer.fingerprint,
             )
 
     def _searcher_rng(self, index: int, searcher: Searcher) -> random.Random:
@@ -216,25 +238,31 @@ class Study:
 
     # -- scoring -----------------------------------------------------------------------------
 
-    def _score(
-        self, prompt: Prompt, key: str
-    ) -> tuple[float, int, int, list[EvaluationRecord], bool]:
-        """Dev score of *prompt*, using the per-example cache.
+    def _score(self, prompt: Prompt, key: str) -> Scored:
+        """Dev score of *prompt* (on the search part of dev), using the per-example cache.
 
-        Returns (score, examples, forward passes spent now, the new per-example
-        records, whether racing stopped it early); the caller stores the records
-        together with the finished trial.  NaN from the model raises
-        :class:`~promptsearch.errors.ModelError`.
+        The caller stores the new records together with the finished trial.  NaN
+        from the model raises :class:`~promptsearch.errors.ModelError`.
         """
         model_name = str(getattr(self.scorer.model, "name", "?"))
-        if self._race is not None:
-            race = self._race.run(
-                key, lambda examples, known: self._records(prompt, key, examples, known)
-            )
-            value = check_finite_value(race.score, prompt=prompt.describe(), model=model_name)
-            return value, race.n_examples, race.forward_passes, race.records, race.pruned
-        examples = self.task.dev
+        examples = self.search_task.dev
         keys = [example_key(e) for e in examples]
+        if self._race is not None:
+            seen: dict[str, EvaluationRecord] = {}
+
+            def evaluate(
+                part: Sequence[Example], known: Mapping[str, EvaluationRecord]
+            ) -> tuple[dict[str, EvaluationRecord], list[EvaluationRecord], int]:
+                out = self._records(prompt, key, part, known)
+                seen.update(out[0])
+                return out
+
+            race = self._race.run(key, evaluate)
+            value = check_finite_value(race.score, prompt=prompt.describe(), model=model_name)
+            tie = None if race.pruned else self._tiebreak(examples, seen, keys)
+            return Scored(
+                value, race.n_examples, race.forward_passes, race.records, race.pruned, tie
+            )
         cached, records, spent = self._records(prompt, key, examples, {})
         ordered = [cached[k] for k in keys]
         value = aggregate(
@@ -244,7 +272,16 @@ class Study:
             [e.target for e in examples],
         )
         value = check_finite_value(value, prompt=prompt.describe(), model=model_name)
-        return value, len(examples), spent, records, False
+        tie = self._tiebreak(examples, cached, keys)
+        return Scored(value, len(examples), spent, records, False, tie)
+
+    def _tiebreak(
+        self,
+        examples: Sequence[Example],
+        records: Mapping[str, EvaluationRecord],
+        keys: Sequence[str],
+    ) -> float | None:
+        return tiebreak(self.task.kind, self.task.labels, examples, records, keys)
 
     def _records(
         self,
@@ -269,28 +306,7 @@ class Study:
             report = self.scorer.score(prompt, missing, self.task)
             spent = int(report.forward_passes)
             check_finite_results(report.results, prompt=prompt.describe(), model=model_name)
-            from promptsearch.storage import EvaluationRecord
-
-            for example, result in zip(missing, report.results, strict=True):
-                detail: dict[str, Any] = {}
-                if result.label_logprobs is not None:
-                    detail["label_logprobs"] = {
-                        label: finite_or_none(value)
-                        for label, value in result.label_logprobs.items()
-                    }
-                if result.gold_logprob is not None:
-                    detail["gold_logprob"] = finite_or_none(result.gold_logprob)
-                if result.truncated:
-                    detail["truncated"] = True
-                records.append(
-                    EvaluationRecord(
-                        example_key=example_key(example),
-                        prediction=result.prediction,
-                        correct=bool(result.correct),
-                        score=float(result.score),
-                        detail=detail or None,
-                    )
-                )
+            records = evaluation_records(missing, report.results)
             cached.update({r.example_key: r for r in records})
         return cached, records, spent
 
@@ -358,13 +374,10 @@ class Study:
             if trial is None:
                 raise PromptSearchError(f"trial for prompt {key[:12]} vanished from the database")
         started = time.monotonic()
-        score: float | None = None
-        n_examples = spent = 0
+        scored = Scored(None, 0, 0, [], False, None)
         error_text: str | None = None
-        records: list[EvaluationRecord] = []
-        pruned = False
         try:
-            score, n_examples, spent, records, pruned = self._score(prompt, key)
+            scored = self._score(prompt, key)
         except StorageError:
             raise  # the database failed, not the prompt: stop; the trial is retried on resume
         except Exception as error:
@@ -372,30 +385,33 @@ class Study:
             # fails its trial, with the reason, not the study
             error_text = f"{type(error).__name__}: {error}"
             warn(f"trial of prompt {key[:12]} failed, the search goes on: {error_text}")
+        pruned = scored.pruned
         state = "failed" if error_text is not None else "pruned" if pruned else "complete"
         self.storage.finish_trial(
             trial.id,
             state=state,
-            dev_score=score,
-            n_examples=n_examples,
-            forward_passes=spent,
+            dev_score=scored.score,
+            dev_tiebreak=None if error_text is not None else scored.tiebreak,
+            n_examples=scored.n_examples,
+            forward_passes=scored.forward_passes,
             seconds=time.monotonic() - started,
             error=error_text,
             scorer_fingerprint=self.scorer.fingerprint,
-            evaluations=records,
+            evaluations=scored.records,
             claimed_by=self._claimed_by,
         )
         result = TrialResult(
             prompt=prompt,
             content_hash=key,
-            score=None if pruned else score,  # a pruned trial's partial score stays stored
+            # a pruned trial's partial score stays stored
+            score=None if pruned else scored.score,
             state=state,
-            n_examples=n_examples,
+            n_examples=scored.n_examples,
             searcher=searcher.name,
             operation=candidate.operation,
             parent=candidate.parent,
         )
-        self._account(result, spent)
+        self._account(result, scored.forward_passes)
         return result
 
     def _stored_parent(self, parent: str | None) -> str | None:
@@ -455,6 +471,8 @@ class Study:
         finally:
             if self._bar is not None:
                 self._bar.close()
+        if self.selection is not None:
+            select_final(self)
         self.storage.set_study_status(self.name, "finished")
         return StudyResult(self.name, self.storage)
 

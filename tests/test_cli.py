@@ -108,6 +108,7 @@ def test_real_run_leaderboard_show_export(tmp_path: Path) -> None:
         "manual",
         "--searcher",
         "random-edit",
+        "--no-selection",  # the pick on held-back dev: tests/test_selection_cli.py
     )
     assert run.returncode == 0, run.stderr
     assert "3 prompts scored" in run.stdout and "rank" in run.stdout

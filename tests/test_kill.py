@@ -204,6 +204,9 @@ def command(data: Path, model: Path, db: Path) -> list[str]:
         "manual",
         "--searcher",
         "random-edit",
+        # the search loop's crash safety: the final pick's extra scoring on held-back dev
+        # examples is covered by tests/test_selection.py
+        "--no-selection",
         "--budget",
         str(BUDGET),
         "--study",

@@ -72,6 +72,64 @@ def format_variants(template: str) -> list[str]:
     return [one_line] if one_line != template else []
 
 
+def chat_turns(tokenizer: Any) -> tuple[str, str] | None:
+    """How the tokenizer's chat template opens a user turn and hands over to the
+    assistant: ``(user_open, assistant_open)``, read off a two-exchange rendering (so a
+    default system prompt before the first turn is left out).  ``None`` when the
+    tokenizer has no chat template or it renders in a way this cannot read."""
+    if not getattr(tokenizer, "chat_template", None):
+        return None
+    marks = ["\x00u1\x00", "\x00a1\x00", "\x00u2\x00", "\x00a2\x00"]
+    messages = [
+        {"role": role, "content": mark}
+        for role, mark in zip(["user", "assistant"] * 2, marks, strict=True)
+    ]
+    try:
+        text = tokenizer.apply_chat_template(messages, tokenize=False)
+    except Exception:  # a template that refuses these messages: no chat format
+        return None
+    if not isinstance(text, str) or any(text.count(mark) != 1 for mark in marks):
+        return None
+    at = [text.index(mark) for mark in marks]
+    if at != sorted(at):
+        return None
+    assistant_open = text[at[0] + len(marks[0]) : at[1]]
+    between = text[at[1] + len(marks[1]) : at[2]]
+    end_of_turn = text[at[3] + len(marks[3]) :]
+    user_open = (
+        between[len(end_of_turn) :] if end_of_turn and between.startswith(end_of_turn) else between
+    )
+    if not user_open.strip() or not assistant_open.strip():
+        return None
+    return user_open, assistant_open
+
+
+def chat_variant(template: str, turns: tuple[str, str]) -> str | None:
+    """*template* as one chat exchange: the input lines as the user's turn, the line
+    with the answer slot as the start of the assistant's (``<|im_start|>user\nReview:
+    {sentence}<|im_end|>\n<|im_start|>assistant\nSentiment: {answer}``).  A one-line
+    template splits after its last input slot.  ``None`` if it cannot be split so."""
+    user_open, assistant_open = (_brace(t) for t in turns)
+    answer = template.find("{answer}")
+    if answer < 0:
+        return None
+    line_start = template.rfind("\n", 0, answer)
+    if line_start > 0:
+        user, assistant = template[:line_start].rstrip(), template[line_start + 1 :].lstrip()
+    else:
+        last_slot = max(template.rfind("}", 0, answer), -1)
+        if last_slot < 0:
+            return None
+        user, assistant = template[: last_slot + 1], template[last_slot + 1 :].strip()
+    if not user.strip() or "{answer}" not in assistant:
+        return None
+    return f"{user_open}{user}{assistant_open}{assistant}"
+
+
+def _brace(text: str) -> str:
+    return text.replace("{", "{{").replace("}", "}}")
+
+
 def _demo_pool(train: Sequence[Example], rng: random.Random, size: int) -> tuple[Example, ...]:
     """A seeded sample of at most *size* train examples, taking each target in turn so
     that a classification pool holds every label."""
@@ -111,10 +169,12 @@ class PromptSpace:
         max_demonstrations: int,
         rng: random.Random,
         owner: str,
+        chat: tuple[str, str] | None = None,
     ) -> PromptSpace:
         """The space for *task*: seed prompts' parts, format variants, and the extras
         given (checked against the task: a template may use only the task's input
-        fields, a verbalizer must have words for every label)."""
+        fields, a verbalizer must have words for every label).  *chat* (see
+        :func:`chat_turns`): the seed templates also as chat exchanges."""
         space = cls(task=task, max_demonstrations=max_demonstrations)
         classification = task.kind == "classification"
         space.verbalizers.append(_verbalizer(task.verbalizer) if classification else None)
@@ -126,8 +186,10 @@ class PromptSpace:
                 space.add_verbalizer(prompt.verbalizer)
         derived = [v for prompt in seeds for v in format_variants(prompt.template)]
         generic = io_template(task.input_fields)
-        for template in [*derived, generic, *format_variants(generic)]:
-            space.add_template(template)
+        chats = [chat_variant(prompt.template, chat) for prompt in seeds if chat is not None]
+        for template in [*derived, generic, *format_variants(generic), *chats]:
+            if template is not None:
+                space.add_template(template)
         for text in instructions:
             space.add_instruction(text)
         for template in templates:

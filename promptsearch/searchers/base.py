@@ -193,6 +193,9 @@ class Searcher(ABC):
 
     name: ClassVar[str] = ""
     needs_model: ClassVar[bool] = False
+    uses_model: ClassVar[bool] = False
+    """True for searchers that read the model (its tokenizer's chat template, say) when
+    the study has one but work without it; the study then hands it over too."""
 
     context: SearchContext | None = None
 

@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 
 from promptsearch.errors import ConfigError
 from promptsearch.searchers._optuna_mirror import OptunaMirror, quiet_optuna
-from promptsearch.searchers._prompt_space import Point, PromptSpace
+from promptsearch.searchers._prompt_space import Point, PromptSpace, chat_turns
 from promptsearch.searchers.base import Candidate, SearchContext, Searcher, TrialResult
 from promptsearch.task import normalize_verbalizer
 from promptsearch.template import Template
@@ -107,9 +107,15 @@ class OptunaSearcher(Searcher):
         for optuna-dashboard; ``None``: no mirror.
     mirror_study:
         The Optuna study name in the mirror; ``None``: the promptsearch study's name.
+    chat_format:
+        Also search the seed templates written as one chat exchange of the model's own
+        chat template (the input as the user's turn, the answer slot opening the
+        assistant's): ``"auto"`` where the study's model has a chat template, ``False``
+        never.
     """
 
     name = "optuna"
+    uses_model = True  # for the tokenizer's chat template
 
     def __init__(
         self,
@@ -122,6 +128,7 @@ class OptunaSearcher(Searcher):
         n_startup_trials: int = 8,
         mirror_storage: str | None = None,
         mirror_study: str | None = None,
+        chat_format: str | bool = "auto",
     ) -> None:
         self.sampler = check_choice(sampler, "sampler", SAMPLERS, owner=_OWNER)
         self.instructions = _strings(instructions, "instructions")
@@ -162,6 +169,9 @@ class OptunaSearcher(Searcher):
         if mirror_study is not None:
             check_str(mirror_study, "mirror_study", owner=_OWNER)
         self.mirror_study = mirror_study
+        if chat_format not in ("auto", False):
+            raise ConfigError(f"{_OWNER}: chat_format must be 'auto' or False; got {chat_format!r}")
+        self.chat_format = chat_format
         self._space: PromptSpace | None = None
         self._seed = 0
         self._round = 0
@@ -183,6 +193,7 @@ class OptunaSearcher(Searcher):
             max_demonstrations=self.max_demonstrations,
             rng=random.Random(f"{self._seed}:demonstrations"),
             owner=_OWNER,
+            chat=self._chat_turns(context),
         )
         if self.mirror_storage is not None:
             study_name = (
@@ -194,6 +205,11 @@ class OptunaSearcher(Searcher):
                 {"promptsearch_task": context.task.name, "promptsearch_sampler": self.sampler},
             )
             self._mirror.open()
+
+    def _chat_turns(self, context: SearchContext) -> tuple[str, str] | None:
+        if self.chat_format is False or context.model is None:
+            return None
+        return chat_turns(getattr(context.model, "tokenizer", None))
 
     @property
     def space(self) -> PromptSpace:

@@ -182,6 +182,7 @@ def study_record(study: StudyModel) -> StudyRecord:
         created_at=study.created_at,
         updated_at=study.updated_at,
         finished_at=study.finished_at,
+        selection=None if study.selection is None else dict(study.selection),
     )
 
 

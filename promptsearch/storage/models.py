@@ -127,6 +127,7 @@ class StudyModel(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     finished_at: Mapped[datetime | None]
+    selection: Mapped[dict[str, Any] | None]  # the final pick; see promptsearch.selection
 
 
 class PromptModel(Base):
@@ -165,6 +166,7 @@ class TrialModel(Base):
     parent_prompt_id: Mapped[int | None] = mapped_column(ForeignKey("prompts.id"))
     state: Mapped[str] = mapped_column(String(16))
     dev_score: Mapped[float | None]
+    dev_tiebreak: Mapped[float | None]  # orders equal dev scores; see promptsearch.selection
     n_examples: Mapped[int] = mapped_column(Integer)
     forward_passes: Mapped[int] = mapped_column(BigInteger)
     seconds: Mapped[float]

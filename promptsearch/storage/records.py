@@ -50,6 +50,8 @@ class StudyRecord:
     created_at: datetime
     updated_at: datetime
     finished_at: datetime | None
+    selection: dict[str, Any] | None = None
+    """The stored final pick (see :mod:`promptsearch.selection`), if one was made."""
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,7 @@ class TrialRecord:
     heartbeat_at: datetime
     created_at: datetime
     finished_at: datetime | None
+    dev_tiebreak: float | None = None
 
 
 @dataclass(frozen=True)
@@ -119,6 +122,9 @@ class LeaderboardRow:
     number: int
     parent_hash: str | None
     state: str = "complete"
+    dev_tiebreak: float | None = None
+    """What orders equal dev scores (see :mod:`promptsearch.selection`); ``None`` for
+    trials stored before it was kept."""
 
 
 @dataclass(frozen=True)

@@ -187,6 +187,15 @@ class Storage(ClaimStore, TrialStore, HeldOutStore):
             study.finished_at = None if status == "running" else now
             study.updated_at = now
 
+    def set_study_selection(self, name: str, selection: Mapping[str, Any] | None) -> None:
+        """Store the study's final pick (a JSON mapping; see :mod:`promptsearch.selection`),
+        or clear it with ``None``."""
+        record = None if selection is None else check_json("selection", selection)
+        with self.session() as session:
+            study = require_study(session, name, self.url, lock=True)
+            study.selection = record
+            study.updated_at = utcnow()
+
     # -- prompts ------------------------------------------------------------------------
 
     def add_prompt(self, body: Mapping[str, Any], content_hash: str, text: str, length: int) -> int:

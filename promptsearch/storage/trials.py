@@ -89,6 +89,7 @@ def _trial_record(trial: TrialModel, study: str, content: str, parent: str | Non
         heartbeat_at=trial.heartbeat_at,
         created_at=trial.created_at,
         finished_at=trial.finished_at,
+        dev_tiebreak=trial.dev_tiebreak,
     )
 
 
@@ -210,6 +211,7 @@ class TrialStore(CacheStore):
         n_examples: int,
         forward_passes: int,
         seconds: float,
+        dev_tiebreak: float | None = None,
         error: str | None = None,
         scorer_fingerprint: str | None = None,
         evaluations: Sequence[EvaluationRecord] = (),
@@ -236,6 +238,7 @@ class TrialStore(CacheStore):
                 "dev_score must be given for a complete trial; finish it as 'pruned' or "
                 "'failed' if it has no score"
             )
+        tiebreak = None if dev_tiebreak is None else check_finite("dev_tiebreak", dev_tiebreak)
         check_count("n_examples", n_examples)
         check_count("forward_passes", forward_passes)
         spent = check_finite("seconds", seconds)
@@ -266,6 +269,7 @@ class TrialStore(CacheStore):
             now = utcnow()
             trial.state = state
             trial.dev_score = score
+            trial.dev_tiebreak = tiebreak
             trial.n_examples = n_examples
             trial.forward_passes = forward_passes
             trial.seconds = spent
@@ -323,7 +327,8 @@ class TrialStore(CacheStore):
         searcher: str | None = None,
         include_pruned: bool = False,
     ) -> list[LeaderboardRow]:
-        """Complete trials, best first: by dev score, then more examples, then earlier.
+        """Complete trials, best first: by dev score, then by the tie-break statistic
+        (``dev_tiebreak``, higher first, missing last), then more examples, then earlier.
 
         With *include_pruned*, the trials racing stopped early follow, those that got
         further first (more examples), then by their partial dev score.
@@ -349,6 +354,7 @@ class TrialStore(CacheStore):
                     is_pruned,
                     pruned_n.desc(),
                     TrialModel.dev_score.desc(),
+                    TrialModel.dev_tiebreak.desc().nulls_last(),
                     TrialModel.n_examples.desc(),
                     TrialModel.number,
                 )
@@ -373,6 +379,7 @@ class TrialStore(CacheStore):
                     number=trial.number,
                     parent_hash=parent,
                     state=trial.state,
+                    dev_tiebreak=trial.dev_tiebreak,
                 )
                 for rank, (trial, prompt, parent) in enumerate(session.execute(query), start=1)
             ]

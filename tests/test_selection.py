@@ -1,0 +1,303 @@
+"""Selection that generalizes: the dev split, tie-breaks, the paired tests, the stored
+pick and the ensemble candidate (fast: a fake scorer with known per-example answers)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import pytest
+from scipy.stats import binomtest
+
+from promptsearch.ensemble import PromptEnsemble, vote_labels
+from promptsearch.errors import ConfigError, StudyConflictError
+from promptsearch.prompt import Prompt
+from promptsearch.searchers.manual import ManualSearcher
+from promptsearch.selection import (
+    Challenger,
+    Selection,
+    decide,
+    holm,
+    sign_test,
+    split_dev,
+)
+from promptsearch.storage import open_storage
+from promptsearch.study import Study
+from promptsearch.task import Example, Task
+from promptsearch.testing.fakes import FakeModel, FakeReport, FakeResult
+from promptsearch.testing.searchers import contract_task_with_dev
+
+
+def _task(n_dev: int = 24) -> Task:
+    return contract_task_with_dev(n_dev)
+
+
+@dataclass
+class RuleScorer:
+    """Each prompt's answers come from a rule on its template and the example number:
+    ``rules[template](i) -> (correct, gold probability)``."""
+
+    rules: dict[str, object]
+    model: FakeModel = field(default_factory=FakeModel)
+    calls: int = 0
+
+    @property
+    def fingerprint(self) -> str:
+        return "r" * 64
+
+    def score(self, prompt: Prompt, examples: Sequence[Example], task: Task) -> FakeReport:
+        self.calls += 1
+        rule = self.rules.get(prompt.template, _coin)
+        results = []
+        for example in examples:
+            i = int(example.id.split("-")[1])
+            correct, p_gold = rule(i)  # type: ignore[operator]
+            other = "0" if example.target == "1" else "1"
+            prediction = example.target if correct else other
+            results.append(
+                FakeResult(
+                    example.id,
+                    prediction,
+                    correct,
+                    float(correct),
+                    label_logprobs={example.target: math.log(p_gold), other: math.log(1 - p_gold)},
+                )
+            )
+        return FakeReport(results, len(examples))
+
+
+SEEDS = (
+    "Review: {sentence}\nSentiment: {answer}",
+    "{sentence} It was {answer}.",
+    "Review: {sentence}\nSentiment: {answer}",
+)
+
+
+def _study(tmp: Path, rules: dict[str, object], prompts: Sequence[str], **kw: object) -> Study:
+    task = _task(int(kw.pop("n_dev", 24)))  # type: ignore[call-overload]
+    storage = open_storage(f"sqlite:///{tmp / 'sel.db'}")
+    searcher = ManualSearcher(prompts=list(prompts))
+    return Study(
+        "sel",
+        task,
+        RuleScorer(rules),  # type: ignore[arg-type]
+        [searcher],
+        50,
+        storage,
+        progress=False,
+        selection=kw.pop("selection", True),  # type: ignore[arg-type]
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+# -- settings --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"confirm_fraction": 1.0}, "selection.confirm_fraction must be a number between 0"),
+        ({"confirm_fraction": "half"}, "selection.confirm_fraction must be a number between 0"),
+        ({"top_k": 0}, "selection.top_k must be a whole number ≥ 1"),
+        ({"alpha": 0}, "selection.alpha must be a number between 0 and 1"),
+        ({"ensemble_size": -1}, "selection.ensemble_size must be a whole number ≥ 0"),
+        ({"tpo_k": 3}, "selection has unknown field(s) ['tpo_k']"),
+    ],
+)
+def test_bad_settings_name_the_field(fields: dict[str, object], message: str) -> None:
+    with pytest.raises(
+        ConfigError,
+        match=message.replace("(", r"\(")
+        .replace(")", r"\)")
+        .replace("[", r"\[")
+        .replace("]", r"\]"),
+    ):
+        Selection.coerce(fields)
+
+
+def test_a_dev_split_too_small_to_hold_back_is_refused() -> None:
+    with pytest.raises(ConfigError, match="too small to hold back a confirmation part"):
+        Selection().check_dev(6)
+    assert Selection().fits(8)
+
+
+# -- the split ---------------------------------------------------------------------------
+
+
+def test_split_is_stratified_disjoint_and_seeded() -> None:
+    dev = _task(30).dev
+    search, confirm = split_dev(dev, Selection(), stratify=True)
+    assert len(confirm) == 15 and len(search) == 15
+    assert {e.id for e in search}.isdisjoint(e.id for e in confirm)
+    assert {e.id for e in search} | {e.id for e in confirm} == {e.id for e in dev}
+    for part in (search, confirm):
+        counts = [sum(e.target == label for e in part) for label in ("0", "1")]
+        assert abs(counts[0] - counts[1]) <= 1
+    again = split_dev(dev, Selection(), stratify=True)
+    assert again == (search, confirm)
+    other = split_dev(dev, Selection(seed=1), stratify=True)
+    assert other[1] != confirm
+
+
+# -- the statistics ------------------------------------------------------------------------
+
+
+def test_sign_test_is_the_one_sided_binomial_test() -> None:
+    assert sign_test(6, 1) == pytest.approx(binomtest(6, 7, 0.5, alternative="greater").pvalue)
+    assert sign_test(0, 0) == 1.0
+    assert sign_test(5, 0) == pytest.approx(1 / 32)
+
+
+def test_holm_adjusts_step_down_and_keeps_order() -> None:
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert holm([0.5]) == [0.5]
+
+
+def _challenger(key: str, per: Sequence[float], pooled: float) -> Challenger:
+    confirm = sum(per) / len(per)
+    return Challenger(key, "prompt", pooled, confirm, pooled, None, tuple(per))
+
+
+def test_decide_keeps_the_incumbent_without_evidence() -> None:
+    incumbent = _challenger("seed", [1, 0, 1, 0, 1, 0, 1, 0], 0.5)
+    lucky = _challenger("lucky", [1, 1, 1, 0, 1, 0, 1, 0], 0.9)  # one more right: p = 0.5
+    pick, rows = decide(incumbent, [lucky], alpha=0.1)
+    assert pick == "seed"
+    assert rows[1]["wins"] == 1 and rows[1]["losses"] == 0 and not rows[1]["supported"]
+
+
+def test_decide_takes_a_supported_challenger_with_the_best_pooled_score() -> None:
+    incumbent = _challenger("seed", [0] * 10, 0.3)
+    strong = _challenger("strong", [1] * 8 + [0, 0], 0.8)
+    stronger_pooled = _challenger("pooled", [1] * 7 + [0] * 3, 0.85)
+    pick, rows = decide(incumbent, [strong, stronger_pooled], alpha=0.1)
+    assert pick == "pooled"
+    assert all(row["supported"] for row in rows[1:])
+    assert rows[1]["adjusted_p"] >= rows[1]["p_value"]
+
+
+# -- ensembles ------------------------------------------------------------------------------
+
+
+def test_vote_averages_normalised_probabilities() -> None:
+    label, mean = vote_labels(
+        ["0", "1"], [{"0": 0.9, "1": 0.1}, {"0": 0.2, "1": 0.8}, {"0": 0.3, "1": 0.7}]
+    )
+    assert label == "1" and mean["1"] == pytest.approx(1.6 / 3)
+    assert vote_labels(["0", "1"], [{"0": 0.5, "1": 0.5}])[0] == "0"  # ties: first label
+
+
+def test_ensemble_round_trips_and_refuses_one_member() -> None:
+    members = (Prompt(SEEDS[0]), Prompt(SEEDS[1]))
+    ensemble = PromptEnsemble(members)
+    assert PromptEnsemble.from_dict(ensemble.to_dict()) == ensemble
+    assert ensemble.content_hash != members[0].content_hash
+    with pytest.raises(ConfigError, match="at least 2 member prompts"):
+        PromptEnsemble(members[:1])
+
+
+# -- the study --------------------------------------------------------------------------------
+
+
+def _coin(i: int) -> tuple[bool, float]:
+    return i % 2 == 0, 0.55 if i % 2 == 0 else 0.45
+
+
+def _great(i: int) -> tuple[bool, float]:
+    return True, 0.9
+
+
+def test_searchers_and_trials_see_only_the_search_part(tmp_path: Path) -> None:
+    study = _study(
+        tmp_path,
+        {SEEDS[0]: _coin, "A {sentence} {answer}": _great},
+        [SEEDS[0], "A {sentence} {answer}"],
+    )
+    result = study.run()
+    trials = study.storage.trials("sel")
+    assert {t.n_examples for t in trials} == {12}
+    searched = {e.id for e in study.search_task.dev}
+    assert searched.isdisjoint(e.id for e in study.confirm_examples)
+    record = result.selection
+    assert record is not None and record["n_confirm"] == 12 and record["n_search"] == 12
+
+
+def test_a_challenger_with_evidence_replaces_the_seed(tmp_path: Path) -> None:
+    rules = {SEEDS[0]: _coin, SEEDS[1]: _coin, "A {sentence} {answer}": _great}
+    result = _study(tmp_path, rules, [*SEEDS[:2], "A {sentence} {answer}"]).run()
+    best = result.best
+    assert best is not None and best.replaced_seed
+    assert isinstance(best.prompt, Prompt) and best.prompt.template == "A {sentence} {answer}"
+    assert best.confirm_score == 1.0
+
+
+def test_a_lucky_dev_winner_does_not_replace_the_seed(tmp_path: Path) -> None:
+    # better on the search part only: right on every even example, wrong on confirm ones
+    def lucky(i: int) -> tuple[bool, float]:
+        return (i % 2 == 0 or i < 8), 0.6
+
+    rules = {SEEDS[0]: _coin, "B {sentence} {answer}": lucky}
+    study = _study(tmp_path, rules, [SEEDS[0], "B {sentence} {answer}"])
+    result = study.run()
+    best = result.best
+    assert best is not None and not best.replaced_seed
+    assert isinstance(best.prompt, Prompt) and best.prompt.template == SEEDS[0]
+    rows = {row["key"]: row for row in result.selection["candidates"]}  # type: ignore[index]
+    assert not rows[Prompt("B {sentence} {answer}").resolve(study.task).content_hash]["supported"]
+
+
+def test_ties_on_dev_are_broken_by_the_gold_probability(tmp_path: Path) -> None:
+    def confident(i: int) -> tuple[bool, float]:
+        return _coin(i)[0], 0.8 if i % 2 == 0 else 0.4
+
+    rules = {SEEDS[0]: _coin, "C {sentence} {answer}": confident}
+    study = _study(tmp_path, rules, [SEEDS[0], "C {sentence} {answer}"], selection=False)
+    study.run()
+    rows = study.storage.leaderboard("sel")
+    assert rows[0].dev_score == rows[1].dev_score
+    assert rows[0].text.startswith("C ") and rows[0].dev_tiebreak > rows[1].dev_tiebreak  # type: ignore[operator]
+
+
+def test_the_ensemble_is_a_candidate_and_can_be_the_pick(tmp_path: Path) -> None:
+    # three prompts, each wrong on a different third of the examples: their vote is right
+    def third(k: int):  # type: ignore[no-untyped-def]
+        def rule(i: int) -> tuple[bool, float]:
+            return (i % 3 != k), (0.9 if i % 3 != k else 0.4)
+
+        return rule
+
+    templates = ["D {sentence} {answer}", "E {sentence} {answer}", "F {sentence} {answer}"]
+    rules: dict[str, object] = {SEEDS[0]: _coin}
+    rules.update({t: third(k) for k, t in enumerate(templates)})
+    result = _study(tmp_path, rules, [SEEDS[0], *templates], n_dev=40).run()
+    record = result.selection
+    assert record is not None and record["ensemble"] is not None
+    ensemble_row = next(r for r in record["candidates"] if r["kind"] == "ensemble")
+    assert ensemble_row["confirm_score"] == 1.0
+    best = result.best
+    assert best is not None and isinstance(best.prompt, PromptEnsemble)
+    assert best.searcher == "ensemble" and len(best.prompt.members) == 3
+
+
+def test_resuming_gives_the_same_pick_and_other_settings_are_refused(tmp_path: Path) -> None:
+    rules = {SEEDS[0]: _coin, SEEDS[1]: _coin, "A {sentence} {answer}": _great}
+    prompts = [*SEEDS[:2], "A {sentence} {answer}"]
+    first = _study(tmp_path, rules, prompts).run().selection
+    again = _study(tmp_path, rules, prompts).run().selection
+    assert first is not None and again is not None
+    assert again["forward_passes"] == 0  # the confirmation scores came from the cache
+    assert {**first, "forward_passes": 0} == again
+    with pytest.raises(StudyConflictError, match="already exists with selection"):
+        _study(tmp_path, rules, prompts, selection={"confirm_fraction": 0.25})._record()
+
+
+def test_explicit_settings_must_fit_the_dev_split(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="too small to hold back"):
+        _study(tmp_path, {SEEDS[0]: _coin}, [SEEDS[0]], n_dev=6)
+
+
+def test_replace_keeps_the_task_frozen() -> None:
+    task = _task(10)
+    assert replace(task, dev=task.dev[:5]).dev == task.dev[:5]

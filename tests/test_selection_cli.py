@@ -1,0 +1,67 @@
+"""The pick on held-back dev examples through the command line, on the embedded model:
+`run` prints it, `leaderboard` marks it, `export` writes it and `final` scores it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from test_cli import cli
+
+
+def test_bad_selection_options_get_one_line_and_status_2(tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path / 'bad.db'}"
+    cases = [
+        (["--no-selection", "--confirm-fraction", "0.3"], "--no-selection turns selection off"),
+        (["--confirm-fraction", "2"], "selection.confirm_fraction must be a number between 0"),
+        (["--selection-alpha", "0"], "selection.alpha must be a number between 0 and 1"),
+    ]
+    for options, message in cases:
+        run = cli("run", "--task", "rotten-tomatoes", "--storage", storage, *options)
+        assert run.returncode == 2, run.stderr
+        lines = run.stderr.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0]
+    assert not (tmp_path / "bad.db").exists()
+
+
+@pytest.mark.slow
+def test_run_leaderboard_export_and_final_show_the_pick(tmp_path: Path, shared_data: Path) -> None:
+    pytest.importorskip("torch")
+    storage = f"sqlite:///{tmp_path / 'pick.db'}"
+    run = cli(
+        "run", "--task", "sst2", "--data-dir", str(shared_data), "--budget", "4", "--quiet",
+        "--storage", storage, "--study", "pick", "--searcher", "manual",
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert "held" in run.stdout and "pick:" in run.stdout
+    assert "held-back" in run.stdout
+
+    board = json.loads(
+        cli("leaderboard", "--study", "pick", "--storage", storage, "--format", "json").stdout
+    )
+    assert {row["n_examples"] for row in board} == {16}  # the search part of 32
+    picked = [row for row in board if row["picked"]]
+    assert len(picked) <= 1
+    assert all(row["held_back_score"] is not None for row in picked)
+
+    exported = json.loads(cli("export", "--study", "pick", "--storage", storage).stdout)
+    assert exported["confirm_score"] is not None and exported["replaced_seed"] is not None
+    if picked:
+        assert exported["content_hash"] == picked[0]["content_hash"]
+
+    final = cli(
+        "final",
+        "--study",
+        "pick",
+        "--storage",
+        storage,
+        "--test-limit",
+        "40",
+        "--top",
+        "2",
+        "--data-dir",
+        str(shared_data),
+    )
+    assert final.returncode == 0, final.stderr
+    assert "pick (" in final.stdout and "held-back dev" in final.stdout
