@@ -11,7 +11,6 @@ crashes.
 
 from __future__ import annotations
 
-import pickle
 import random
 import sys
 import time
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from promptsearch._final_pick import check_same_selection, search_and_confirm, select_final
 from promptsearch._finite import check_finite_results, check_finite_value
+from promptsearch._state_codec import encode_state, load_saved_states
 from promptsearch._study_support import (
     Scored,
     ScorerLike,
@@ -186,6 +186,8 @@ class Study:
         )
 
     def _open(self) -> None:
+        # decoded before anything is written: a row that cannot be loaded changes nothing
+        saved = load_saved_states(self.storage, self.name, [s.name for s in self.searchers])
         self._record()
         view = TrainView.from_task(self.task)
         for index, searcher in enumerate(self.searchers):
@@ -200,9 +202,8 @@ class Study:
                 scorer=self.scorer if searcher.needs_model else None,  # type: ignore[arg-type]
             )
             searcher.setup(context)
-            saved = self.storage.load_searcher_state(self.name, searcher.name)
-            if saved is not None:
-                searcher.load_state_dict(pickle.loads(saved))
+            if searcher.name in saved:
+                searcher.load_state_dict(saved[searcher.name])
         if self.racing is not None:
             keys = [example_key(e) for e in self.search_task.dev]
             self._race = Race(
@@ -510,4 +511,5 @@ class Study:
             self.storage.log_metric(self.name, searcher.name, step, key, value)
         state = searcher.state_dict()
         if state is not None:
-            self.storage.save_searcher_state(self.name, searcher.name, pickle.dumps(state))
+            blob = encode_state(state, what=f"state_dict() of searcher {searcher.name!r}")
+            self.storage.save_searcher_state(self.name, searcher.name, blob)

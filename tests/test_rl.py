@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import pickle
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,6 +12,7 @@ import pytest
 import torch
 
 from promptsearch._rl_policy import PromptPolicy, build_mlp, normalised_rewards
+from promptsearch._state_codec import decode_state, encode_state
 from promptsearch.errors import ConfigError
 from promptsearch.prompt import Prompt
 from promptsearch.scorer import Scorer
@@ -218,7 +218,9 @@ def test_state_dict_resumes_training_where_it_stopped() -> None:
     first = RLSearcher(**SMALL)
     first.setup(make_context(first, task, seed=5))
     drive(first, task, rounds=2, n=2)
-    saved = pickle.loads(pickle.dumps(first.state_dict()))
+    saved = decode_state(encode_state(first.state_dict()))  # as the study stores it
+    assert sorted(saved["learned"]["optimizer"]["state"]) == [0, 1, 2, 3]  # Adam's keys: ints
+    assert isinstance(saved["rng"], tuple)
     second = RLSearcher(**SMALL)
     second.setup(make_context(second, task, seed=5))  # a resumed study sets up afresh
     second.load_state_dict(saved)
@@ -230,6 +232,15 @@ def test_state_dict_resumes_training_where_it_stopped() -> None:
     assert live is not None and second._policy is not None
     for a, b in zip(live.mlp.parameters(), second._policy.mlp.parameters(), strict=True):
         assert torch.equal(a, b)
+    assert whole._optimizer is not None and second._optimizer is not None
+    adam, resumed_adam = (
+        whole._optimizer.state_dict()["state"],
+        second._optimizer.state_dict()["state"],
+    )
+    assert adam.keys() == resumed_adam.keys()
+    for key, moments in adam.items():  # the Adam moments came back and trained on alike
+        for name in ("step", "exp_avg", "exp_avg_sq"):
+            assert torch.equal(moments[name], resumed_adam[key][name]), (key, name)
 
 
 def _study(folder: Path, budget: int) -> Study:

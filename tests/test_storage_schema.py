@@ -47,7 +47,7 @@ def test_new_database_gets_schema_at_head(storage: Storage) -> None:
     with storage.session(write=False) as session:
         revision = session.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
         tables = set(sa.inspect(session.connection()).get_table_names())
-    assert revision == head_revision() == "0003"
+    assert revision == head_revision() == "0004"
     assert set(Base.metadata.tables) <= tables
 
 

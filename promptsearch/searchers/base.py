@@ -19,6 +19,14 @@ drives every searcher through the same call order:
    it meets again cost nothing but count as spent.  A searcher restored from its
    state must therefore first propose its earlier candidates again, in order,
    before new ones (the ``rl`` searcher keeps them in its state for this).
+   ``state_dict()`` must return data only: a dict with str keys, holding nothing but
+   dicts (str or int keys), lists, tuples, str, int, float (non-finite too), bool,
+   None, bytes and :class:`torch.Tensor` (so a :func:`random.getstate` tuple or a
+   torch generator state is fine; a numpy array or any other object is not).  The
+   study stores it as a JSON document with the tensors in safetensors
+   (:mod:`promptsearch._state_codec`), never as a pickle, and refuses other types;
+   subclasses come back as their base type (an ``OrderedDict`` as a dict, a tensor
+   on the CPU).
 
 Before every ``propose`` the study refreshes two read-only context fields:
 ``remaining`` (the budget left) and ``leaderboard``, the study's best complete
@@ -222,7 +230,9 @@ class Searcher(ABC):
         """Receive the results of the last proposed candidates (default: ignore)."""
 
     def state_dict(self) -> dict[str, Any] | None:
-        """Learned state to save with the study (default: none)."""
+        """Learned state to save with the study (default: none), made only of the types
+        the module docstring lists (dict, list, tuple, str, int, float, bool, None,
+        bytes, torch.Tensor)."""
         return None
 
     def load_state_dict(self, state: dict[str, Any]) -> None:  # noqa: B027 - optional hook

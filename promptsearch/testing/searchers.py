@@ -23,6 +23,7 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
+from promptsearch._state_codec import decode_state, encode_state
 from promptsearch.prompt import Prompt
 from promptsearch.searchers.base import Candidate, SearchContext, Searcher, TrainView, TrialResult
 from promptsearch.task import Example, Task
@@ -252,6 +253,31 @@ def check_survives_pickling(make: SearcherFactory) -> None:
         ), "an unpickled searcher proposes differently from the original"
 
 
+def check_state_survives_the_codec(make: SearcherFactory) -> None:
+    """``state_dict()`` holds only the types the study can store (as JSON, never a
+    pickle), and a fresh searcher that loads it continues like the uninterrupted one."""
+    for task in _tasks_for(make()):
+        first = make()
+        first.setup(make_context(first, task, seed=4))
+        drive(first, task, rounds=1, n=2)
+        state = first.state_dict()
+        if state is None:
+            continue
+        whole = make()
+        whole.setup(make_context(whole, task, seed=4))
+        uninterrupted = _hashes(drive(whole, task, rounds=3, n=2))
+        encoded = encode_state(state, what=f"state_dict() of {type(first).__name__}")
+        decoded = decode_state(encoded)
+        assert encode_state(decoded) == encoded, "the decoded state encodes differently"
+        second = make()
+        second.setup(make_context(second, task, seed=4))  # a resumed study sets up afresh
+        second.load_state_dict(decoded)
+        assert _hashes(drive(second, task, rounds=3, n=2)) == uninterrupted, (
+            "a searcher restored from its encoded state proposes differently (it must "
+            "first propose its earlier candidates again, then continue)"
+        )
+
+
 def check_params_round_trip(make: SearcherFactory) -> None:
     searcher = make()
     params = searcher.get_params()
@@ -290,6 +316,7 @@ SEARCHER_CHECKS: list[Callable[[SearcherFactory], None]] = [
     check_reproducible_with_seed,
     check_never_sees_held_out_labels,
     check_survives_pickling,
+    check_state_survives_the_codec,
     check_params_round_trip,
     check_tolerates_failed_trials,
 ]
