@@ -29,6 +29,7 @@ is looked at only here, to report.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import random
 import statistics
@@ -206,14 +207,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--storage-dir", default=None, help="keep the studies' SQLite files")
     parser.add_argument("--model", default=None, help="default: the embedded model")
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
     args = parser.parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     arms = args.arms.split(",")
     unknown = sorted(set(arms) - {"default", "weak"})
     if unknown:
         parser.error(f"--arms: unknown arm(s) {unknown}; choose from default, weak")
     print(
-        f"machine: {platform.machine()}, {platform.processor() or '?'}, python "
-        f"{platform.python_version()}",
+        f"machine: {platform.machine()}, {platform.processor() or '?'}, {os.cpu_count()} "
+        f"cores, python {platform.python_version()}, threads {args.threads or 'all'}",
         file=sys.stderr,
     )
     model = load_model(args.model)

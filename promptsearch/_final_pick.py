@@ -179,20 +179,29 @@ def select_final(study: Study) -> dict[str, Any]:
     challengers = [as_challenger(key) for key in top]
     ensemble_record: dict[str, Any] | None = None
     members = [row.content_hash for row in board][: selection.ensemble_size]
+    voted: list[tuple[str, float, float]] = []
     if task.kind == "classification" and selection.ensemble_size >= 2 and len(members) >= 2:
         ensemble = PromptEnsemble(tuple(prompts[k] for k in members))
-        voted = vote_records(task, everything, keys, [records_of(k) for k in members])
-        rows = {
-            k: (score, prediction) for k, (prediction, score, _) in zip(keys, voted, strict=True)
-        }
-        challenger = _challenger(task, ensemble.content_hash, "ensemble", search, confirm, rows)
-        gold = [p for _, _, p in voted]
-        challengers.append(dataclasses.replace(challenger, pooled_tiebreak=sum(gold) / len(gold)))
-        ensemble_record = {
-            "key": ensemble.content_hash,
-            "members": members,
-            "body": ensemble.to_dict(),
-        }
+        try:
+            voted = vote_records(task, everything, keys, [records_of(k) for k in members])
+        except ConfigError as error:  # a scorer that gives no label probabilities
+            logger.warning("study %r: no ensemble candidate: %s", study.name, error)
+            voted = []
+        if voted:
+            rows = {
+                k: (score, prediction)
+                for k, (prediction, score, _) in zip(keys, voted, strict=True)
+            }
+            challenger = _challenger(task, ensemble.content_hash, "ensemble", search, confirm, rows)
+            gold = [p for _, _, p in voted]
+            challengers.append(
+                dataclasses.replace(challenger, pooled_tiebreak=sum(gold) / len(gold))
+            )
+            ensemble_record = {
+                "key": ensemble.content_hash,
+                "members": members,
+                "body": ensemble.to_dict(),
+            }
     pick, rows_out = decide(incumbent, challengers, selection.alpha)
     texts = {key: prompt.describe() for key, prompt in prompts.items()}
     for entry in rows_out:

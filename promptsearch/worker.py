@@ -33,6 +33,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
+from promptsearch._final_pick import select_final
 from promptsearch._worker_support import (
     Heartbeat,
     Pending,
@@ -102,6 +103,7 @@ class Worker(Study):
         heartbeat_timeout: float = DEFAULT_HEARTBEAT_TIMEOUT,
         racing: Mapping[str, Any] | None = None,
         progress: bool = False,
+        selection: Mapping[str, Any] | None = None,
     ) -> None:
         worker_id = default_worker_id() if worker is None else worker
         if not isinstance(worker_id, str) or not worker_id.strip() or len(worker_id) > 255:
@@ -120,6 +122,7 @@ class Worker(Study):
             worker=worker_id,
             progress=False,
             racing=racing,
+            selection=selection,
         )
         self.heartbeat_timeout = check_float(
             heartbeat_timeout,
@@ -213,6 +216,8 @@ class Worker(Study):
                 self._drain()
             self.report.stopped_by = reason or "searchers"
             if self.storage.claim_counts(self.name).running == 0:
+                if self.selection is not None:  # the last worker out makes the pick
+                    select_final(self)
                 self.storage.set_study_status(self.name, "finished")
         except KeyboardInterrupt:
             self.report.stopped_by = "interrupted"
@@ -482,6 +487,7 @@ def run_worker(
     if not isinstance(budget, Mapping):
         raise ConfigError(f"study {record.name!r} records no budget; it cannot take workers")
     racing = config.get("racing")
+    selection = config.get("selection")  # the same search part of dev as the study's
     return Worker(
         record.name,
         task_obj,
@@ -495,4 +501,5 @@ def run_worker(
         heartbeat_timeout=heartbeat_timeout,
         racing=racing if isinstance(racing, Mapping) else None,
         progress=progress,
+        selection=selection if isinstance(selection, Mapping) else None,
     ).work()

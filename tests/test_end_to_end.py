@@ -63,13 +63,15 @@ def model() -> promptsearch.model.LanguageModel:  # type: ignore[name-defined]
 
 def test_python_api_search_then_resume_scores_nothing_twice(model, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     url = f"sqlite:///{tmp_path / 'e2e.db'}"
+    searchers = ["manual", "random-edit"]
     result = promptsearch.search(
-        review_task(), model=model, budget=5, storage=url, study="e2e", progress=False
-    )
+        review_task(), model=model, searchers=searchers, budget=5, storage=url, study="e2e",
+        progress=False,
+    )  # fmt: skip
     assert result.best is not None and 0.0 <= result.best.score <= 1.0
     rows = result.leaderboard()
     assert len(rows) == 5
-    assert {r.searcher for r in rows} == {"manual", "random-edit"}
+    assert {r.searcher for r in rows} == set(searchers)
 
     storage = open_storage(url)
     scorer = CountingScorer(model)

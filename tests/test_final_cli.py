@@ -91,9 +91,12 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def rotten_tomatoes() -> None:
+def rotten_tomatoes(monkeypatch: pytest.MonkeyPatch) -> None:
     from promptsearch.errors import DataError
     from promptsearch.tasks import load_task
+    from promptsearch.tasks import rotten_tomatoes as module
+
+    monkeypatch.setattr(module, "DEFAULT_DEV", 32)  # k-shot size: these tests are about final
 
     try:
         load_task("rotten-tomatoes")

@@ -238,7 +238,7 @@ def test_cli_run_options_build_a_racing() -> None:
 
     parser = build_parser()
     plain = parser.parse_args(["run", "--task", "sst2"])
-    assert _racing(plain) is None
+    assert _racing(plain) == "auto"  # racing where the searched part of dev allows it
     on = parser.parse_args(["run", "--task", "sst2", "--racing"])
     assert _racing(on) == Racing()
     sized = parser.parse_args(["run", "--task", "sst2", "--racing-min-examples", "4"])
@@ -449,6 +449,7 @@ def test_api_search_with_racing(tmp_path: Path) -> None:
         storage=url,
         progress=False,
         racing={"min_examples": 3, "eta": 2, "min_trials": 1},
+        selection=False,  # all of dev is raced
     )
     assert result.name.endswith("-racing")
     stored = result.storage.get_study(result.name)

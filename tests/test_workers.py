@@ -225,6 +225,33 @@ def test_racing_workers_prune_and_finish_every_trial_once(database: str) -> None
         assert trial.state == "pruned" or trial.n_examples == 6
 
 
+def test_workers_search_the_same_part_of_dev_and_the_last_one_makes_the_pick(
+    database: str,
+) -> None:
+    budget, lock = 8, threading.Lock()
+    task = contract_task_with_dev(16)
+    with open_storage(database) as storage:
+        study = Study(
+            STUDY, task, FakeScorer([], lock), ["manual", "random-edit"], budget, storage,
+            seed=3, candidates_per_round=3, progress=False, selection=True,
+        )  # fmt: skip
+        study.create()
+        searched = {e.id for e in study.search_task.dev}
+
+    def work(i: int) -> WorkerReport:
+        return run_worker(
+            STUDY, storage=database, worker=f"s{i}", task=task, scorer=FakeScorer([], lock)
+        )
+
+    reports = in_threads(2, work)
+    assert sum(r.evaluated for r in reports) == budget
+    with open_storage(database) as storage:
+        assert {t.n_examples for t in storage.trials(STUDY)} == {len(searched)} == {8}
+        record = storage.get_study(STUDY)
+    assert record is not None and record.selection is not None
+    assert record.selection["n_search"] == 8 and record.selection["n_confirm"] == 8
+
+
 def test_worker_finishes_a_trial_its_dead_owner_left_running(tmp_path: Path) -> None:
     """A running trial of a stopped worker (or of a killed `run`) that no searcher
     proposes again is taken over, scored and finished; a new worker on a study whose
@@ -335,6 +362,7 @@ def create_study(url: str, assets: Assets) -> None:
         [
             "run",
             "--create-only",
+            "--no-selection",  # the claims of the search loop; the pick: test_selection.py
             "--task",
             "sst2",
             "--data-dir",
