@@ -12,9 +12,9 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from promptsearch._study_support import example_key
+from promptsearch._study_support import check_same_setting, example_key
 from promptsearch.ensemble import PromptEnsemble, vote_records
-from promptsearch.errors import ConfigError, StudyConflictError
+from promptsearch.errors import ConfigError
 from promptsearch.metrics import aggregate
 from promptsearch.prompt import Prompt
 from promptsearch.selection import (
@@ -47,16 +47,7 @@ def search_and_confirm(task: Task, selection: Selection | None) -> tuple[Task, t
 def check_same_selection(stored: StudyRecord | None, selection: Selection | None) -> None:
     """Refuse to resume a study with other selection settings: its trials were scored
     on another part of dev."""
-    if stored is None:
-        return
-    given = None if selection is None else selection.to_dict()
-    before = stored.config.get("selection")
-    if before != given:
-        raise StudyConflictError(
-            f"study {stored.name!r} already exists with selection {before or 'off'}; given "
-            f"{given or 'off'}; resume it with the same selection settings, or pick another "
-            "--study name"
-        )
+    check_same_setting(stored, "selection", None if selection is None else selection.to_dict())
 
 
 class _Scores:

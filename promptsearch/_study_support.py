@@ -17,6 +17,7 @@ __all__ = [
     "ModelLike",
     "Scored",
     "ScorerLike",
+    "check_same_setting",
     "evaluation_records",
     "example_key",
     "finite_or_none",
@@ -111,6 +112,23 @@ def evaluation_records(examples: Sequence[Example], results: Sequence[Any]) -> l
             )
         )
     return records
+
+
+def check_same_setting(stored: Any, key: str, given: Mapping[str, Any] | None) -> None:
+    """Refuse to resume the *stored* study (a ``StudyRecord`` or ``None``) with other
+    *key* settings (or the feature turned on or off) than it was run with: its trials
+    would not mean the same."""
+    if stored is None:
+        return
+    before = stored.config.get(key)
+    if before != (None if given is None else dict(given)):
+        from promptsearch.errors import StudyConflictError
+
+        raise StudyConflictError(
+            f"study {stored.name!r} already exists with {key} {before or 'off'}; given "
+            f"{given or 'off'}; resume it with the same {key} settings, or pick another "
+            "--study name"
+        )
 
 
 def versions() -> dict[str, str]:

@@ -54,7 +54,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from promptsearch.errors import ConfigError, StudyConflictError
+from promptsearch._study_support import check_same_setting
+from promptsearch.errors import ConfigError
 from promptsearch.metrics import aggregate
 from promptsearch.task import Example, Task
 from promptsearch.validation import check_int
@@ -153,16 +154,7 @@ class Racing:
 def check_same_racing(stored: StudyRecord | None, racing: Racing | None) -> None:
     """Refuse to resume a stored study with other racing settings (or racing turned on
     or off): its pruned trials and rung history would not mean the same."""
-    if stored is None:
-        return
-    given = None if racing is None else racing.to_dict()
-    before = stored.config.get("racing")
-    if before != given:
-        raise StudyConflictError(
-            f"study {stored.name!r} already exists with racing {before or 'off'}; given "
-            f"{given or 'off'}; resume it with the same racing settings, or pick another "
-            "--study name"
-        )
+    check_same_setting(stored, "racing", None if racing is None else racing.to_dict())
 
 
 def racing_order(targets: Sequence[str], seed: int, *, stratify: bool = True) -> list[int]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from promptsearch import _report_charts as _charts
 from promptsearch._report_data import ReportData, collect
@@ -162,6 +162,7 @@ def _summary(data: ReportData) -> str:
             f"study span {_duration(wall.total_seconds())}",
         ),
         ("status", study.status, f"created {_when(study.created_at)}"),
+        *_pick_card(study.selection),
     ]
     body = "".join(
         f'<div class="card"><dt>{esc(name)}</dt><dd>{esc(value)}'
@@ -170,6 +171,27 @@ def _summary(data: ReportData) -> str:
         for name, value, small in cards
     )
     return f'<dl class="cards">{body}</dl>'
+
+
+def _pick_card(selection: dict[str, Any] | None) -> list[tuple[str, str, str]]:
+    """The summary card of the study's pick on held-back dev examples, if it made one."""
+    if not selection:
+        return []
+    row = next(r for r in selection["candidates"] if r["key"] == selection["pick"])
+    text = str(row.get("text", "?"))
+    verdict = (
+        "beat the best seed prompt there"
+        if selection["replaced_incumbent"]
+        else "no candidate beat the best seed prompt there: kept"
+    )
+    small = (
+        f"dev {_fmt(row['search_score'])}, held-back {_fmt(row['confirm_score'])} on "
+        f"{selection['n_confirm']}; {verdict}"
+    )
+    final = selection.get("final")
+    if isinstance(final, dict) and final.get("test_score") is not None:
+        small += f"; test {_fmt(final['test_score'])}"
+    return [("the pick", text if len(text) <= 80 else text[:79] + "…", small)]
 
 
 def _searcher_table(data: ReportData) -> str:

@@ -301,3 +301,14 @@ def test_explicit_settings_must_fit_the_dev_split(tmp_path: Path) -> None:
 def test_replace_keeps_the_task_frozen() -> None:
     task = _task(10)
     assert replace(task, dev=task.dev[:5]).dev == task.dev[:5]
+
+
+def test_the_report_shows_the_pick(tmp_path: Path) -> None:
+    from promptsearch.report import build_report
+
+    rules = {SEEDS[0]: _coin, SEEDS[1]: _coin, "A {sentence} {answer}": _great}
+    study = _study(tmp_path, rules, [*SEEDS[:2], "A {sentence} {answer}"])
+    study.run()
+    page = build_report(study.storage, "sel", task=study.task)
+    assert "the pick" in page and "beat the best seed prompt there" in page
+    assert "held-back 1.000 on 12" in page
