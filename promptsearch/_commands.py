@@ -180,7 +180,8 @@ def print_pick(result: Any, out: Any = None) -> None:
     if record["replaced_incumbent"]:
         print(
             f"  beats the best seed prompt on the {n_confirm} held-back dev examples "
-            f"({seed['confirm_score']:.3f}; paired sign test p={pick['p_value']:.3g}, "
+            f"({seed['confirm_score']:.3f}; paired {pick.get('test', 'sign')} test "
+            f"p={pick['p_value']:.3g}, "
             f"Holm {pick['adjusted_p']:.3g})",
             file=out,
         )

@@ -22,6 +22,7 @@ from promptsearch.selection import (
     Challenger,
     Selection,
     decide,
+    gold_values,
     split_dev,
     tiebreak,
 )
@@ -162,8 +163,11 @@ def select_final(study: Study) -> dict[str, Any]:
             confirm,
             {k: (r.score, r.prediction) for k, r in part.items()},
         )
+        gold = gold_values(task.kind, task.labels, confirm, part, keys[len(search) :])
         return dataclasses.replace(
-            challenger, pooled_tiebreak=tiebreak(task.kind, task.labels, everything, part, keys)
+            challenger,
+            pooled_tiebreak=tiebreak(task.kind, task.labels, everything, part, keys),
+            per_example_gold=None if gold is None else tuple(gold),
         )
 
     incumbent = as_challenger(incumbent_key)
@@ -186,7 +190,11 @@ def select_final(study: Study) -> dict[str, Any]:
             challenger = _challenger(task, ensemble.content_hash, "ensemble", search, confirm, rows)
             gold = [p for _, _, p in voted]
             challengers.append(
-                dataclasses.replace(challenger, pooled_tiebreak=sum(gold) / len(gold))
+                dataclasses.replace(
+                    challenger,
+                    pooled_tiebreak=sum(gold) / len(gold),
+                    per_example_gold=tuple(gold[len(search) :]),
+                )
             )
             ensemble_record = {
                 "key": ensemble.content_hash,

@@ -16,12 +16,15 @@ more.  A study with selection on (:class:`Selection`) therefore works in three s
 3. **A pick that needs evidence.**  At the end of a run the study scores on the
    confirmation part the incumbent (the best seed prompt by the search part), the
    ``top_k`` best other candidates and, for classification, the ensemble of the
-   ``ensemble_size`` best (see :mod:`promptsearch.ensemble`).  Each challenger is
-   compared with the incumbent by a one-sided sign test on the per-example metric
-   (exact binomial test of wins against losses, ``scipy.stats.binomtest``), with
-   Holm's correction over all challengers.  Of those whose corrected p-value is at
-   most ``alpha``, the one with the best score on all of dev wins; if none is, the
-   incumbent stays: the tool never hands back a prompt it has no evidence for.
+   ``ensemble_size`` best (see :mod:`promptsearch.ensemble`).  A challenger is
+   supported when, on the confirmation part, it is at least as good as the
+   incumbent on the task metric and surer of the gold answers: a one-sided Wilcoxon
+   signed-rank test of the per-example gold probabilities (``scipy.stats.wilcoxon``;
+   where the scores carry no probabilities, a sign test of the per-example metric,
+   ``scipy.stats.binomtest``), with Holm's correction over all challengers at
+   ``alpha``.  Of the supported, the one with the best score on all of dev wins; if
+   none is, the incumbent stays: the tool never hands back a prompt it has no
+   evidence for.
 
 The confirmation score of the pick is an estimate of what to expect on new data
 that the search never tuned to: the leaderboard, ``final`` and the report show it
@@ -50,7 +53,9 @@ __all__ = [
     "Selection",
     "decide",
     "gold_probabilities",
+    "gold_values",
     "holm",
+    "paired_gold_test",
     "sign_test",
     "split_dev",
     "tiebreak",
@@ -211,18 +216,17 @@ def _record_distribution(
     return gold_probabilities(logprobs, labels)
 
 
-def tiebreak(
+def gold_values(
     kind: str,
     labels: Sequence[str],
     examples: Sequence[Example],
     records: Mapping[str, EvaluationRecord],
     keys: Sequence[str],
-) -> float | None:
-    """The continuous statistic that orders equal dev scores (higher is better).
-
-    Classification: the mean normalised probability of the gold label.  Generation:
-    the mean gold log-likelihood.  ``None`` when a record lacks what it needs.
-    """
+) -> list[float] | None:
+    """Per example, how sure the prompt is of the gold answer (higher is better): the
+    normalised probability of the gold label (classification; calibrated when the
+    scorer calibrates) or the gold log-likelihood (generation).  ``None`` when a
+    record lacks what it needs."""
     values: list[float] = []
     for example, key in zip(examples, keys, strict=True):
         record = records.get(key)
@@ -238,7 +242,32 @@ def tiebreak(
             if gold is None or not math.isfinite(gold):
                 return None
             values.append(float(gold))
+    return values
+
+
+def tiebreak(
+    kind: str,
+    labels: Sequence[str],
+    examples: Sequence[Example],
+    records: Mapping[str, EvaluationRecord],
+    keys: Sequence[str],
+) -> float | None:
+    """The continuous statistic that orders equal dev scores (higher is better): the
+    mean of :func:`gold_values`; ``None`` when a record lacks what it needs."""
+    values = gold_values(kind, labels, examples, records, keys)
     return sum(values) / len(values) if values else None
+
+
+def paired_gold_test(challenger: Sequence[float], incumbent: Sequence[float]) -> float:
+    """One-sided p-value that the challenger is no surer of the gold answers than the
+    incumbent: the Wilcoxon signed-rank test of the per-example differences (ties
+    dropped; ``scipy.stats.wilcoxon``).  1.0 when every difference is zero."""
+    diffs = [c - i for c, i in zip(challenger, incumbent, strict=True)]
+    if not any(abs(d) > 1e-12 for d in diffs):
+        return 1.0
+    from scipy.stats import wilcoxon
+
+    return float(wilcoxon(diffs, zero_method="wilcox", alternative="greater").pvalue)
 
 
 def sign_test(wins: int, losses: int) -> float:
@@ -268,7 +297,8 @@ class Challenger:
     """A candidate of the final pick, with its scores on both parts of dev.
 
     ``per_example``: its per-example metric on the confirmation part, in the same
-    order as the incumbent's.
+    order as the incumbent's; ``per_example_gold``: how sure it is of each gold answer
+    there (:func:`gold_values`), or ``None`` when the scores lack label probabilities.
     """
 
     key: str
@@ -278,29 +308,44 @@ class Challenger:
     pooled_score: float
     pooled_tiebreak: float | None
     per_example: tuple[float, ...]
+    per_example_gold: tuple[float, ...] | None = None
 
 
 def decide(
     incumbent: Challenger, challengers: Sequence[Challenger], alpha: float
 ) -> tuple[str, list[dict[str, Any]]]:
-    """The key of the pick and one JSON row per candidate (incumbent first)."""
+    """The key of the pick and one JSON row per candidate (incumbent first).
+
+    A challenger is *supported* when it is at least as good as the incumbent on the
+    confirmation part's metric and surer of its gold answers there: the Wilcoxon
+    signed-rank test of the per-example gold probabilities
+    (:func:`paired_gold_test`), or, where the scores carry no probabilities, the sign
+    test of the per-example metric (:func:`sign_test`); Holm-corrected over all
+    challengers at level *alpha*.  Of the supported, the best on all of dev wins.
+    """
     tests = []
     for challenger in challengers:
         diffs = [c - i for c, i in zip(challenger.per_example, incumbent.per_example, strict=True)]
         wins = sum(d > 0 for d in diffs)
         losses = sum(d < 0 for d in diffs)
-        tests.append((wins, losses, sign_test(wins, losses)))
-    adjusted = holm([p for _, _, p in tests])
+        if challenger.per_example_gold is not None and incumbent.per_example_gold is not None:
+            name = "wilcoxon-gold"
+            p = paired_gold_test(challenger.per_example_gold, incumbent.per_example_gold)
+        else:
+            name, p = "sign", sign_test(wins, losses)
+        tests.append((wins, losses, name, p))
+    adjusted = holm([p for *_, p in tests])
     rows = [_row(incumbent, role="incumbent")]
     eligible = []
-    for challenger, (wins, losses, p), q in zip(challengers, tests, adjusted, strict=True):
-        supported = q <= alpha and challenger.confirm_score > incumbent.confirm_score
+    for challenger, (wins, losses, name, p), q in zip(challengers, tests, adjusted, strict=True):
+        supported = q <= alpha and challenger.confirm_score >= incumbent.confirm_score
         rows.append(
             _row(
                 challenger,
                 role="challenger",
                 wins=wins,
                 losses=losses,
+                test=name,
                 p_value=p,
                 adjusted_p=q,
                 supported=supported,

@@ -20,6 +20,7 @@ from promptsearch.selection import (
     Selection,
     decide,
     holm,
+    paired_gold_test,
     sign_test,
     split_dev,
 )
@@ -178,6 +179,28 @@ def test_decide_takes_a_supported_challenger_with_the_best_pooled_score() -> Non
     assert rows[1]["adjusted_p"] >= rows[1]["p_value"]
 
 
+def test_paired_gold_test_is_the_one_sided_wilcoxon_test() -> None:
+    from scipy.stats import wilcoxon
+
+    surer = [0.9, 0.8, 0.7, 0.6, 0.9, 0.8, 0.55, 0.7]
+    base = [0.6, 0.5, 0.6, 0.6, 0.5, 0.7, 0.5, 0.4]
+    diffs = [a - b for a, b in zip(surer, base, strict=True)]
+    expected = wilcoxon(diffs, zero_method="wilcox", alternative="greater").pvalue
+    assert paired_gold_test(surer, base) == pytest.approx(expected)
+    assert paired_gold_test(base, base) == 1.0
+
+
+def test_decide_uses_gold_probabilities_when_the_scores_have_them() -> None:
+    # same accuracy on 8 held-back examples, but surer of every gold label: supported
+    incumbent = replace(_challenger("seed", [1, 0] * 4, 0.5), per_example_gold=(0.55, 0.45) * 4)
+    surer = replace(_challenger("surer", [1, 0] * 4, 0.5), per_example_gold=(0.9, 0.48) * 4)
+    pick, rows = decide(incumbent, [surer], alpha=0.1)
+    assert pick == "surer" and rows[1]["test"] == "wilcoxon-gold"
+    # surer, but less accurate there: not supported
+    worse = replace(_challenger("worse", [1, 0, 0, 0] * 2, 0.5), per_example_gold=(0.9,) * 8)
+    assert decide(incumbent, [worse], alpha=0.1)[0] == "seed"
+
+
 # -- ensembles ------------------------------------------------------------------------------
 
 
@@ -236,7 +259,8 @@ def test_a_challenger_with_evidence_replaces_the_seed(tmp_path: Path) -> None:
 def test_a_lucky_dev_winner_does_not_replace_the_seed(tmp_path: Path) -> None:
     # better on the search part only: right on every even example, wrong on confirm ones
     def lucky(i: int) -> tuple[bool, float]:
-        return (i % 2 == 0 or i < 8), 0.6
+        right = i % 2 == 0 or i < 8
+        return right, 0.6 if right else 0.4
 
     rules = {SEEDS[0]: _coin, "B {sentence} {answer}": lucky}
     study = _study(tmp_path, rules, [SEEDS[0], "B {sentence} {answer}"])
