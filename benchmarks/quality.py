@@ -139,7 +139,8 @@ def run_one(
     examples = test_sample(task, args.test_limit)
     base = score(scorer, baseline, examples, task, memo)
     picked = score(scorer, best.prompt, examples, task, memo)
-    top = [Prompt.from_dict(row.body) for row in result.leaderboard(top=args.top_test)]
+    rows = result.leaderboard(top=args.top_test) if args.top_test else []
+    top = [Prompt.from_dict(row.body) for row in rows]
     top10 = max((score(scorer, p, examples, task, memo).value for p in top), default=-1.0)
     test = mcnemar([r.correct for r in picked.results], [r.correct for r in base.results])
     totals = result.storage.totals(result.name)
