@@ -18,13 +18,12 @@ more.  A study with selection on (:class:`Selection`) therefore works in three s
    ``top_k`` best other candidates and, for classification, the ensemble of the
    ``ensemble_size`` best (see :mod:`promptsearch.ensemble`).  A challenger is
    supported when, on the confirmation part, it is at least as good as the
-   incumbent on the task metric and surer of the gold answers: a one-sided Wilcoxon
-   signed-rank test of the per-example gold probabilities (``scipy.stats.wilcoxon``;
-   where the scores carry no probabilities, a sign test of the per-example metric,
-   ``scipy.stats.binomtest``), with Holm's correction over all challengers at
-   ``alpha``.  Of the supported, the one with the best score on all of dev wins; if
-   none is, the incumbent stays: the tool never hands back a prompt it has no
-   evidence for.
+   incumbent on the task metric and a one-sided paired test says it is better: the
+   sign test of the per-example metric (``scipy.stats.binomtest``) or the Wilcoxon
+   signed-rank test of the per-example gold probabilities (``scipy.stats.wilcoxon``),
+   with Holm's correction over every test of every challenger at ``alpha``.  Of the
+   supported, the one with the best score on all of dev wins; if none is, the
+   incumbent stays: the tool never hands back a prompt it has no evidence for.
 
 The confirmation score of the pick is an estimate of what to expect on new data
 that the search never tuned to: the leaderboard, ``final`` and the report show it
@@ -317,27 +316,31 @@ def decide(
     """The key of the pick and one JSON row per candidate (incumbent first).
 
     A challenger is *supported* when it is at least as good as the incumbent on the
-    confirmation part's metric and surer of its gold answers there: the Wilcoxon
-    signed-rank test of the per-example gold probabilities
-    (:func:`paired_gold_test`), or, where the scores carry no probabilities, the sign
-    test of the per-example metric (:func:`sign_test`); Holm-corrected over all
-    challengers at level *alpha*.  Of the supported, the best on all of dev wins.
+    confirmation part's metric and one of two one-sided paired tests says it is
+    better there: the sign test of the per-example metric (:func:`sign_test`), and,
+    where the scores carry probabilities, the Wilcoxon signed-rank test of the
+    per-example gold probabilities (:func:`paired_gold_test`).  Each catches gains the
+    other misses (a confident prompt against a coin flip; a surer one that flips few
+    answers), so both count, and Holm's correction runs over every test of every
+    challenger at level *alpha*.  Of the supported, the best on all of dev wins.
     """
-    tests = []
+    tests: list[tuple[int, int, float, float | None]] = []
     for challenger in challengers:
         diffs = [c - i for c, i in zip(challenger.per_example, incumbent.per_example, strict=True)]
         wins = sum(d > 0 for d in diffs)
         losses = sum(d < 0 for d in diffs)
+        gold = None
         if challenger.per_example_gold is not None and incumbent.per_example_gold is not None:
-            name = "wilcoxon-gold"
-            p = paired_gold_test(challenger.per_example_gold, incumbent.per_example_gold)
-        else:
-            name, p = "sign", sign_test(wins, losses)
-        tests.append((wins, losses, name, p))
-    adjusted = holm([p for *_, p in tests])
+            gold = paired_gold_test(challenger.per_example_gold, incumbent.per_example_gold)
+        tests.append((wins, losses, sign_test(wins, losses), gold))
+    flat = [p for *_, p_sign, p_gold in tests for p in (p_sign, p_gold) if p is not None]
+    adjusted = iter(holm(flat))
     rows = [_row(incumbent, role="incumbent")]
     eligible = []
-    for challenger, (wins, losses, name, p), q in zip(challengers, tests, adjusted, strict=True):
+    for challenger, (wins, losses, p_sign, p_gold) in zip(challengers, tests, strict=True):
+        q_sign = next(adjusted)
+        q_gold = next(adjusted) if p_gold is not None else None
+        q = min(q_sign, 1.0 if q_gold is None else q_gold)
         supported = q <= alpha and challenger.confirm_score >= incumbent.confirm_score
         rows.append(
             _row(
@@ -345,8 +348,10 @@ def decide(
                 role="challenger",
                 wins=wins,
                 losses=losses,
-                test=name,
-                p_value=p,
+                test="wilcoxon-gold" if q_gold is not None and q_gold < q_sign else "sign",
+                p_value=p_sign if q == q_sign else p_gold,
+                p_sign=p_sign,
+                p_gold=p_gold,
                 adjusted_p=q,
                 supported=supported,
             )

@@ -195,7 +195,7 @@ def test_decide_uses_gold_probabilities_when_the_scores_have_them() -> None:
     incumbent = replace(_challenger("seed", [1, 0] * 4, 0.5), per_example_gold=(0.55, 0.45) * 4)
     surer = replace(_challenger("surer", [1, 0] * 4, 0.5), per_example_gold=(0.9, 0.48) * 4)
     pick, rows = decide(incumbent, [surer], alpha=0.1)
-    assert pick == "surer" and rows[1]["test"] == "wilcoxon-gold"
+    assert pick == "surer" and rows[1]["test"] == "wilcoxon-gold" and rows[1]["p_sign"] == 1.0
     # surer, but less accurate there: not supported
     worse = replace(_challenger("worse", [1, 0, 0, 0] * 2, 0.5), per_example_gold=(0.9,) * 8)
     assert decide(incumbent, [worse], alpha=0.1)[0] == "seed"
