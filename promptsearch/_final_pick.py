@@ -12,6 +12,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from promptsearch._heldout_scoring import score_with_cache
 from promptsearch._study_support import check_same_setting, example_key
 from promptsearch.ensemble import PromptEnsemble, vote_records
 from promptsearch.errors import ConfigError
@@ -52,8 +53,8 @@ def check_same_selection(stored: StudyRecord | None, selection: Selection | None
 
 
 class _Scores:
-    """Per-example records of prompts on the study's dev examples, from the cache or
-    scored now (new records are cached at once)."""
+    """Per-example records of prompts on the study's dev examples, by example key, from
+    the cache or scored now (and cached at once), with the forward passes spent."""
 
     def __init__(self, study: Study) -> None:
         self.study = study
@@ -61,12 +62,11 @@ class _Scores:
 
     def records(self, prompt: Prompt, examples: Sequence[Example]) -> dict[str, EvaluationRecord]:
         study = self.study
-        key = prompt.content_hash
-        cached, new, spent = study._records(prompt, key, examples, {})
-        if new:
-            study.storage.add_evaluations(study.scorer.fingerprint, key, "dev", new)
+        found, spent = score_with_cache(
+            study.storage, study.scorer, study.task, prompt, prompt.content_hash, "dev", examples
+        )
         self.forward_passes += spent
-        return cached
+        return {r.example_key: r for r in found}
 
 
 def _metric(

@@ -22,7 +22,7 @@ from promptsearch.errors import ConfigError
 from promptsearch.hashing import content_hash
 from promptsearch.metrics import aggregate, example_score
 from promptsearch.prompt import Prompt
-from promptsearch.selection import gold_probabilities
+from promptsearch.selection import gold_probabilities, record_distribution
 from promptsearch.task import Example, Task
 
 if TYPE_CHECKING:
@@ -139,14 +139,13 @@ def vote_records(
     for example, key in zip(examples, keys, strict=True):
         distributions = []
         for records in member_records:
-            detail = records[key].detail or {}
-            logprobs = detail.get("calibrated_logprobs") or detail.get("label_logprobs")
-            if not isinstance(logprobs, Mapping):
+            distribution = record_distribution(records[key], labels)
+            if distribution is None:
                 raise ConfigError(
                     f"example {example.id!r}: a member's stored result has no label "
                     "probabilities (ensembles need classification scores)"
                 )
-            distributions.append(gold_probabilities(logprobs, labels))
+            distributions.append(distribution)
         prediction, mean = vote_labels(labels, distributions)
         score = example_score(task.metric, prediction, [example.target])
         out.append((prediction, score, mean.get(example.target, 0.0)))

@@ -55,6 +55,7 @@ __all__ = [
     "gold_values",
     "holm",
     "paired_gold_test",
+    "record_distribution",
     "sign_test",
     "split_dev",
     "tiebreak",
@@ -205,9 +206,7 @@ def gold_probabilities(
     return {label: w / total for label, w in zip(labels, weights, strict=True)}
 
 
-def _record_distribution(
-    record: EvaluationRecord, labels: Sequence[str]
-) -> dict[str, float] | None:
+def record_distribution(record: EvaluationRecord, labels: Sequence[str]) -> dict[str, float] | None:
     detail = record.detail or {}
     logprobs = detail.get("calibrated_logprobs") or detail.get("label_logprobs")
     if not isinstance(logprobs, Mapping):
@@ -232,7 +231,7 @@ def gold_values(
         if record is None:
             return None
         if kind == "classification":
-            distribution = _record_distribution(record, labels)
+            distribution = record_distribution(record, labels)
             if distribution is None:
                 return None
             values.append(distribution.get(example.target, 0.0))
