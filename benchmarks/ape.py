@@ -29,10 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from promptsearch import Prompt, load_model, load_task
-from promptsearch.scorer import Scorer
+from promptsearch.scoring.scorer import Scorer
 from promptsearch.searchers import make_searcher
 from promptsearch.storage import open_storage
-from promptsearch.study import Study
+from promptsearch.study.loop import Study
 from promptsearch.task import Example, Task
 from promptsearch.tasks.instruction_induction import DESCRIPTIONS
 

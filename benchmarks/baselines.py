@@ -14,7 +14,7 @@ import random
 import sys
 
 from promptsearch import load_model, load_task
-from promptsearch.scorer import Scorer
+from promptsearch.scoring.scorer import Scorer
 
 
 def main() -> int:

@@ -35,10 +35,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from promptsearch import Prompt, load_model, load_task
-from promptsearch.calibration import predict_label
 from promptsearch.metrics import aggregate, example_score
-from promptsearch.scorer import Scorer
-from promptsearch.study import example_key
+from promptsearch.scoring.calibration import predict_label
+from promptsearch.scoring.scorer import Scorer
+from promptsearch.study.loop import example_key
 from promptsearch.task import Example, Task
 
 SHORT = 70

@@ -42,9 +42,9 @@ from pathlib import Path
 
 from promptsearch import Prompt, load_model, load_task
 from promptsearch.api import search
-from promptsearch.ensemble import PromptEnsemble
-from promptsearch.scorer import Scorer, ScoreReport
-from promptsearch.stats import mcnemar
+from promptsearch.evaluation.stats import mcnemar
+from promptsearch.scoring.scorer import Scorer, ScoreReport
+from promptsearch.study.ensemble import PromptEnsemble
 from promptsearch.task import Example, Task
 
 

@@ -10,7 +10,7 @@ order in two studies, on the embedded model and ``rotten-tomatoes`` with a dev
 set of ``--dev-size``:
 
 * **full**: every candidate is scored on the whole dev set;
-* **racing**: asynchronous successive halving (:mod:`promptsearch.racing`).
+* **racing**: asynchronous successive halving (:mod:`promptsearch.study.racing`).
 
 Each study gets a fresh SQLite file, so no cache is shared and the forward passes
 (read from each database's totals) are what each arm really ran.  Prints the
@@ -35,13 +35,13 @@ import time
 from pathlib import Path
 
 from promptsearch import Prompt, load_model, load_task
-from promptsearch.racing import Racing
-from promptsearch.scorer import Scorer
+from promptsearch.scoring.scorer import Scorer
 from promptsearch.searchers.base import SearchContext, TrainView, TrialResult
 from promptsearch.searchers.manual import ManualSearcher
 from promptsearch.searchers.random_edit import RandomEditSearcher
 from promptsearch.storage import LeaderboardRow, Storage, open_storage
-from promptsearch.study import Study
+from promptsearch.study.loop import Study
+from promptsearch.study.racing import Racing
 from promptsearch.task import Task
 
 SHORT = 70

@@ -23,7 +23,7 @@ import tempfile
 from collections import defaultdict
 from pathlib import Path
 
-from promptsearch._svg import PALETTE, Point, Series, line_chart
+from promptsearch.report.svg import PALETTE, Point, Series, line_chart
 from promptsearch.storage import open_storage
 
 

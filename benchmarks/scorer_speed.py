@@ -10,7 +10,7 @@ One run scores the same prompts on the same examples with every method:
 
 - **(a) plain loop**: one example at a time, ``model(input_ids).logits`` (the
   logits of every position), the label log-probabilities read from it.
-- **(b) the scorer**: :class:`promptsearch.scorer.Scorer` with its defaults, once
+- **(b) the scorer**: :class:`promptsearch.scoring.scorer.Scorer` with its defaults, once
   with ``share_prefix=False`` (batching and the answer-position head only) and
   once as shipped (plus the shared prefix cache), and once more on a bfloat16 copy
   of the model (``--no-bf16`` skips it).
@@ -49,8 +49,8 @@ from typing import Any
 import torch
 
 from promptsearch import Prompt, load_model, load_task
-from promptsearch.model import LanguageModel
-from promptsearch.scorer import Scorer
+from promptsearch.models.base import LanguageModel
+from promptsearch.scoring.scorer import Scorer
 from promptsearch.task import Example, Task
 
 

@@ -33,12 +33,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from promptsearch import Prompt, load_model, load_task
-from promptsearch.budget import Budget
 from promptsearch.hashing import content_hash
-from promptsearch.scorer import Scorer
+from promptsearch.scoring.scorer import Scorer
 from promptsearch.searchers import make_searcher
 from promptsearch.storage import LeaderboardRow, open_storage
-from promptsearch.study import Study
+from promptsearch.study.budget import Budget
+from promptsearch.study.loop import Study
 from promptsearch.task import Example, Task
 
 SHORT = 60

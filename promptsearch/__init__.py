@@ -48,26 +48,26 @@ __all__ = [
 
 # name -> module holding it; imported on first attribute access
 _LAZY = {
-    "Budget": "promptsearch.budget",
-    "Racing": "promptsearch.racing",
-    "PromptEnsemble": "promptsearch.ensemble",
-    "Selection": "promptsearch.selection",
+    "Budget": "promptsearch.study.budget",
+    "Racing": "promptsearch.study.racing",
+    "PromptEnsemble": "promptsearch.study.ensemble",
+    "Selection": "promptsearch.study.selection",
     "search": "promptsearch.api",
     "evaluate": "promptsearch.api",
     "final": "promptsearch.api",
-    "Scorer": "promptsearch.scorer",
-    "load_model": "promptsearch.model",
+    "Scorer": "promptsearch.scoring.scorer",
+    "load_model": "promptsearch.models.base",
     "load_task": "promptsearch.tasks",
 }
 
 if TYPE_CHECKING:
     from promptsearch.api import evaluate, final, search
-    from promptsearch.budget import Budget
-    from promptsearch.ensemble import PromptEnsemble
-    from promptsearch.model import load_model
-    from promptsearch.racing import Racing
-    from promptsearch.scorer import Scorer
-    from promptsearch.selection import Selection
+    from promptsearch.models.base import load_model
+    from promptsearch.scoring.scorer import Scorer
+    from promptsearch.study.budget import Budget
+    from promptsearch.study.ensemble import PromptEnsemble
+    from promptsearch.study.racing import Racing
+    from promptsearch.study.selection import Selection
     from promptsearch.tasks import load_task
 
 

@@ -122,7 +122,7 @@ def _row_dict(row: Any) -> dict[str, Any]:
 
 
 def _budget(args: argparse.Namespace) -> Any:
-    from promptsearch.study import Budget
+    from promptsearch.study.loop import Budget
 
     evaluations = args.budget
     if evaluations is None and args.forward_passes is None and args.seconds is None:
@@ -138,7 +138,7 @@ def _racing(args: argparse.Namespace) -> Any:
     --racing."""
     if not (args.racing or args.racing_min_examples is not None or args.racing_eta is not None):
         return "auto"
-    from promptsearch.racing import Racing
+    from promptsearch.study.racing import Racing
 
     given = {"min_examples": args.racing_min_examples, "eta": args.racing_eta}
     return Racing(**{k: v for k, v in given.items() if v is not None})
@@ -158,7 +158,7 @@ def _selection(args: argparse.Namespace) -> Any:
         return False
     if not chosen:
         return True
-    from promptsearch.selection import Selection
+    from promptsearch.study.selection import Selection
 
     return Selection(**chosen)
 
@@ -370,7 +370,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def _picked_document(storage: Any, study: Any) -> dict[str, Any]:
-    from promptsearch.results import StudyResult
+    from promptsearch.study.results import StudyResult
 
     best = StudyResult(study.name, storage).best
     if best is None:

@@ -42,7 +42,7 @@ def add_report_parser(
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from promptsearch.report import write_report
+    from promptsearch.report.page import write_report
 
     if args.top < 1:
         raise ConfigError(f"--top must be at least 1; got {args.top}")

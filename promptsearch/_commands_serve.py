@@ -55,7 +55,7 @@ def add_serve_parser(
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from promptsearch.serve import make_server, serve_forever
+    from promptsearch.generators.server import make_server, serve_forever
 
     server = make_server(
         args.model,

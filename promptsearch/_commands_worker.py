@@ -62,7 +62,7 @@ def add_worker_parser(
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from promptsearch.worker import run_worker
+    from promptsearch.study.worker import run_worker
 
     report = run_worker(
         args.study,

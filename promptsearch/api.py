@@ -12,15 +12,15 @@ from promptsearch.prompt import Prompt
 from promptsearch.task import Task
 
 if TYPE_CHECKING:
-    from promptsearch.ensemble import PromptEnsemble
-    from promptsearch.heldout import FinalReport
-    from promptsearch.model import LanguageModel
-    from promptsearch.racing import Racing
-    from promptsearch.scorer import ScoreReport
+    from promptsearch.evaluation.heldout import FinalReport
+    from promptsearch.models.base import LanguageModel
+    from promptsearch.scoring.scorer import ScoreReport
     from promptsearch.searchers.base import Searcher
-    from promptsearch.selection import Selection
     from promptsearch.storage import Storage
-    from promptsearch.study import Budget, ScorerLike, StudyResult
+    from promptsearch.study.ensemble import PromptEnsemble
+    from promptsearch.study.loop import Budget, ScorerLike, StudyResult
+    from promptsearch.study.racing import Racing
+    from promptsearch.study.selection import Selection
 
 __all__ = ["default_study_name", "evaluate", "final", "search"]
 
@@ -41,7 +41,7 @@ many examples (with fewer, its first rung of 8 examples says too little)."""
 def _model(
     model: LanguageModel | str | None, device: str | None, dtype: str | None
 ) -> LanguageModel:
-    from promptsearch.model import LanguageModel, load_model
+    from promptsearch.models.base import LanguageModel, load_model
 
     if isinstance(model, LanguageModel):
         return model
@@ -113,27 +113,27 @@ def search(
 
     *create_only*: store the study (task, model, scorer, searchers, budget) and
     return at once, without searching; workers then join it
-    (:func:`promptsearch.worker.run_worker`, ``promptsearch worker``).
+    (:func:`promptsearch.study.worker.run_worker`, ``promptsearch worker``).
 
     *task* is a :class:`Task` or a built-in task name; *model* a hub id, local
     path, loaded model, or ``None`` for the embedded SmolLM2-135M-Instruct;
     *storage* a database URL or path (default ``promptsearch.db`` here).  Running
     again with the same *study* name resumes it.  *calibrate* turns on contextual
-    calibration of classification scores (see :mod:`promptsearch.calibration`); the
+    calibration of classification scores (see :mod:`promptsearch.scoring.calibration`); the
     default study name then ends in ``-calibrated``.  *racing* (a
-    :class:`~promptsearch.racing.Racing`, a mapping of its fields, or True for the
+    :class:`~promptsearch.study.racing.Racing`, a mapping of its fields, or True for the
     defaults) scores candidates on growing subsets of dev and stops the weak ones
     early; the default study name then ends in ``-racing``.  ``racing="auto"`` races
     with the defaults when the search part of dev has at least
     :data:`AUTO_RACING_MIN_SEARCH` examples, and keeps the study name.  *selection* (a
-    :class:`~promptsearch.selection.Selection`, a mapping of its fields, True for the
+    :class:`~promptsearch.study.selection.Selection`, a mapping of its fields, True for the
     defaults, False for off) holds back part of dev to confirm the pick, which then
-    replaces the best seed prompt only with evidence (see :mod:`promptsearch.selection`);
+    replaces the best seed prompt only with evidence (see :mod:`promptsearch.study.selection`);
     with the default True it is off, with a logged warning, when dev is too small to split.
     """
-    from promptsearch.racing import Racing
-    from promptsearch.scorer import Scorer
-    from promptsearch.study import Study
+    from promptsearch.scoring.scorer import Scorer
+    from promptsearch.study.loop import Study
+    from promptsearch.study.racing import Racing
 
     task_obj = _task(task, data_dir, task_seed)
     _check_calibrate(calibrate, task_obj)
@@ -178,7 +178,7 @@ def choose_selection(
 ) -> Selection | None:
     """The selection settings for *task*: ``True`` means the defaults where dev is large
     enough to split (else off, with a warning); explicit settings must fit."""
-    from promptsearch.selection import Selection
+    from promptsearch.study.selection import Selection
 
     chosen = Selection.coerce(selection)
     if chosen is None:
@@ -209,14 +209,14 @@ def evaluate(
     dtype: str | None = None,
     calibrate: bool = False,
 ) -> ScoreReport:
-    """Score one prompt, or a :class:`~promptsearch.ensemble.PromptEnsemble` (such as
+    """Score one prompt, or a :class:`~promptsearch.study.ensemble.PromptEnsemble` (such as
     ``result.best.prompt`` of a study that picked one), on a split of *task* (no
     database involved).
 
     *calibrate*: contextual calibration of a classification task's scores.
     """
-    from promptsearch.ensemble import PromptEnsemble
-    from promptsearch.scorer import Scorer
+    from promptsearch.scoring.scorer import Scorer
+    from promptsearch.study.ensemble import PromptEnsemble
     from promptsearch.validation import check_int
 
     task_obj = _task(task, data_dir, task_seed)
@@ -259,10 +259,10 @@ def final(
     *task* defaults to the study's built-in task, rebuilt from its name (the task
     seed whose data matches the study's; or *task_seed*); *model* to the model name
     the study recorded; *scorer*, if given, replaces *model*.  A rerun is answered
-    from the evaluation cache.  See :mod:`promptsearch.heldout`.
+    from the evaluation cache.  See :mod:`promptsearch.evaluation.heldout`.
     """
-    from promptsearch._rebuild import study_model, study_scorer, study_task
-    from promptsearch.heldout import evaluate_held_out
+    from promptsearch.evaluation.heldout import evaluate_held_out
+    from promptsearch.study.rebuild import study_model, study_scorer, study_task
 
     store = _storage(storage)
     record = store.get_study(study) if isinstance(study, str) else None

@@ -69,7 +69,7 @@ class Task:
     """A prompt-search task.
 
     Build one with :meth:`from_records` or the file loaders in
-    :mod:`promptsearch.loaders`; the built-in tasks live in :mod:`promptsearch.tasks`.
+    :mod:`promptsearch.tasks.loaders`; the built-in tasks live in :mod:`promptsearch.tasks`.
     """
 
     name: str

@@ -12,9 +12,9 @@ import pytest
 
 from promptsearch import ConfigError, Prompt
 from promptsearch.errors import ModelError
-from promptsearch.generators import LocalGenerator, TextGenerator, cut_at_stop
+from promptsearch.generators.base import LocalGenerator, TextGenerator, cut_at_stop
 from promptsearch.searchers import make_searcher
-from promptsearch.searchers._ape_text import Cleaner, check_placeholders, fill
+from promptsearch.searchers._text.ape_text import Cleaner, check_placeholders, fill
 from promptsearch.searchers.ape import (
     FORWARD_TEMPLATE,
     INSERT_TEMPLATE,
@@ -444,9 +444,9 @@ def test_same_seed_same_requests_and_generation_seeds() -> None:
 
 
 def test_tiny_gpt2_generator_in_a_small_study(tmp_path: Path) -> None:
-    from promptsearch.scorer import Scorer
+    from promptsearch.scoring.scorer import Scorer
     from promptsearch.storage import open_storage
-    from promptsearch.study import Study
+    from promptsearch.study.loop import Study
     from promptsearch.testing.tiny_models import tiny_gpt2_lm
 
     lm = tiny_gpt2_lm()

@@ -8,18 +8,18 @@ from typing import Any
 import pytest
 import torch
 
-from promptsearch._trigger_search import StepResult, TriggerSearch
-from promptsearch._triggers import (
+from promptsearch.errors import ConfigError
+from promptsearch.models.base import LanguageModel, wrap_model
+from promptsearch.prompt import Prompt
+from promptsearch.scoring.scorer import Scorer
+from promptsearch.searchers import get_searcher_class, make_searcher
+from promptsearch.searchers._tokens.trigger_search import StepResult, TriggerSearch
+from promptsearch.searchers._tokens.triggers import (
     TokenScheme,
     allowed_tokens,
     fill_triggers,
     insert_triggers,
 )
-from promptsearch.errors import ConfigError
-from promptsearch.model import LanguageModel, wrap_model
-from promptsearch.prompt import Prompt
-from promptsearch.scorer import Scorer
-from promptsearch.searchers import get_searcher_class, make_searcher
 from promptsearch.searchers.autoprompt import AutoPromptSearcher
 from promptsearch.searchers.base import TrialResult
 from promptsearch.testing import tiny_gpt2_lm, tiny_model
@@ -389,8 +389,8 @@ def test_exhausted_after_sweeps_without_improvement(monkeypatch: pytest.MonkeyPa
 
 
 def test_label_words_first_then_triggers(monkeypatch: pytest.MonkeyPatch) -> None:
-    from promptsearch import _vocab_scoring
-    from promptsearch._label_selection import LabelWordChoice
+    from promptsearch.searchers._tokens import label_word_scores as _vocab_scoring
+    from promptsearch.searchers._tokens.label_selection import LabelWordChoice
 
     seen: dict[str, Any] = {}
 

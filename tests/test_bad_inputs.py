@@ -29,11 +29,11 @@ from promptsearch.errors import (
     StorageError,
     TemplateError,
 )
-from promptsearch.loaders import read_records, task_from_files
 from promptsearch.searchers.manual import ManualSearcher
 from promptsearch.storage import open_storage
-from promptsearch.study import Study, example_key
+from promptsearch.study.loop import Study, example_key
 from promptsearch.task import Example
+from promptsearch.tasks.loaders import read_records, task_from_files
 from promptsearch.template import Template
 from promptsearch.testing.fakes import FakeModel as Model
 from promptsearch.testing.fakes import FakeReport as Report
@@ -288,7 +288,7 @@ def test_an_input_far_beyond_the_context_is_cut_and_counted(tiny: Any) -> None:
 def test_a_prompt_that_cannot_fit_fails_its_trial_and_the_search_goes_on(
     tiny: Any, tmp_path: Path
 ) -> None:
-    from promptsearch.scorer import Scorer
+    from promptsearch.scoring.scorer import Scorer
 
     fits = Prompt("Review: {text}\nSentiment: {answer}")
     too_long = Prompt("{text} It was {answer}.", instruction="Read this. " * 400)

@@ -12,7 +12,10 @@ from hypothesis import strategies as st
 
 from promptsearch import Example, Prompt, Task
 from promptsearch.api import evaluate, search
-from promptsearch.calibration import (
+from promptsearch.cli import build_parser, main
+from promptsearch.errors import ConfigError
+from promptsearch.models.base import LanguageModel
+from promptsearch.scoring.calibration import (
     CONTENT_FREE_INPUTS,
     apply_calibration,
     calibrate_label_logprobs,
@@ -20,10 +23,7 @@ from promptsearch.calibration import (
     label_distribution,
     predict_label,
 )
-from promptsearch.cli import build_parser, main
-from promptsearch.errors import ConfigError
-from promptsearch.model import LanguageModel
-from promptsearch.scorer import Scorer
+from promptsearch.scoring.scorer import Scorer
 from promptsearch.storage import open_storage
 from promptsearch.testing import tiny_gpt2_lm, tiny_model
 

@@ -23,7 +23,7 @@ import pytest
 
 from promptsearch import Prompt, Task
 from promptsearch.storage import Storage, open_storage
-from promptsearch.study import Study
+from promptsearch.study.loop import Study
 from promptsearch.task import Example
 from promptsearch.testing.fakes import FakeModel as Model
 from promptsearch.testing.fakes import FakeReport as Report
@@ -202,7 +202,7 @@ def test_crash_then_resume_equals_an_uninterrupted_run(
 
 
 def cached(storage: Storage, key: str) -> int:
-    from promptsearch.study import example_key
+    from promptsearch.study.loop import example_key
 
     keys = [example_key(e) for e in task().dev]
     return len(storage.cached_evaluations("s" * 64, key, "dev", keys))

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 import promptsearch
-from promptsearch.scorer import Scorer
+from promptsearch.scoring.scorer import Scorer
 from promptsearch.storage import open_storage
-from promptsearch.study import Study
+from promptsearch.study.loop import Study
 
 pytestmark = pytest.mark.slow
 
@@ -54,7 +54,7 @@ class CountingScorer(Scorer):
 
 
 @pytest.fixture(scope="module")
-def model() -> promptsearch.model.LanguageModel:  # type: ignore[name-defined]
+def model() -> promptsearch.models.base.LanguageModel:  # type: ignore[name-defined]
     pytest.importorskip("torch")
     from promptsearch.testing import embedded_model
 

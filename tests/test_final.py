@@ -15,12 +15,12 @@ import sqlalchemy as sa
 
 from promptsearch import api
 from promptsearch.errors import ConfigError, StorageError
-from promptsearch.model import LanguageModel
+from promptsearch.models.base import LanguageModel
 from promptsearch.prompt import Prompt
-from promptsearch.scorer import ExampleResult, Scorer, ScoreReport
+from promptsearch.scoring.scorer import ExampleResult, Scorer, ScoreReport
 from promptsearch.searchers.base import Candidate, SearchContext, Searcher, TrialResult
 from promptsearch.storage import Storage
-from promptsearch.study import Study, example_key
+from promptsearch.study.loop import Study, example_key
 from promptsearch.task import Example, Task
 from promptsearch.testing.searchers import contract_task
 

@@ -16,7 +16,7 @@ from alembic import command
 from promptsearch.cli import main
 from promptsearch.errors import StorageError
 from promptsearch.hashing import content_hash
-from promptsearch.model import LanguageModel
+from promptsearch.models.base import LanguageModel
 from promptsearch.storage import open_storage
 from promptsearch.storage.schema import alembic_config
 

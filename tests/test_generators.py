@@ -12,8 +12,13 @@ from typing import Any
 import pytest
 
 from promptsearch import ConfigError
-from promptsearch.generators import LocalGenerator, TextGenerator, check_generate_args, cut_at_stop
-from promptsearch.model import LanguageModel
+from promptsearch.generators.base import (
+    LocalGenerator,
+    TextGenerator,
+    check_generate_args,
+    cut_at_stop,
+)
+from promptsearch.models.base import LanguageModel
 from promptsearch.testing import tiny_model
 
 PROMPTS = ["Review: a great movie.\nSentiment:", "The capital of France is"]
@@ -184,7 +189,7 @@ def test_a_named_model_loads_lazily_and_is_not_pickled(monkeypatch: pytest.Monke
         loads.append(name)
         return tiny_model("causal", seed=1)
 
-    monkeypatch.setattr("promptsearch.model.load_model", fake_load)
+    monkeypatch.setattr("promptsearch.models.base.load_model", fake_load)
     generator = LocalGenerator("some/model")
     assert loads == []  # nothing loaded at construction
     first = generator.generate(PROMPTS, max_new_tokens=4, seed=3)
@@ -226,7 +231,7 @@ def test_interface_is_small_enough_for_other_backends() -> None:
 
 
 def test_import_does_not_load_torch() -> None:
-    code = "import sys, promptsearch.generators; print('torch' in sys.modules)"
+    code = "import sys, promptsearch.generators.base; print('torch' in sys.modules)"
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )

@@ -20,7 +20,7 @@ import pytest
 from fault_server import FaultServer, Reply
 
 from promptsearch.errors import ConfigError, GeneratorError
-from promptsearch.generators import (
+from promptsearch.generators.base import (
     GENERATOR_SPEC_HELP,
     LocalGenerator,
     OpenAICompatibleGenerator,

@@ -46,7 +46,7 @@ IN_TRIAL_S = 0.5  # ... and this long in the runs meant to be stopped inside a t
 
 RUNNER = """
 import os, sys, time
-import promptsearch.scorer as scorer_module
+import promptsearch.scoring.scorer as scorer_module
 
 log = os.open(os.environ["KILLTEST_LOG"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
 delay = float(os.environ.get("KILLTEST_DELAY", "0"))

@@ -11,22 +11,22 @@ from typing import Any
 import pytest
 import torch
 
-from promptsearch._label_selection import (
+from promptsearch.errors import ConfigError, TemplateError
+from promptsearch.prompt import Prompt
+from promptsearch.scoring.scorer import Scorer
+from promptsearch.searchers import get_searcher_class, make_searcher
+from promptsearch.searchers._tokens.label_selection import (
     LabelWordChoice,
     class_candidates,
     evaluate_combinations,
     select_label_words,
 )
-from promptsearch._vocab_scoring import (
+from promptsearch.searchers._tokens.label_word_scores import (
     candidate_logprobs,
     search_label_words,
     vocab_candidates,
     vocab_logprobs,
 )
-from promptsearch.errors import ConfigError, TemplateError
-from promptsearch.prompt import Prompt
-from promptsearch.scorer import Scorer
-from promptsearch.searchers import get_searcher_class, make_searcher
 from promptsearch.searchers.label_words import LabelWordsSearcher
 from promptsearch.testing import tiny_gpt2_lm, tiny_model
 from promptsearch.testing.searchers import contract_task, make_context
@@ -173,7 +173,7 @@ def test_causal_without_logits_to_keep_uses_base_model(
         names = set(inspect.signature(model.forward).parameters)
         return names - {"logits_to_keep", "num_logits_to_keep"}
 
-    monkeypatch.setattr("promptsearch._scoring.accepted_kwargs", without_keep)
+    monkeypatch.setattr("promptsearch.scoring.backends.base.accepted_kwargs", without_keep)
 
     def no_full_call(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("the full model was called")

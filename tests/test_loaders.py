@@ -1,4 +1,5 @@
-"""Tests for promptsearch.loaders: formats, compression, bad input, tasks from files/datasets."""
+"""Tests for promptsearch.tasks.loaders: formats, compression, bad input, tasks from
+files/datasets."""
 
 from __future__ import annotations
 
@@ -19,14 +20,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from promptsearch.errors import ConfigError, DataError
-from promptsearch.loaders import (
+from promptsearch.task import Task
+from promptsearch.tasks.loaders import (
     FORMATS,
     dataset_splits,
     read_records,
     task_from_dataset,
     task_from_files,
 )
-from promptsearch.task import Task
 
 ROWS = [
     {"sentence": "a fine, warm film", "label": "1"},

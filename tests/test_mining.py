@@ -13,10 +13,16 @@ from pathlib import Path
 import pytest
 
 import promptsearch.searchers.mining as mining
-from promptsearch._corpus import Pair, SentenceIndex, mine_middle, read_corpus, split_sentences
 from promptsearch.errors import ConfigError, DataError
 from promptsearch.prompt import Prompt
 from promptsearch.searchers import get_searcher_class
+from promptsearch.searchers._text.corpus import (
+    Pair,
+    SentenceIndex,
+    mine_middle,
+    read_corpus,
+    split_sentences,
+)
 from promptsearch.searchers.base import SearchContext, TrainView
 from promptsearch.searchers.mining import MiningSearcher
 from promptsearch.task import Example, Task

@@ -1,4 +1,5 @@
-"""Tests of promptsearch.model: settings, loading errors, wrapping, fingerprints, the cache."""
+"""Tests of promptsearch.models.base: settings, loading errors, wrapping, fingerprints, the
+cache."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 import torch
 
 from promptsearch.errors import ConfigError, ModelError
-from promptsearch.model import (
+from promptsearch.models.base import (
     EMBEDDED_MODEL,
     LanguageModel,
     cache_root,
@@ -212,7 +213,7 @@ def test_cache_root_follows_the_environment(
 
 def test_importing_model_and_scorer_does_not_import_torch() -> None:
     code = (
-        "import sys, promptsearch, promptsearch.model, promptsearch.scorer; "
+        "import sys, promptsearch, promptsearch.models.base, promptsearch.scoring.scorer; "
         "print('torch' in sys.modules, 'transformers' in sys.modules)"
     )
     output = subprocess.run(

@@ -23,7 +23,7 @@ from promptsearch.errors import ConfigError, StorageError
 from promptsearch.searchers.base import TrialResult
 from promptsearch.searchers.manual import ManualSearcher
 from promptsearch.storage import EvaluationRecord, Storage, open_storage
-from promptsearch.study import Study, example_key
+from promptsearch.study.loop import Study, example_key
 from promptsearch.task import Example
 from promptsearch.testing.fakes import FakeModel as Model
 from promptsearch.testing.fakes import FakeReport as Report
@@ -262,7 +262,7 @@ def sabotaged_model() -> Any:
 
 
 def test_real_model_nan_and_failing_batch(sabotaged_model: Any, url: str) -> None:
-    from promptsearch.scorer import Scorer
+    from promptsearch.scoring.scorer import Scorer
 
     recorder = searcher()
     scorer = Scorer(sabotaged_model, batch_size=2)

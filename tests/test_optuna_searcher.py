@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from promptsearch import ConfigError, Prompt, Task
-from promptsearch.scorer import Scorer
+from promptsearch.scoring.scorer import Scorer
 from promptsearch.searchers import make_searcher
 from promptsearch.searchers._prompt_space import SEPARATORS, format_variants, io_template
 from promptsearch.searchers.base import (
@@ -22,7 +22,7 @@ from promptsearch.searchers.base import (
 )
 from promptsearch.searchers.optuna_search import OptunaSearcher
 from promptsearch.storage import open_storage
-from promptsearch.study import Study
+from promptsearch.study.loop import Study
 from promptsearch.task import Example
 from promptsearch.template import Template
 from promptsearch.testing.searchers import (

@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 
 from promptsearch import ConfigError, Prompt
-from promptsearch.generators import LocalGenerator, TextGenerator, cut_at_stop
-from promptsearch.searchers import _backtranslate, make_searcher
-from promptsearch.searchers import _phrases as ph
+from promptsearch.generators.base import LocalGenerator, TextGenerator, cut_at_stop
+from promptsearch.searchers import make_searcher
+from promptsearch.searchers._text import backtranslate as _backtranslate
+from promptsearch.searchers._text import phrases as ph
 from promptsearch.searchers.base import Candidate, SearchContext, TrainView
 from promptsearch.searchers.paraphrase import METHODS, ParaphraseSearcher
 from promptsearch.testing import tiny_model
@@ -330,9 +331,9 @@ def test_back_translation_searcher() -> None:
 
 
 def test_lineage_is_stored_by_the_study(tmp_path: Path) -> None:
-    from promptsearch.scorer import Scorer
+    from promptsearch.scoring.scorer import Scorer
     from promptsearch.storage import open_storage
-    from promptsearch.study import Study
+    from promptsearch.study.loop import Study
 
     storage = open_storage(f"sqlite:///{tmp_path / 'study.db'}")
     searcher = ParaphraseSearcher(methods="phrase", num_samples=2, max_new_tokens=6)

@@ -1,7 +1,7 @@
 """Racing studies (fake scorer and tiny real model); the rung logic is in test_racing_rungs.py.
 
 The study tests check every stored decision against the rule of
-:mod:`promptsearch.racing`, recomputed from the evaluation cache, and check that a
+:mod:`promptsearch.study.racing`, recomputed from the evaluation cache, and check that a
 study resumed after a crash ends exactly like one that never stopped.
 """
 
@@ -23,11 +23,11 @@ from test_crash_points import Crash, install_crash
 from promptsearch import Prompt, StudyConflictError, Task
 from promptsearch.cli import main
 from promptsearch.errors import ConfigError
-from promptsearch.racing import Racing, racing_order, survives
 from promptsearch.searchers.base import TrialResult
 from promptsearch.searchers.manual import ManualSearcher
 from promptsearch.storage import Storage, open_storage
-from promptsearch.study import Study, example_key
+from promptsearch.study.loop import Study, example_key
+from promptsearch.study.racing import Racing, racing_order, survives
 from promptsearch.task import Example
 from promptsearch.testing.fakes import FakeModel, FakeReport, FakeResult
 from promptsearch.testing.searchers import contract_task, contract_task_with_dev
@@ -383,7 +383,7 @@ def run_tiny(storage: Storage, scorer: Any) -> None:
 @pytest.fixture(scope="module")
 def tiny_reference(tmp_path_factory: pytest.TempPathFactory) -> list[Any]:
     pytest.importorskip("torch")
-    from promptsearch.scorer import Scorer
+    from promptsearch.scoring.scorer import Scorer
     from promptsearch.testing import tiny_model
 
     path = tmp_path_factory.mktemp("tiny-race") / "reference.db"
@@ -396,7 +396,7 @@ def tiny_reference(tmp_path_factory: pytest.TempPathFactory) -> list[Any]:
 def test_tiny_model_racing_study_and_resume_on_each_backend(
     storage_url: str, tiny_reference: list[Any], crash_at: int | None
 ) -> None:
-    from promptsearch.scorer import Scorer
+    from promptsearch.scoring.scorer import Scorer
     from promptsearch.testing import tiny_model
 
     if crash_at is not None:

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from promptsearch.errors import ConfigError
-from promptsearch.racing import Racing, gold_probability, racing_order, survives
 from promptsearch.storage import EvaluationRecord
+from promptsearch.study.racing import Racing, gold_probability, racing_order, survives
 
 # -- the rung logic on synthetic scores -----------------------------------------------------
 

@@ -20,11 +20,11 @@ from typing import Any
 import pytest
 
 from promptsearch import Prompt
-from promptsearch._report_data import Breakdown, Confusion, collect, pareto_front
-from promptsearch._svg import esc, nice_ticks
 from promptsearch.cli import main
 from promptsearch.errors import ConfigError, StorageError
-from promptsearch.report import build_report, default_report_path, write_report
+from promptsearch.report.data import Breakdown, Confusion, collect, pareto_front
+from promptsearch.report.page import build_report, default_report_path, write_report
+from promptsearch.report.svg import esc, nice_ticks
 from promptsearch.storage import HeldOutResult, Storage, open_storage
 
 HOSTILE_INSTRUCTION = (
@@ -43,8 +43,8 @@ needs_chromium = pytest.mark.skipif(
 
 def _run_study(storage: Storage, name: str, task: Any, searchers: list[Any], budget: int) -> None:
     pytest.importorskip("torch")
-    from promptsearch.scorer import Scorer
-    from promptsearch.study import Study
+    from promptsearch.scoring.scorer import Scorer
+    from promptsearch.study.loop import Study
     from promptsearch.testing import tiny_model
 
     scorer = Scorer(tiny_model("causal"), batch_size=16)

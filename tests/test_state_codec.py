@@ -1,7 +1,7 @@
 """Searcher state as data: the JSON state codec, and planted rows that must not run.
 
 Searcher states were pickles, so a row planted in ``searcher_states`` ran code when a
-study resumed.  They are JSON documents now (:mod:`promptsearch._state_codec`); a row
+study resumed.  They are JSON documents now (:mod:`promptsearch.study.state_codec`); a row
 that is anything else gets one clear error that names the row and the fix, runs
 nothing and leaves the database as it was, and ``promptsearch db upgrade`` drops the
 pickles an older version wrote.
@@ -31,13 +31,13 @@ from test_bad_inputs import FakeScorer, cli_error, fingerprint, set_revision, sm
 from test_kill import save_tiny_model, write_kshot_data
 
 import promptsearch
-from promptsearch._state_codec import MAGIC, StateFormatError, decode_state, encode_state
 from promptsearch.cli import main
 from promptsearch.errors import ConfigError, StorageError
 from promptsearch.prompt import Prompt
 from promptsearch.searchers.manual import ManualSearcher
 from promptsearch.storage import open_storage
-from promptsearch.study import Study
+from promptsearch.study.loop import Study
+from promptsearch.study.state_codec import MAGIC, StateFormatError, decode_state, encode_state
 
 # -- round trips ---------------------------------------------------------------------------
 
@@ -170,7 +170,7 @@ def test_the_migration_knows_the_codecs_magic_bytes() -> None:
 def test_a_state_without_tensors_needs_no_torch() -> None:
     code = (
         "import sys\n"
-        "from promptsearch._state_codec import decode_state, encode_state\n"
+        "from promptsearch.study.state_codec import decode_state, encode_state\n"
         "assert decode_state(encode_state({'step': 3, 'rng': (1, (2,), None)}))['step'] == 3\n"
         "print('torch' in sys.modules)\n"
     )

@@ -1,4 +1,4 @@
-"""promptsearch.stats against hand-computed values, scikit-learn and itself (seeds)."""
+"""promptsearch.evaluation.stats against hand-computed values, scikit-learn and itself (seeds)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from math import comb
 import numpy as np
 import pytest
 
-from promptsearch import stats
 from promptsearch.errors import ConfigError
+from promptsearch.evaluation import stats
 from promptsearch.metrics import aggregate
 
 # -- McNemar and the binomial test ------------------------------------------------------

@@ -32,7 +32,7 @@ from promptsearch.storage import (
     EvaluationRecord,
     Storage,
 )
-from promptsearch.storage.models import PromptModel, StudyModel
+from promptsearch.storage.orm import PromptModel, StudyModel
 
 
 def test_create_get_and_resume_study(storage: Storage) -> None:

@@ -36,7 +36,7 @@ from promptsearch.storage import (
     upgrade,
 )
 from promptsearch.storage import schema as schema_module
-from promptsearch.storage.models import Base
+from promptsearch.storage.orm import Base
 from promptsearch.storage.testing import (
     postgres_admin_url,
     skip_reason,

@@ -14,7 +14,7 @@ import pytest
 
 from promptsearch import Budget, ConfigError, Prompt, StudyConflictError, Task
 from promptsearch.storage import Storage, open_storage
-from promptsearch.study import Study
+from promptsearch.study.loop import Study
 from promptsearch.task import Example
 from promptsearch.testing.fakes import FakeModel, FakeReport, FakeResult
 from promptsearch.testing.searchers import contract_task_with_dev

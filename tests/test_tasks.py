@@ -134,7 +134,7 @@ def test_bad_options() -> None:
 
 def test_import_is_light() -> None:
     code = (
-        "import sys, promptsearch.tasks, promptsearch.loaders\n"
+        "import sys, promptsearch.tasks, promptsearch.tasks.loaders\n"
         "heavy = [m for m in ('torch', 'transformers', 'sklearn', 'scattertext', 'datasets') "
         "if m in sys.modules]\n"
         "print(','.join(heavy))"

@@ -1,4 +1,4 @@
-"""Many workers on one study (promptsearch/worker.py), counted.
+"""Many workers on one study (promptsearch/study/worker.py), counted.
 
 Fast part: four worker threads with a fake scorer, each with its own Storage, on
 SQLite and PostgreSQL.  Slow part: four real ``promptsearch worker`` processes with
@@ -38,11 +38,11 @@ from test_kill import N_DEV, save_tiny_model, write_kshot_data
 from promptsearch import Prompt, Task
 from promptsearch.cli import main
 from promptsearch.storage import open_storage
-from promptsearch.study import Study
+from promptsearch.study.loop import Study
+from promptsearch.study.worker import WorkerReport, run_worker
 from promptsearch.task import Example
 from promptsearch.testing.fakes import FakeModel, FakeReport, FakeResult
 from promptsearch.testing.searchers import contract_task_with_dev
-from promptsearch.worker import WorkerReport, run_worker
 
 REPO = Path(__file__).resolve().parent.parent
 WORKERS = 4
@@ -312,8 +312,8 @@ def test_worker_on_a_missing_study_names_the_command_that_creates_it(
 RUNNER = """
 import os, sys, time
 from pathlib import Path
-import promptsearch.scorer as scorer_module
-import promptsearch.worker as worker_module
+import promptsearch.scoring.scorer as scorer_module
+import promptsearch.study.worker as worker_module
 
 log = os.open(os.environ["WORKERTEST_LOG"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
 delay = float(os.environ["WORKERTEST_DELAY"])

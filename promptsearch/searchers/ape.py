@@ -11,7 +11,7 @@ for the instruction that maps each input to its output:
     The meta-prompt has a blank *before* the demonstrations, which the generator
     fills in.  Only generators that can infill do this: a local seq2seq model with
     T5-style sentinel tokens (the blank becomes ``<extra_id_0>``), or any
-    :class:`~promptsearch.generators.TextGenerator` with an ``infill_token``
+    :class:`~promptsearch.generators.base.TextGenerator` with an ``infill_token``
     attribute naming its blank.  A causal model cannot fill a blank in the middle
     of a text, and rephrasing the request as a forward one would be ``forward`` by
     another name, so ``insert`` and ``both`` refuse such generators with a
@@ -26,7 +26,7 @@ brings no new instruction ends the search.  Each instruction becomes a prompt:
 the instruction followed by the task's first seed template (its verbalizer too,
 for classification), or by ``template`` when given.
 
-Generated texts are cleaned (see :class:`~promptsearch.searchers._ape_text.Cleaner`);
+Generated texts are cleaned (see :class:`~promptsearch.searchers._text.ape_text.Cleaner`);
 empty, malformed, too long, duplicate and echoed texts are skipped and counted in
 the context's metric log (``generated``, ``kept``, ``skipped.<reason>``,
 ``generation_errors``, per round), and the search goes on.
@@ -40,10 +40,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from promptsearch.errors import ConfigError, ModelError
-from promptsearch.generators import LocalGenerator, TextGenerator, make_generator
+from promptsearch.generators.base import LocalGenerator, TextGenerator, make_generator
 from promptsearch.prompt import Prompt
-from promptsearch.searchers import _ape_text as at
-from promptsearch.searchers._ape_text import (
+from promptsearch.searchers._text import ape_text as at
+from promptsearch.searchers._text.ape_text import (
     DEMO_TEMPLATE,
     FORWARD_TEMPLATE,
     INSERT_TEMPLATE,
@@ -84,8 +84,8 @@ class ApeSearcher(Searcher):
     Parameters
     ----------
     generator:
-        Who writes the instructions: a :class:`~promptsearch.generators.TextGenerator`,
-        a generator spec string for :func:`~promptsearch.generators.make_generator`
+        Who writes the instructions: a :class:`~promptsearch.generators.base.TextGenerator`,
+        a generator spec string for :func:`~promptsearch.generators.base.make_generator`
         (``"local:NAME"``, ``"openai:URL#model=..."``), or ``None`` for the study's
         model (the embedded model when the study's model cannot generate).
     mode:

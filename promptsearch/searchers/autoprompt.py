@@ -10,14 +10,14 @@ tokens' input embeddings, ranks the vocabulary for one trigger position by the
 first-order estimate ``-gradient . embedding``, scores the ``top_k`` best tokens
 exactly on the same batch and keeps the best one if it lowers the loss.  Positions
 are visited in sweeps: every position once per sweep, in a seeded random order.
-The gradient machinery lives in :mod:`promptsearch._trigger_search`.
+The gradient machinery lives in :mod:`promptsearch.searchers._tokens.trigger_search`.
 
 Each ``propose`` call runs ``steps_per_round`` steps, then proposes the current
 trigger sequence and the runners-up of those steps (the other candidates tried,
 best loss change first), each written out as text.  The study scores that text:
 the words are the trigger tokens' spellings, and re-tokenising the text gives
 the same ids in the usual case, but it can differ where a tokenizer merges
-across a piece boundary (see :mod:`promptsearch._triggers`).
+across a piece boundary (see :mod:`promptsearch.searchers._tokens.triggers`).
 
 Dev scores steer the search: after each round, when a trigger sequence proposed
 earlier has a higher dev score than the current one, the search continues from
@@ -32,25 +32,25 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from promptsearch._triggers import (
-    MAX_TRIGGERS,
-    count_triggers,
-    fill_triggers,
-)
 from promptsearch.errors import ConfigError
 from promptsearch.prompt import Prompt
-from promptsearch.searchers._trigger_prompt import (
+from promptsearch.searchers._tokens.trigger_prompt import (
     EpochSampler,
     balanced_pool,
     check_marked_template,
     marked_prompt,
+)
+from promptsearch.searchers._tokens.triggers import (
+    MAX_TRIGGERS,
+    count_triggers,
+    fill_triggers,
 )
 from promptsearch.searchers.base import Candidate, SearchContext, Searcher, TrialResult
 from promptsearch.task import Example
 from promptsearch.validation import check_choice, check_int
 
 if TYPE_CHECKING:
-    from promptsearch._trigger_search import TriggerSearch
+    from promptsearch.searchers._tokens.trigger_search import TriggerSearch
 
 __all__ = ["DEFAULT_TRIGGERS", "AutoPromptSearcher"]
 
@@ -209,7 +209,7 @@ class AutoPromptSearcher(Searcher):
 
     def _engine_for(self) -> TriggerSearch:
         if self._engine is None:
-            from promptsearch._trigger_search import TriggerSearch
+            from promptsearch.searchers._tokens.trigger_search import TriggerSearch
 
             model = self.ctx.model
             assert model is not None and self._base is not None  # checked in setup
@@ -235,7 +235,7 @@ class AutoPromptSearcher(Searcher):
 
     def _choose_label_words(self, base: Prompt) -> Prompt:
         """*base* with the verbalizer the label-word search picks for the initial triggers."""
-        from promptsearch._vocab_scoring import search_label_words
+        from promptsearch.searchers._tokens.label_word_scores import search_label_words
 
         model = self.ctx.model
         assert model is not None
@@ -349,6 +349,6 @@ class AutoPromptSearcher(Searcher):
 
 
 def _space_marker(tokenizer: Any) -> bool:
-    from promptsearch._triggers import TokenScheme, vocabulary
+    from promptsearch.searchers._tokens.triggers import TokenScheme, vocabulary
 
     return TokenScheme.detect(vocabulary(tokenizer)).space_marker

@@ -24,7 +24,7 @@ drives every searcher through the same call order:
    None, bytes and :class:`torch.Tensor` (so a :func:`random.getstate` tuple or a
    torch generator state is fine; a numpy array or any other object is not).  The
    study stores it as a JSON document with the tensors in safetensors
-   (:mod:`promptsearch._state_codec`), never as a pickle, and refuses other types;
+   (:mod:`promptsearch.study.state_codec`), never as a pickle, and refuses other types;
    subclasses come back as their base type (an ``OrderedDict`` as a dict, a tensor
    on the CPU).
 
@@ -54,8 +54,8 @@ from promptsearch.prompt import Prompt
 from promptsearch.task import Example, Task
 
 if TYPE_CHECKING:
-    from promptsearch.model import LanguageModel
-    from promptsearch.scorer import Scorer
+    from promptsearch.models.base import LanguageModel
+    from promptsearch.scoring.scorer import Scorer
 
 __all__ = [
     "LEADERBOARD_SIZE",
@@ -93,7 +93,7 @@ class TrialResult:
     candidate was a duplicate and cost nothing).
 
     ``state`` is ``"complete"``, ``"failed"`` or, in a racing study (see
-    :mod:`promptsearch.racing`), ``"pruned"``: the candidate was stopped early as
+    :mod:`promptsearch.study.racing`), ``"pruned"``: the candidate was stopped early as
     weaker than the others.  A pruned result has ``score=None``, like a failed one,
     so that no partial score is taken for a dev score; ``n_examples`` says how many
     dev examples it was scored on before it stopped.

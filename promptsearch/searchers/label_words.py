@@ -8,7 +8,7 @@ every vocabulary token that can stand alone as a word in the answer slot, on a
 label verbalizers are ranked by train accuracy (no further forward passes).  The
 *num_candidates* best verbalizers of each base prompt are proposed, the first of
 every base prompt before the second of any.  See
-:func:`promptsearch._vocab_scoring.search_label_words` for the details.
+:func:`promptsearch.searchers._tokens.label_word_scores.search_label_words` for the details.
 
 Classification tasks only.  The work happens at the first ``propose`` call: one
 forward pass per sampled train example and base prompt.
@@ -155,7 +155,7 @@ class LabelWordsSearcher(Searcher):
         return out
 
     def _build(self) -> list[Candidate]:
-        from promptsearch._vocab_scoring import search_label_words
+        from promptsearch.searchers._tokens.label_word_scores import search_label_words
 
         context = self.ctx
         model = context.model

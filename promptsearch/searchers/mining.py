@@ -50,7 +50,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from promptsearch._corpus import (
+from promptsearch.errors import ConfigError, TemplateError
+from promptsearch.generators.base import LocalGenerator, TextGenerator, make_generator
+from promptsearch.prompt import Prompt
+from promptsearch.searchers._text.corpus import (
     HF_PREFIX,
     Pair,
     Pattern,
@@ -61,9 +64,6 @@ from promptsearch._corpus import (
     select_patterns,
     split_sentences,
 )
-from promptsearch.errors import ConfigError, TemplateError
-from promptsearch.generators import LocalGenerator, TextGenerator, make_generator
-from promptsearch.prompt import Prompt
 from promptsearch.searchers.base import Candidate, SearchContext, Searcher, TrialResult
 from promptsearch.task import Example
 from promptsearch.validation import check_float, check_int
@@ -162,9 +162,9 @@ class MiningSearcher(Searcher):
         Fallback corpus: samples per request, how many train examples to sample
         for, and the length of each sample (``samples_per_input=0``: no sampling).
     generator:
-        What writes the samples: a :class:`~promptsearch.generators.TextGenerator`,
+        What writes the samples: a :class:`~promptsearch.generators.base.TextGenerator`,
         a generator spec (a model name, ``"local:NAME"``, ``"openai:URL#model=NAME"``;
-        see :func:`~promptsearch.generators.make_generator`), or ``None`` for the
+        see :func:`~promptsearch.generators.base.make_generator`), or ``None`` for the
         study's model.  Empty samples are skipped and counted
         (``fallback_empty_samples``).
     """

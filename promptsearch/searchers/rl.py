@@ -3,9 +3,9 @@
 with Reinforcement Learning").
 
 The prompt is a template with ``T`` slots (``[T]`` markers, see
-:mod:`promptsearch._triggers`), by default inserted after the input of the task's
+:mod:`promptsearch.searchers._tokens.triggers`), by default inserted after the input of the task's
 first seed prompt: ``"{sentence} [T] [T] [T] [T] [T] It was {answer}."``.  A policy
-(:class:`promptsearch._rl_policy.PromptPolicy`: a frozen causal LM, by default the
+(:class:`promptsearch.searchers._tokens.rl_policy.PromptPolicy`: a frozen causal LM, by default the
 study's own model, with a small trainable MLP on its last hidden state) writes the
 ``T`` words.
 
@@ -54,15 +54,15 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from promptsearch._triggers import MAX_TRIGGERS, count_triggers, fill_triggers
 from promptsearch.errors import ConfigError
 from promptsearch.prompt import Prompt
-from promptsearch.searchers._trigger_prompt import (
+from promptsearch.searchers._tokens.trigger_prompt import (
     EpochSampler,
     balanced_pool,
     check_marked_template,
     marked_prompt,
 )
+from promptsearch.searchers._tokens.triggers import MAX_TRIGGERS, count_triggers, fill_triggers
 from promptsearch.searchers.base import Candidate, SearchContext, Searcher, TrialResult
 from promptsearch.task import Example, Task
 from promptsearch.validation import check_float, check_int, check_str
@@ -70,9 +70,9 @@ from promptsearch.validation import check_float, check_int, check_str
 if TYPE_CHECKING:
     import torch
 
-    from promptsearch._rl_policy import PromptPolicy
-    from promptsearch.model import LanguageModel
-    from promptsearch.scorer import Scorer
+    from promptsearch.models.base import LanguageModel
+    from promptsearch.scoring.scorer import Scorer
+    from promptsearch.searchers._tokens.rl_policy import PromptPolicy
 
 __all__ = ["RLSearcher", "reward_gaps"]
 
@@ -297,7 +297,7 @@ class RLSearcher(Searcher):
 
     def _policy_model(self) -> LanguageModel:
         if self.policy_model is not None:
-            from promptsearch.model import load_model
+            from promptsearch.models.base import load_model
 
             return load_model(self.policy_model)
         model = self.ctx.model
@@ -315,7 +315,7 @@ class RLSearcher(Searcher):
             return self._policy
         import torch
 
-        from promptsearch._rl_policy import PromptPolicy, build_mlp
+        from promptsearch.searchers._tokens.rl_policy import PromptPolicy, build_mlp
 
         assert self._base is not None and self._base.verbalizer is not None  # set in setup
         model = self._policy_model()
@@ -336,7 +336,7 @@ class RLSearcher(Searcher):
     def _scorer(self) -> Scorer:
         scorer = self.ctx.scorer
         if scorer is None:
-            from promptsearch.scorer import Scorer
+            from promptsearch.scoring.scorer import Scorer
 
             model = self.ctx.model
             assert model is not None  # setup() requires one
@@ -355,7 +355,7 @@ class RLSearcher(Searcher):
     def _train_step(self) -> None:
         import torch
 
-        from promptsearch._rl_policy import normalised_rewards
+        from promptsearch.searchers._tokens.rl_policy import normalised_rewards
 
         policy = self._ensure_policy()
         assert self._optimizer is not None and self._reward_task is not None

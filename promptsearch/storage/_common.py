@@ -14,7 +14,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from promptsearch.errors import ConfigError, StorageError
-from promptsearch.storage.models import Base, PromptModel, StudyModel
+from promptsearch.storage.orm import Base, PromptModel, StudyModel
 from promptsearch.storage.records import StudyRecord
 
 __all__ = [

@@ -23,7 +23,7 @@ from promptsearch.storage._common import (
     unique,
 )
 from promptsearch.storage.database import Database
-from promptsearch.storage.models import (
+from promptsearch.storage.orm import (
     HASH_LENGTH,
     LABEL_LENGTH,
     NAME_LENGTH,

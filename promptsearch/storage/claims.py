@@ -1,6 +1,6 @@
 """Claiming trials: how many workers share one study without doing anything twice.
 
-Part of :class:`~promptsearch.storage.Storage`; used by :mod:`promptsearch.worker`.
+Part of :class:`~promptsearch.storage.Storage`; used by :mod:`promptsearch.study.worker`.
 
 * **Claim.**  A worker claims a candidate by inserting its trial, in state
   "running", under its worker name and with a fresh heartbeat
@@ -36,7 +36,7 @@ from sqlalchemy.orm import Session
 from promptsearch.errors import ConfigError, StorageError
 from promptsearch.storage._common import check_finite, check_hash, check_name, require_study
 from promptsearch.storage.database import Database, UniqueViolation
-from promptsearch.storage.models import LABEL_LENGTH, NAME_LENGTH, TrialModel, utcnow
+from promptsearch.storage.orm import LABEL_LENGTH, NAME_LENGTH, TrialModel, utcnow
 from promptsearch.storage.records import TrialRecord
 from promptsearch.storage.trials import (
     _add_running_trial,

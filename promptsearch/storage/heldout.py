@@ -26,7 +26,7 @@ from promptsearch.storage._common import (
     require_study,
 )
 from promptsearch.storage.database import Database
-from promptsearch.storage.models import (
+from promptsearch.storage.orm import (
     LABEL_LENGTH,
     NAME_LENGTH,
     PromptModel,

@@ -51,7 +51,7 @@ class StudyRecord:
     updated_at: datetime
     finished_at: datetime | None
     selection: dict[str, Any] | None = None
-    """The stored final pick (see :mod:`promptsearch.selection`), if one was made."""
+    """The stored final pick (see :mod:`promptsearch.study.selection`), if one was made."""
 
 
 @dataclass(frozen=True)
@@ -123,7 +123,7 @@ class LeaderboardRow:
     parent_hash: str | None
     state: str = "complete"
     dev_tiebreak: float | None = None
-    """What orders equal dev scores (see :mod:`promptsearch.selection`); ``None`` for
+    """What orders equal dev scores (see :mod:`promptsearch.study.selection`); ``None`` for
     trials stored before it was kept."""
 
 

@@ -28,7 +28,7 @@ from promptsearch.storage._common import (
 from promptsearch.storage.claims import ClaimStore
 from promptsearch.storage.database import UniqueViolation
 from promptsearch.storage.heldout import HeldOutStore
-from promptsearch.storage.models import NAME_LENGTH, PromptModel, StudyModel, TrialModel, utcnow
+from promptsearch.storage.orm import NAME_LENGTH, PromptModel, StudyModel, TrialModel, utcnow
 from promptsearch.storage.records import (
     STUDY_STATUSES,
     PromptRecord,
@@ -188,7 +188,7 @@ class Storage(ClaimStore, TrialStore, HeldOutStore):
             study.updated_at = now
 
     def set_study_selection(self, name: str, selection: Mapping[str, Any] | None) -> None:
-        """Store the study's final pick (a JSON mapping; see :mod:`promptsearch.selection`),
+        """Store the study's final pick (a JSON mapping; see :mod:`promptsearch.study.selection`),
         or clear it with ``None``."""
         record = None if selection is None else check_json("selection", selection)
         with self.session() as session:

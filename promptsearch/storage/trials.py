@@ -23,7 +23,7 @@ from promptsearch.storage._common import (
 )
 from promptsearch.storage.cache import CacheStore, evaluation_rows, insert_evaluations
 from promptsearch.storage.database import UniqueViolation
-from promptsearch.storage.models import (
+from promptsearch.storage.orm import (
     LABEL_LENGTH,
     NAME_LENGTH,
     PromptModel,

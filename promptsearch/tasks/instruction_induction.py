@@ -48,10 +48,10 @@ from pathlib import Path
 from typing import Any
 
 from promptsearch.errors import ConfigError, DataError
-from promptsearch.loaders import read_records
 from promptsearch.prompt import Prompt
 from promptsearch.task import Example, Task
 from promptsearch.tasks._common import TaskInfo, data_missing, no_data_dir, take
+from promptsearch.tasks.loaders import read_records
 
 __all__ = ["DESCRIPTIONS", "FAMILY", "FIELDS", "PREFIX", "TEMPLATE", "info", "load"]
 

@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 from promptsearch.errors import ConfigError, DataError
-from promptsearch.loaders import read_records
 from promptsearch.prompt import Prompt
 from promptsearch.task import Example, Task
 from promptsearch.tasks._common import (
@@ -37,6 +36,7 @@ from promptsearch.tasks._common import (
     no_data_dir,
     stratified_sample,
 )
+from promptsearch.tasks.loaders import read_records
 
 __all__ = ["FAMILY", "SEEDS", "SPECS", "info", "load", "sentiment_prompts", "words"]
 

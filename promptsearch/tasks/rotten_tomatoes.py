@@ -28,10 +28,10 @@ import random
 from pathlib import Path
 
 from promptsearch.errors import ConfigError, DataError
-from promptsearch.loaders import read_records
 from promptsearch.task import Example, Task
 from promptsearch.tasks._common import TaskInfo
 from promptsearch.tasks.kshot import SENTIMENT, sentiment_prompts
+from promptsearch.tasks.loaders import read_records
 
 __all__ = ["FAMILY", "INSTALL", "NAME", "corpus_path", "info", "load"]
 

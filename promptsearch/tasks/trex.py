@@ -25,10 +25,10 @@ import re
 from pathlib import Path
 
 from promptsearch.errors import ConfigError, DataError
-from promptsearch.loaders import read_records
 from promptsearch.prompt import Prompt
 from promptsearch.task import Example, Task
 from promptsearch.tasks._common import TaskInfo, data_missing, no_data_dir, take
+from promptsearch.tasks.loaders import read_records
 
 __all__ = ["FAMILY", "PREFIX", "RELATIONS", "info", "lama_template", "load"]
 

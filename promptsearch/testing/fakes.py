@@ -2,7 +2,7 @@
 
 A fake scorer (each test writes its own ``score`` rule) returns a :class:`FakeReport`
 of :class:`FakeResult` rows and carries a :class:`FakeModel`: the fields the study
-reads of a real :class:`~promptsearch.scorer.ScoreReport`, nothing more.
+reads of a real :class:`~promptsearch.scoring.scorer.ScoreReport`, nothing more.
 """
 
 from __future__ import annotations

@@ -23,9 +23,9 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
-from promptsearch._state_codec import decode_state, encode_state
 from promptsearch.prompt import Prompt
 from promptsearch.searchers.base import Candidate, SearchContext, Searcher, TrainView, TrialResult
+from promptsearch.study.state_codec import decode_state, encode_state
 from promptsearch.task import Example, Task
 
 __all__ = [
@@ -152,7 +152,7 @@ def make_context(searcher: Searcher, task: Task, seed: int = 0) -> SearchContext
     """A context like the study's, with a tiny model when the searcher needs one."""
     model = scorer = None
     if searcher.needs_model:
-        from promptsearch.scorer import Scorer
+        from promptsearch.scoring.scorer import Scorer
         from promptsearch.testing.tiny_models import tiny_model
 
         model = tiny_model("causal", seed=0)

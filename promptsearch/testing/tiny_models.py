@@ -12,7 +12,7 @@ import functools
 from typing import Any
 
 from promptsearch.errors import ConfigError
-from promptsearch.model import MODEL_KINDS, LanguageModel, wrap_model
+from promptsearch.models.base import MODEL_KINDS, LanguageModel, wrap_model
 
 __all__ = [
     "SPECIAL_TOKENS",

@@ -13,7 +13,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 from promptsearch.errors import StorageError
-from promptsearch.storage.models import Base
+from promptsearch.storage.orm import Base
 
 config = context.config
 target_metadata = Base.metadata

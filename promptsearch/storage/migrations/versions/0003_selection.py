@@ -9,7 +9,7 @@ same dev score (the mean normalised probability of the gold label for classifica
 the mean gold log-likelihood for generation; NULL for trials finished before this
 revision, which then rank after the others of their score), and ``studies.selection``,
 the JSON record of the study's final pick (the confirmation-split scores, paired
-tests and the ensemble; see :mod:`promptsearch.selection`).
+tests and the ensemble; see :mod:`promptsearch.study.selection`).
 
 Self-contained like 0001: it does not import the models.
 """

@@ -5,7 +5,7 @@ Revises: 0003
 Create Date: 2026-12-03
 
 Searcher states were pickles, and a pickle runs code when it is loaded; from this
-revision on they are JSON state documents (see :mod:`promptsearch._state_codec`),
+revision on they are JSON state documents (see :mod:`promptsearch.study.state_codec`),
 and anything else is refused.  The upgrade deletes every row whose ``state`` does not
 begin with the document's magic bytes, without unpickling anything (the searchers of
 those studies start afresh when the study resumes) and logs how many it deleted.  The
@@ -27,7 +27,7 @@ down_revision: str | None = "0003"
 branch_labels: str | None = None
 depends_on: str | None = None
 
-MAGIC = b'{"format":"promptsearch-state",'  # promptsearch._state_codec.MAGIC at version 1
+MAGIC = b'{"format":"promptsearch-state",'  # promptsearch.study.state_codec.MAGIC at version 1
 
 _log = logging.getLogger("promptsearch")
 

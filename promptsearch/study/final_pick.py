@@ -1,0 +1,236 @@
+"""The study's final pick: scoring the candidates on the confirmation part of dev,
+testing them against the incumbent, and storing the decision.
+
+The statistics and settings live in :mod:`promptsearch.study.selection`; this module runs
+them against a study's storage and scorer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from promptsearch.errors import ConfigError
+from promptsearch.metrics import aggregate
+from promptsearch.prompt import Prompt
+from promptsearch.study.cached_scoring import score_with_cache
+from promptsearch.study.ensemble import PromptEnsemble, vote_records
+from promptsearch.study.selection import (
+    SELECTION_VERSION,
+    Challenger,
+    Selection,
+    decide,
+    gold_values,
+    split_dev,
+    tiebreak,
+)
+from promptsearch.study.support import check_same_setting, example_key
+from promptsearch.task import Example, Task
+
+if TYPE_CHECKING:
+    from promptsearch.storage import EvaluationRecord, StudyRecord
+    from promptsearch.study.loop import Study
+
+__all__ = ["check_same_selection", "search_and_confirm", "select_final"]
+
+logger = logging.getLogger("promptsearch")
+
+
+def search_and_confirm(task: Task, selection: Selection | None) -> tuple[Task, tuple[Example, ...]]:
+    """The task the search runs on (dev = its search part) and the held-back examples."""
+    if selection is None:
+        return task, ()
+    search, confirm = split_dev(task.dev, selection, stratify=task.kind == "classification")
+    return dataclasses.replace(task, dev=search), confirm
+
+
+def check_same_selection(stored: StudyRecord | None, selection: Selection | None) -> None:
+    """Refuse to resume a study with other selection settings: its trials were scored
+    on another part of dev."""
+    check_same_setting(stored, "selection", None if selection is None else selection.to_dict())
+
+
+class _Scores:
+    """Per-example records of prompts on the study's dev examples, by example key, from
+    the cache or scored now (and cached at once), with the forward passes spent."""
+
+    def __init__(self, study: Study) -> None:
+        self.study = study
+        self.forward_passes = 0
+
+    def records(self, prompt: Prompt, examples: Sequence[Example]) -> dict[str, EvaluationRecord]:
+        study = self.study
+        found, spent = score_with_cache(
+            study.storage, study.scorer, study.task, prompt, prompt.content_hash, "dev", examples
+        )
+        self.forward_passes += spent
+        return {r.example_key: r for r in found}
+
+
+def _metric(
+    task: Task, examples: Sequence[Example], scores: Sequence[float], predictions: Sequence[str]
+) -> float:
+    return aggregate(task.metric, scores, predictions, [e.target for e in examples])
+
+
+def _challenger(
+    task: Task,
+    key: str,
+    kind: str,
+    search: Sequence[Example],
+    confirm: Sequence[Example],
+    rows: Mapping[str, tuple[float, str]],
+) -> Challenger:
+    """A challenger from its per-example (score, prediction) by example key."""
+
+    def part(examples: Sequence[Example]) -> tuple[list[float], list[str]]:
+        pairs = [rows[example_key(e)] for e in examples]
+        return [s for s, _ in pairs], [p for _, p in pairs]
+
+    s_scores, s_preds = part(search)
+    c_scores, c_preds = part(confirm)
+    everything = [*search, *confirm]
+    return Challenger(
+        key=key,
+        kind=kind,
+        search_score=_metric(task, search, s_scores, s_preds),
+        confirm_score=_metric(task, confirm, c_scores, c_preds),
+        pooled_score=_metric(task, everything, s_scores + c_scores, s_preds + c_preds),
+        pooled_tiebreak=None,
+        per_example=tuple(c_scores),
+    )
+
+
+def select_final(study: Study) -> dict[str, Any]:
+    """Make the study's final pick, store it with the study and return the record."""
+    selection = study.selection
+    if selection is None:
+        raise ConfigError("select_final needs a study with selection on")
+    task = study.task
+    search, confirm = study.search_task.dev, study.confirm_examples
+    everything = [*search, *confirm]
+    keys = [example_key(e) for e in everything]
+    scores = _Scores(study)
+    seeds: dict[str, Prompt] = {}
+    for prompt in task.seed_prompts:
+        try:
+            resolved = prompt.resolve(task)
+        except ConfigError:
+            continue
+        seeds.setdefault(resolved.content_hash, resolved)
+    board = study.storage.leaderboard(study.name)
+    prompts: dict[str, Prompt] = dict(seeds)
+    for row in board:
+        prompts.setdefault(row.content_hash, Prompt.from_dict(row.body))
+    records: dict[tuple[str, bool], dict[str, EvaluationRecord]] = {}
+
+    def records_of(key: str, *, confirmed: bool = True) -> dict[str, EvaluationRecord]:
+        """The prompt's records on the search part, and on the held-back part too."""
+        if (key, confirmed) not in records:
+            if confirmed:
+                records[key, True] = {
+                    **records_of(key, confirmed=False),
+                    **scores.records(prompts[key], confirm),
+                }
+            else:
+                records[key, False] = scores.records(prompts[key], search)
+        return records[key, confirmed]
+
+    def ranked(key: str) -> tuple[float, float]:
+        part = records_of(key, confirmed=False)
+        values = [part[example_key(e)] for e in search]
+        value = _metric(task, search, [r.score for r in values], [r.prediction for r in values])
+        tie = tiebreak(task.kind, task.labels, search, part, keys[: len(search)])
+        return value, -1e300 if tie is None else tie
+
+    if not seeds and not board:
+        logger.warning("study %r: nothing to pick from (no seed prompt, no trial)", study.name)
+        return {}
+    # the incumbent: the best seed prompt by the search part (the user's own pick)
+    incumbent_key = max(seeds, key=ranked) if seeds else board[0].content_hash
+    others = [row.content_hash for row in board if row.content_hash not in seeds]
+    top = others[: selection.top_k]
+
+    def as_challenger(key: str, kind: str = "prompt") -> Challenger:
+        part = records_of(key)
+        challenger = _challenger(
+            task,
+            key,
+            kind,
+            search,
+            confirm,
+            {k: (r.score, r.prediction) for k, r in part.items()},
+        )
+        gold = gold_values(task.kind, task.labels, confirm, part, keys[len(search) :])
+        return dataclasses.replace(
+            challenger,
+            pooled_tiebreak=tiebreak(task.kind, task.labels, everything, part, keys),
+            per_example_gold=None if gold is None else tuple(gold),
+        )
+
+    incumbent = as_challenger(incumbent_key)
+    challengers = [as_challenger(key) for key in top]
+    ensemble_record: dict[str, Any] | None = None
+    members = [row.content_hash for row in board][: selection.ensemble_size]
+    voted: list[tuple[str, float, float]] = []
+    if task.kind == "classification" and selection.ensemble_size >= 2 and len(members) >= 2:
+        ensemble = PromptEnsemble(tuple(prompts[k] for k in members))
+        try:
+            voted = vote_records(task, everything, keys, [records_of(k) for k in members])
+        except ConfigError as error:  # a scorer that gives no label probabilities
+            logger.warning("study %r: no ensemble candidate: %s", study.name, error)
+            voted = []
+        if voted:
+            rows = {
+                k: (score, prediction)
+                for k, (prediction, score, _) in zip(keys, voted, strict=True)
+            }
+            challenger = _challenger(task, ensemble.content_hash, "ensemble", search, confirm, rows)
+            gold = [p for _, _, p in voted]
+            challengers.append(
+                dataclasses.replace(
+                    challenger,
+                    pooled_tiebreak=sum(gold) / len(gold),
+                    per_example_gold=tuple(gold[len(search) :]),
+                )
+            )
+            ensemble_record = {
+                "key": ensemble.content_hash,
+                "members": members,
+                "body": ensemble.to_dict(),
+            }
+    pick, rows_out = decide(incumbent, challengers, selection.alpha)
+    texts = {key: prompt.describe() for key, prompt in prompts.items()}
+    for entry in rows_out:
+        entry["text"] = (
+            texts.get(entry["key"], "?")
+            if entry["kind"] == "prompt"
+            else f"ensemble of {len(members)}"
+        )
+        entry["is_seed"] = entry["key"] in seeds
+    record: dict[str, Any] = {
+        "version": SELECTION_VERSION,
+        "settings": selection.to_dict(),
+        "metric": task.metric,
+        "n_search": len(search),
+        "n_confirm": len(confirm),
+        "incumbent": incumbent_key,
+        "pick": pick,
+        "pick_kind": "ensemble" if ensemble_record and pick == ensemble_record["key"] else "prompt",
+        "replaced_incumbent": pick != incumbent_key,
+        "candidates": rows_out,
+        "ensemble": ensemble_record,
+        "prompts": {key: prompts[key].to_dict() for key in [incumbent_key, *top] if key in prompts},
+        "forward_passes": scores.forward_passes,
+    }
+    study.storage.set_study_selection(study.name, record)
+    if pick == incumbent_key:
+        logger.info(
+            "study %r: no candidate beat the best seed prompt with evidence on the %d held-back "
+            "dev examples; keeping it",
+            study.name,
+            len(confirm),
+        )
+    return record

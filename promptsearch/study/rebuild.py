@@ -1,0 +1,145 @@
+"""Rebuilding a stored study's task and model, for work after the search (``final``).
+
+A study records its task by name and data hash and its model by name and
+fingerprint, not the options that built them.  The task is rebuilt by loading the
+built-in task of that name and keeping the task seed whose data matches the stored
+hash; the model by loading the stored name and checking its fingerprint.  When that
+cannot work (a task or model made in Python, another dtype ...), the error says
+which option to pass.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+from promptsearch.errors import ConfigError, DataError, ModelError, PromptSearchError
+from promptsearch.task import Task
+
+if TYPE_CHECKING:
+    from promptsearch.models.base import LanguageModel
+    from promptsearch.scoring.scorer import Scorer
+    from promptsearch.storage import StudyRecord
+
+__all__ = ["KSHOT_SEEDS", "study_model", "study_scorer", "study_task", "task_seed_candidates"]
+
+KSHOT_SEEDS: Final = (13, 21, 42, 87, 100)
+"""The published k-shot split seeds (LM-BFF, RLPrompt), tried in this order."""
+
+_SEED_SUFFIX: Final = re.compile(r"-seed(\d+)$")
+
+
+def task_seed_candidates(study_name: str, task_seed: int | None) -> list[int]:
+    """Task seeds to try for a study: the given one only, else the one its name ends
+    with (``...-seed42``, as ``promptsearch run --task-seed 13,42`` names studies),
+    then the k-shot seeds."""
+    if task_seed is not None:
+        if isinstance(task_seed, bool) or not isinstance(task_seed, int):
+            raise ConfigError(f"task_seed must be a whole number or None; got {task_seed!r}")
+        return [task_seed]
+    found = _SEED_SUFFIX.search(study_name)
+    named = [int(found.group(1))] if found else []
+    return list(dict.fromkeys([*named, *KSHOT_SEEDS]))
+
+
+def study_task(
+    record: StudyRecord,
+    *,
+    name: str | None = None,
+    data_dir: str | Path | None = None,
+    task_seed: int | None = None,
+) -> Task:
+    """The built-in task (*name*, default the study's) whose data is the study's."""
+    from promptsearch.tasks import load_task
+
+    task_name = name or record.task_name
+    seeds = task_seed_candidates(record.name, task_seed)
+    problems: list[str] = []
+    for seed in seeds:
+        try:
+            task = load_task(task_name, data_dir=data_dir, seed=seed)
+        except ConfigError as error:
+            if "unknown task" in str(error):
+                raise ConfigError(
+                    f"study {record.name!r} was run on task {task_name!r}, which is not a "
+                    "built-in task, so it cannot be rebuilt from its name; pass the Task "
+                    "object (promptsearch.api.final(..., task=TASK))"
+                ) from None
+            if task_seed is not None:
+                raise
+            problems.append(f"seed {seed}: {error}")  # e.g. a k-shot seed with no folder
+            continue
+        except DataError as error:
+            problems.append(f"seed {seed}: {error}")
+            continue
+        if task.spec()["data_hash"] == record.task_hash:
+            return task
+        problems.append(f"seed {seed}: other data")
+    tried = ", ".join(str(s) for s in seeds)
+    detail = (
+        f" ({problems[0]})" if problems and all("other data" not in p for p in problems) else ""
+    )
+    raise DataError(
+        f"study {record.name!r}: no task seed of {task_name!r} (tried {tried}) gives the data "
+        f"the study was run on{detail}; pass --task-seed (and --data-dir) as given to "
+        "`promptsearch run`, or the Task object in Python"
+    )
+
+
+def study_model(
+    record: StudyRecord,
+    *,
+    model: LanguageModel | str | None = None,
+    device: str | None = None,
+    dtype: str | None = None,
+) -> LanguageModel:
+    """The study's model: *model* if given (a loaded model, a name or path), else the
+    model name the study recorded; its fingerprint must match the study's."""
+    from promptsearch.models.base import LanguageModel, load_model
+
+    if isinstance(model, LanguageModel):
+        loaded = model
+    else:
+        if model is not None and not isinstance(model, str):
+            raise ConfigError(
+                f"model must be a model name/path, a LanguageModel, or None for the study's "
+                f"model; got {type(model).__name__}"
+            )
+        name = model or record.model_name
+        try:
+            loaded = load_model(name, device=device, dtype=dtype)
+        except PromptSearchError as error:
+            if model is not None:
+                raise
+            raise ModelError(
+                f"study {record.name!r} was scored with model {name!r}, which cannot be loaded "
+                f"again by that name ({error}); pass --model with its hub id or local path "
+                "(model= in Python, which also takes a loaded model)"
+            ) from None
+    if loaded.fingerprint != record.model_fingerprint:
+        raise ModelError(
+            f"model {loaded.name!r} as loaded now (dtype {loaded.dtype}) differs from the one "
+            f"study {record.name!r} was scored with (fingerprint {loaded.fingerprint[:12]} vs. "
+            f"{record.model_fingerprint[:12]}); pass the same --model and --dtype as the run"
+        )
+    return loaded
+
+
+def study_scorer(record: StudyRecord, model: LanguageModel, *, batch_size: int = 16) -> Scorer:
+    """A scorer over *model* with the settings the study recorded (its calibration);
+    the caller checks the fingerprint against the study's."""
+    from promptsearch.scoring.scorer import Scorer
+
+    calibration = record.config.get("calibration")
+    if calibration is None:
+        return Scorer(model, batch_size=batch_size)
+    if not isinstance(calibration, dict) or calibration.get("method") != "contextual":
+        raise ConfigError(
+            f"study {record.name!r} records a calibration this promptsearch does not know "
+            f"({calibration!r}); use the promptsearch version that ran it"
+        )
+    inputs = calibration.get("content_free_inputs")
+    if inputs is None:
+        return Scorer(model, batch_size=batch_size, calibrate=True)
+    return Scorer(model, batch_size=batch_size, calibrate=True, content_free_inputs=list(inputs))

@@ -1,0 +1,382 @@
+"""Selection that generalizes: how a study picks the prompt it hands back.
+
+With a small dev split the top of a leaderboard is mostly luck: one example of 32 is
+3.1 points, many candidates tie, and the best of forty is inflated by ten points or
+more.  A study with selection on (:class:`Selection`) therefore works in three steps.
+
+1. **Two parts of dev.**  Dev is split once, stratified by label and seeded, into a
+   *search* part and a *confirmation* part (``confirm_fraction`` of it).  Searchers'
+   feedback, racing and the leaderboard's ``dev_score`` use the search part only;
+   nothing the searchers see depends on the confirmation part.
+2. **Ties broken by a continuous score.**  Trials with the same dev score are ordered
+   by ``dev_tiebreak``: the mean normalised probability of the gold label
+   (classification; calibrated when the scorer calibrates) or the mean gold
+   log-likelihood (generation).  An accuracy tie between a confident and a
+   coin-flip prompt goes to the confident one.
+3. **A pick that needs evidence.**  At the end of a run the study scores on the
+   confirmation part the incumbent (the best seed prompt by the search part), the
+   ``top_k`` best other candidates and, for classification, the ensemble of the
+   ``ensemble_size`` best (see :mod:`promptsearch.study.ensemble`).  A challenger is
+   supported when, on the confirmation part, it is at least as good as the
+   incumbent on the task metric and a one-sided paired test says it is better: the
+   sign test of the per-example metric (``scipy.stats.binomtest``) or the Wilcoxon
+   signed-rank test of the per-example gold probabilities (``scipy.stats.wilcoxon``),
+   with Holm's correction over every test of every challenger at ``alpha``.  Of the
+   supported, the one with the best score on all of dev wins; if none is, the
+   incumbent stays: the tool never hands back a prompt it has no evidence for.
+
+The confirmation score of the pick is an estimate of what to expect on new data
+that the search never tuned to: the leaderboard, ``final`` and the report show it
+next to the raw dev score.  The selection is stored with the study as JSON
+(``studies.selection``), so ``final``, ``report`` and ``export`` rebuild it without
+scoring again.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from promptsearch.errors import ConfigError
+from promptsearch.task import Example
+
+if TYPE_CHECKING:
+    from promptsearch.storage import EvaluationRecord
+
+__all__ = [
+    "SELECTION_VERSION",
+    "Challenger",
+    "Selection",
+    "decide",
+    "gold_probabilities",
+    "gold_values",
+    "holm",
+    "paired_gold_test",
+    "record_distribution",
+    "sign_test",
+    "split_dev",
+    "tiebreak",
+]
+
+SELECTION_VERSION = 1
+"""Bumped when the stored selection record changes shape."""
+
+_FIELDS = ("confirm_fraction", "top_k", "alpha", "ensemble_size", "seed")
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Settings of the final pick; see the module docstring.
+
+    Parameters
+    ----------
+    confirm_fraction:
+        Share of dev held back for confirmation (0 < f < 1).
+    top_k:
+        How many of the best non-seed candidates (by the search part) are confirmed.
+    alpha:
+        Family-wise level of the paired tests against the incumbent (Holm).
+    ensemble_size:
+        Members of the ensemble candidate (classification); 0 or 1: no ensemble.
+    seed:
+        Seeds the split of dev.
+    """
+
+    confirm_fraction: float = 0.5
+    top_k: int = 3
+    alpha: float = 0.1
+    ensemble_size: int = 3
+    seed: int = 0
+
+    MIN_PART = 4
+    """Each part of dev needs at least this many examples."""
+
+    def __post_init__(self) -> None:
+        fraction = self.confirm_fraction
+        if (
+            isinstance(fraction, bool)
+            or not isinstance(fraction, int | float)
+            or not 0 < fraction < 1
+        ):
+            raise ConfigError(
+                f"selection.confirm_fraction must be a number between 0 and 1 (exclusive), "
+                f"e.g. 0.5; got {fraction!r}"
+            )
+        for name, low in (("top_k", 1), ("ensemble_size", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ConfigError(f"selection.{name} must be a whole number ≥ {low}; got {value!r}")
+        alpha = self.alpha
+        if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0 < alpha < 1:
+            raise ConfigError(
+                f"selection.alpha must be a number between 0 and 1 (exclusive), e.g. 0.1; "
+                f"got {alpha!r}"
+            )
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ConfigError(f"selection.seed must be a whole number; got {self.seed!r}")
+
+    @classmethod
+    def coerce(cls, value: Selection | Mapping[str, Any] | bool | None) -> Selection | None:
+        """A :class:`Selection` from itself, a mapping of its fields, ``True`` (the
+        defaults) or ``False``/``None`` (off)."""
+        if value is None or value is False:
+            return None
+        if value is True:
+            return cls()
+        if isinstance(value, Selection):
+            return value
+        if isinstance(value, Mapping):
+            unknown = sorted(set(value) - set(_FIELDS))
+            if unknown:
+                raise ConfigError(
+                    f"selection has unknown field(s) {unknown}; known fields are {list(_FIELDS)}"
+                )
+            return cls(**dict(value))
+        raise ConfigError(
+            "selection must be True, False, a Selection or a mapping of its fields "
+            f"{list(_FIELDS)}; got {type(value).__name__}"
+        )
+
+    def fits(self, n_dev: int) -> bool:
+        """Whether a dev split of *n_dev* examples leaves both parts big enough."""
+        confirm = self.confirm_size(n_dev)
+        return confirm >= self.MIN_PART and n_dev - confirm >= self.MIN_PART
+
+    def check_dev(self, n_dev: int) -> None:
+        """Raise :class:`ConfigError` unless dev is large enough to split."""
+        if not self.fits(n_dev):
+            raise ConfigError(
+                f"selection: a dev split of {n_dev} examples is too small to hold back a "
+                f"confirmation part of {self.confirm_fraction:g} with at least "
+                f"{self.MIN_PART} examples on each side; use a larger dev split "
+                "(--dev-size) or turn selection off (--no-selection)"
+            )
+
+    def confirm_size(self, n_dev: int) -> int:
+        return round(n_dev * self.confirm_fraction)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in _FIELDS}
+
+
+def split_dev(
+    dev: Sequence[Example], selection: Selection, *, stratify: bool
+) -> tuple[tuple[Example, ...], tuple[Example, ...]]:
+    """(search part, confirmation part) of *dev*, each in dev order.
+
+    With *stratify* each target keeps its share in both parts (within one example);
+    the split depends only on the examples, their order and ``selection.seed``.
+    """
+    selection.check_dev(len(dev))
+    rng = random.Random(f"selection-split:{selection.seed}")
+    groups: dict[str, list[int]] = {}
+    for index, example in enumerate(dev):
+        groups.setdefault(example.target if stratify else "", []).append(index)
+    wanted = selection.confirm_size(len(dev))
+    # each group's exact share, rounded so that the sizes add up to *wanted*
+    shares = {key: len(members) * wanted / len(dev) for key, members in groups.items()}
+    counts = {key: math.floor(share) for key, share in shares.items()}
+    leftover = wanted - sum(counts.values())
+    for key in sorted(groups, key=lambda k: (-(shares[k] - counts[k]), k))[:leftover]:
+        counts[key] += 1
+    confirm: set[int] = set()
+    for key in sorted(groups):
+        members = list(groups[key])
+        rng.shuffle(members)
+        confirm.update(members[: counts[key]])
+    search = tuple(e for i, e in enumerate(dev) if i not in confirm)
+    held = tuple(e for i, e in enumerate(dev) if i in confirm)
+    return search, held
+
+
+def gold_probabilities(
+    label_logprobs: Mapping[str, float | None], labels: Sequence[str]
+) -> dict[str, float]:
+    """The labels' log-probabilities as a distribution over *labels* (softmax)."""
+    values = [label_logprobs.get(label) for label in labels]
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    if not finite:
+        return {label: 1.0 / len(labels) for label in labels}
+    top = max(finite)
+    weights = [math.exp(v - top) if v is not None and math.isfinite(v) else 0.0 for v in values]
+    total = sum(weights)
+    return {label: w / total for label, w in zip(labels, weights, strict=True)}
+
+
+def record_distribution(record: EvaluationRecord, labels: Sequence[str]) -> dict[str, float] | None:
+    detail = record.detail or {}
+    logprobs = detail.get("calibrated_logprobs") or detail.get("label_logprobs")
+    if not isinstance(logprobs, Mapping):
+        return None
+    return gold_probabilities(logprobs, labels)
+
+
+def gold_values(
+    kind: str,
+    labels: Sequence[str],
+    examples: Sequence[Example],
+    records: Mapping[str, EvaluationRecord],
+    keys: Sequence[str],
+) -> list[float] | None:
+    """Per example, how sure the prompt is of the gold answer (higher is better): the
+    normalised probability of the gold label (classification; calibrated when the
+    scorer calibrates) or the gold log-likelihood (generation).  ``None`` when a
+    record lacks what it needs."""
+    values: list[float] = []
+    for example, key in zip(examples, keys, strict=True):
+        record = records.get(key)
+        if record is None:
+            return None
+        if kind == "classification":
+            distribution = record_distribution(record, labels)
+            if distribution is None:
+                return None
+            values.append(distribution.get(example.target, 0.0))
+        else:
+            gold = (record.detail or {}).get("gold_logprob")
+            if gold is None or not math.isfinite(gold):
+                return None
+            values.append(float(gold))
+    return values
+
+
+def tiebreak(
+    kind: str,
+    labels: Sequence[str],
+    examples: Sequence[Example],
+    records: Mapping[str, EvaluationRecord],
+    keys: Sequence[str],
+) -> float | None:
+    """The continuous statistic that orders equal dev scores (higher is better): the
+    mean of :func:`gold_values`; ``None`` when a record lacks what it needs."""
+    values = gold_values(kind, labels, examples, records, keys)
+    return sum(values) / len(values) if values else None
+
+
+def paired_gold_test(challenger: Sequence[float], incumbent: Sequence[float]) -> float:
+    """One-sided p-value that the challenger is no surer of the gold answers than the
+    incumbent: the Wilcoxon signed-rank test of the per-example differences (ties
+    dropped; ``scipy.stats.wilcoxon``).  1.0 when every difference is zero."""
+    diffs = [c - i for c, i in zip(challenger, incumbent, strict=True)]
+    if not any(abs(d) > 1e-12 for d in diffs):
+        return 1.0
+    from scipy.stats import wilcoxon
+
+    return float(wilcoxon(diffs, zero_method="wilcox", alternative="greater").pvalue)
+
+
+def sign_test(wins: int, losses: int) -> float:
+    """One-sided p-value that a challenger with *wins* and *losses* (examples it got
+    better and worse than the incumbent; ties dropped) is no better."""
+    if wins + losses == 0:
+        return 1.0
+    from scipy.stats import binomtest
+
+    return float(binomtest(wins, wins + losses, 0.5, alternative="greater").pvalue)
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values, in the input order."""
+    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
+    adjusted = [1.0] * len(p_values)
+    running = 0.0
+    m = len(p_values)
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p_values[index]))
+        adjusted[index] = running
+    return adjusted
+
+
+@dataclass(frozen=True)
+class Challenger:
+    """A candidate of the final pick, with its scores on both parts of dev.
+
+    ``per_example``: its per-example metric on the confirmation part, in the same
+    order as the incumbent's; ``per_example_gold``: how sure it is of each gold answer
+    there (:func:`gold_values`), or ``None`` when the scores lack label probabilities.
+    """
+
+    key: str
+    kind: str  # "prompt" or "ensemble"
+    search_score: float
+    confirm_score: float
+    pooled_score: float
+    pooled_tiebreak: float | None
+    per_example: tuple[float, ...]
+    per_example_gold: tuple[float, ...] | None = None
+
+
+def decide(
+    incumbent: Challenger, challengers: Sequence[Challenger], alpha: float
+) -> tuple[str, list[dict[str, Any]]]:
+    """The key of the pick and one JSON row per candidate (incumbent first).
+
+    A challenger is *supported* when it is at least as good as the incumbent on the
+    confirmation part's metric and one of two one-sided paired tests says it is
+    better there: the sign test of the per-example metric (:func:`sign_test`), and,
+    where the scores carry probabilities, the Wilcoxon signed-rank test of the
+    per-example gold probabilities (:func:`paired_gold_test`).  Each catches gains the
+    other misses (a confident prompt against a coin flip; a surer one that flips few
+    answers), so both count, and Holm's correction runs over every test of every
+    challenger at level *alpha*.  Of the supported, the best on all of dev wins.
+    """
+    tests: list[tuple[int, int, float, float | None]] = []
+    for challenger in challengers:
+        diffs = [c - i for c, i in zip(challenger.per_example, incumbent.per_example, strict=True)]
+        wins = sum(d > 0 for d in diffs)
+        losses = sum(d < 0 for d in diffs)
+        gold = None
+        if challenger.per_example_gold is not None and incumbent.per_example_gold is not None:
+            gold = paired_gold_test(challenger.per_example_gold, incumbent.per_example_gold)
+        tests.append((wins, losses, sign_test(wins, losses), gold))
+    flat = [p for *_, p_sign, p_gold in tests for p in (p_sign, p_gold) if p is not None]
+    adjusted = iter(holm(flat))
+    rows = [_row(incumbent, role="incumbent")]
+    eligible = []
+    for challenger, (wins, losses, p_sign, p_gold) in zip(challengers, tests, strict=True):
+        q_sign = next(adjusted)
+        q_gold = next(adjusted) if p_gold is not None else None
+        q = min(q_sign, 1.0 if q_gold is None else q_gold)
+        supported = q <= alpha and challenger.confirm_score >= incumbent.confirm_score
+        rows.append(
+            _row(
+                challenger,
+                role="challenger",
+                wins=wins,
+                losses=losses,
+                test="wilcoxon-gold" if q_gold is not None and q_gold < q_sign else "sign",
+                p_value=p_sign if q == q_sign else p_gold,
+                p_sign=p_sign,
+                p_gold=p_gold,
+                adjusted_p=q,
+                supported=supported,
+            )
+        )
+        if supported:
+            eligible.append(challenger)
+    if not eligible:
+        return incumbent.key, rows
+    best = max(
+        eligible,
+        key=lambda c: (
+            c.pooled_score,
+            -math.inf if c.pooled_tiebreak is None else c.pooled_tiebreak,
+        ),
+    )
+    return best.key, rows
+
+
+def _row(challenger: Challenger, **extra: Any) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "key": challenger.key,
+        "kind": challenger.kind,
+        "search_score": challenger.search_score,
+        "confirm_score": challenger.confirm_score,
+        "pooled_score": challenger.pooled_score,
+        "pooled_tiebreak": challenger.pooled_tiebreak,
+    }
+    row.update(extra)
+    return row

@@ -1,0 +1,505 @@
+"""Many workers on one study: ``promptsearch worker`` processes share it through the database.
+
+A study is created once (``promptsearch run ... --create-only``, or any earlier
+``run``); then any number of workers, on one machine or many, join it by name.
+Each rebuilds the task, model and scorer from the study's record (as ``final``
+does) and its searchers from the study's configuration, seeded with (study seed,
+worker name) so that workers propose different candidates.
+
+* **Claims.**  A worker claims a candidate before scoring it, by inserting its
+  trial as "running" under its name (:mod:`promptsearch.storage.claims`).  A prompt
+  that has a trial already is not scored again: a finished trial's result goes to
+  the searcher (a skipped duplicate); one another worker is scoring is waited for,
+  after the candidate's siblings.
+* **Budget.**  A claim is refused once the study has as many trials (any state)
+  as its budget of evaluations, or its finished trials spent its forward passes.
+  The limit in seconds is each worker's own wall clock, as for ``run``.
+* **Nothing is lost.**  A heartbeat thread renews the trial while it is scored.
+  A running trial whose heartbeat is older than the timeout is taken over by the
+  next worker that looks, and scored again.  Once the budget is claimed, a worker
+  waits for the running trials, rescuing stale ones, before it leaves.  Ctrl-C
+  hands the trial back at once; a worker that stalled past the timeout cannot
+  store its result over the new owner's (:class:`~promptsearch.errors.ClaimLostError`).
+
+Workers are not replayed like a single-process ``run``: each proposes afresh and
+saves no searcher state.  Two processes must not share a worker name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import time
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Final
+
+from promptsearch.errors import (
+    ClaimLostError,
+    ConfigError,
+    PromptSearchError,
+    StorageError,
+    StudyConflictError,
+)
+from promptsearch.prompt import Prompt
+from promptsearch.searchers.base import Candidate, RemainingBudget, Searcher, TrialResult
+from promptsearch.study.budget import Budget
+from promptsearch.study.final_pick import select_final
+from promptsearch.study.loop import STALE_ROUNDS, ScorerLike, Study
+from promptsearch.study.results import StudyResult
+from promptsearch.study.worker_parts import (
+    Heartbeat,
+    Pending,
+    WorkerReport,
+    default_worker_id,
+    info,
+    missing_study_message,
+    searchers_from_config,
+    study_leaderboard,
+    warn,
+)
+from promptsearch.task import Task
+from promptsearch.validation import check_float
+
+if TYPE_CHECKING:
+    from promptsearch.models.base import LanguageModel
+    from promptsearch.storage import Storage, TrialRecord
+
+__all__ = [
+    "DEFAULT_HEARTBEAT_TIMEOUT",
+    "Worker",
+    "WorkerReport",
+    "default_worker_id",
+    "missing_study_message",
+    "run_worker",
+    "searchers_from_config",
+]
+
+DEFAULT_HEARTBEAT_TIMEOUT: Final = 60.0
+_BEATS_PER_TIMEOUT: Final = 4  # heartbeats per timeout: three may be missed before a reclaim
+_FIRST_PAUSE: Final = 0.02  # seconds; waits for other workers' trials grow from this to 1 s
+
+
+class Worker(Study):
+    """One of many workers on a stored study; see the module docstring.
+
+    Takes what :class:`Study` takes (from the study's record: :func:`run_worker`
+    builds it), plus *worker*, its name (default ``<host>-<pid>``), and
+    *heartbeat_timeout*, the seconds after which a silent worker's trial is taken
+    over.  :meth:`work` runs it.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        task: Task,
+        scorer: ScorerLike,
+        searchers: Sequence[Searcher | str],
+        budget: Budget | int | Mapping[str, Any],
+        storage: Storage,
+        *,
+        seed: int = 0,
+        candidates_per_round: int = 4,
+        worker: str | None = None,
+        heartbeat_timeout: float = DEFAULT_HEARTBEAT_TIMEOUT,
+        racing: Mapping[str, Any] | None = None,
+        progress: bool = False,
+        selection: Mapping[str, Any] | None = None,
+    ) -> None:
+        worker_id = default_worker_id() if worker is None else worker
+        if not isinstance(worker_id, str) or not worker_id.strip() or len(worker_id) > 255:
+            raise ConfigError(
+                f"worker must be a non-empty name of at most 255 characters; got {worker!r}"
+            )
+        super().__init__(
+            name,
+            task,
+            scorer,
+            searchers,
+            budget,
+            storage,
+            seed=seed,
+            candidates_per_round=candidates_per_round,
+            worker=worker_id,
+            progress=False,
+            racing=racing,
+            selection=selection,
+        )
+        self.heartbeat_timeout = check_float(
+            heartbeat_timeout,
+            "heartbeat_timeout",
+            minimum=0,
+            exclusive_minimum=True,
+            owner="worker",
+        )
+        self._claimed_by = worker_id
+        self._verbose = bool(progress)
+        self._poll = min(1.0, self.heartbeat_timeout / _BEATS_PER_TIMEOUT)
+        self._holding: int | None = None
+        self._order = random.Random(f"{self.seed}:{worker_id}:order")
+        self.report = WorkerReport(name, worker_id)
+
+    # -- set-up (see Study._open) ------------------------------------------------------------
+
+    def _record(self) -> None:
+        """Join the stored study: it must exist, with this task, model and scorer."""
+        record = self.storage.get_study(self.name)
+        if record is None:
+            raise StorageError(missing_study_message(self.name, self.storage.url))
+        problems = []
+        if record.task_hash != self.task.spec()["data_hash"]:
+            problems.append(f"task data (study: {record.task_name!r} {record.task_hash[:12]})")
+        if record.model_fingerprint != getattr(self.scorer.model, "fingerprint", None):
+            problems.append(f"model (study: {record.model_name!r})")
+        elif record.scorer_fingerprint != self.scorer.fingerprint:
+            problems.append("scorer settings")
+        if problems:
+            raise StudyConflictError(
+                f"worker {self.worker!r} cannot join study {self.name!r}: its "
+                + ", ".join(problems)
+                + " differ from the study's; start the worker with the study's task data "
+                "(--data-dir, --task-seed) and model (--model, --dtype)"
+            )
+        self.storage.set_study_status(self.name, "running")
+
+    def _searcher_rng(self, index: int, searcher: Searcher) -> random.Random:
+        return random.Random(f"{self.seed}:{self.worker}:{index}:{searcher.name}")
+
+    def _save_searcher(self, searcher: Searcher) -> None:
+        # metrics only: a state saved by one of many workers would be the others' too
+        for step, key, value in searcher.ctx.metrics.drain():
+            self.storage.log_metric(self.name, searcher.name, step, key, value)
+
+    # -- the study's budget, from the database ---------------------------------------------
+
+    def _remaining(self) -> RemainingBudget:
+        counts = self.storage.claim_counts(self.name)
+        b = self.budget
+        return RemainingBudget(
+            evaluations=None if b.evaluations is None else b.evaluations - counts.trials,
+            forward_passes=None
+            if b.forward_passes is None
+            else b.forward_passes - counts.forward_passes,
+            seconds=None if b.seconds is None else b.seconds - (time.monotonic() - self._started),
+        )
+
+    @staticmethod
+    def _spent(left: RemainingBudget) -> str | None:
+        """Which limit *left* has reached: "seconds", "budget", or None."""
+        if left.seconds is not None and left.seconds <= 0:
+            return "seconds"
+        if any(v is not None and v <= 0 for v in (left.evaluations, left.forward_passes)):
+            return "budget"
+        return None
+
+    def _exhausted(self) -> bool:
+        if self._holding is not None:  # Study._evaluate scoring a trial this worker claimed
+            return False
+        return self._spent(self._remaining()) is not None
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def run(self) -> StudyResult:
+        """Work (see :meth:`work`) and return the study's result."""
+        report = self.work()
+        return StudyResult(self.name, self.storage, stopped=report.stopped_by == "interrupted")
+
+    def work(self) -> WorkerReport:
+        """Work on the study until its budget is spent (and no trial is left running),
+        this worker's searchers run dry, or its time is up; return what it did."""
+        self._open()
+        self._started = time.monotonic()
+        try:
+            self._rescue_all()
+            self._loop()
+            reason = self._spent(self._remaining())
+            if reason == "budget":
+                self._drain()
+            self.report.stopped_by = reason or "searchers"
+            if self.storage.claim_counts(self.name).running == 0:
+                if self.selection is not None:  # the last worker out makes the pick
+                    select_final(self)
+                self.storage.set_study_status(self.name, "finished")
+        except KeyboardInterrupt:
+            self.report.stopped_by = "interrupted"
+        return self.report
+
+    def _loop(self) -> None:
+        active = list(self.searchers)
+        stale = 0
+        while active and stale < STALE_ROUNDS:
+            new_in_round = 0
+            for searcher in list(active):
+                left = self._remaining()
+                if self._spent(left):
+                    return
+                searcher.ctx.remaining = left
+                searcher.ctx.leaderboard = study_leaderboard(self.storage, self.name)
+                n = self.candidates_per_round
+                if left.evaluations is not None:
+                    n = min(n, left.evaluations)
+                proposals = searcher.propose(n)[:n]
+                if not proposals:
+                    active.remove(searcher)
+                    continue
+                results = self._evaluate_all(searcher, proposals)
+                searcher.observe(results)
+                self._save_searcher(searcher)
+                new_in_round += sum(result.new for result in results)
+            stale = 0 if new_in_round else stale + 1
+
+    def _evaluate_all(
+        self, searcher: Searcher, proposals: Sequence[Candidate]
+    ) -> list[TrialResult]:
+        """Results of *proposals*, in order (fewer when the budget runs out).
+
+        The candidates are tried in a worker-seeded order, so that workers with the
+        same proposals start on different ones; those another worker is scoring are
+        waited for last.
+        """
+        order = list(range(len(proposals)))
+        self._order.shuffle(order)
+        outcomes: dict[int, TrialResult | Pending] = {}
+        for index in order:
+            outcome = self._try(searcher, proposals[index])
+            if outcome is None:  # the study's budget is claimed in full
+                break
+            outcomes[index] = outcome
+        results: list[TrialResult] = []
+        for index, candidate in enumerate(proposals):
+            outcome = outcomes.get(index)
+            if outcome is None:
+                break
+            if isinstance(outcome, Pending):
+                outcome = self._await(searcher, candidate, outcome)
+            results.append(outcome)
+        return results
+
+    def _try(self, searcher: Searcher, candidate: Candidate) -> TrialResult | Pending | None:
+        """Claim and score *candidate*; its stored result if the study has it; a
+        :class:`Pending` if another worker is scoring it; None if the budget is spent
+        (or this worker's time is up)."""
+        seconds = self.budget.seconds
+        if seconds is not None and time.monotonic() - self._started >= seconds:
+            return None
+        self._rescue_all()
+        try:
+            prompt = candidate.prompt.resolve(self.task)
+        except ConfigError:
+            return super()._evaluate(searcher, candidate)  # an unusable prompt fails, no trial
+        key = prompt.content_hash
+        if key in self._known:  # proposed before by this worker: free
+            return super()._evaluate(searcher, candidate)
+        self.storage.add_prompt(
+            prompt.to_dict(), key, prompt.describe(), len(prompt.head() + prompt.template)
+        )
+        claim = self.storage.claim_trial(
+            self.name,
+            key,
+            searcher=searcher.name,
+            operation=candidate.operation,
+            parent_hash=candidate.parent,
+            worker=self.worker,
+            max_trials=self.budget.evaluations,
+            max_forward_passes=self.budget.forward_passes,
+        )
+        if claim.status == "budget" or claim.trial is None:
+            return None
+        if claim.status == "claimed":
+            self.report.claimed += 1
+            return self._score_claimed(searcher, candidate, claim.trial, prompt)
+        if claim.trial.state == "running":
+            return Pending(claim.trial, prompt)
+        self.report.skipped += 1
+        return self._stored(searcher, candidate, prompt, claim.trial)
+
+    def _score_claimed(
+        self, searcher: Searcher, candidate: Candidate, trial: TrialRecord, prompt: Prompt
+    ) -> TrialResult:
+        """Score a trial this worker holds (Study._evaluate does it), beating meanwhile."""
+        self._holding = trial.id
+        try:
+            with Heartbeat(self.storage, trial.id, self.worker, self._beat_every):
+                result = super()._evaluate(searcher, candidate)
+        except ClaimLostError as error:
+            self.report.lost += 1
+            warn(str(error))
+            return self._await(searcher, candidate, Pending(trial, prompt))
+        except KeyboardInterrupt:
+            self._release(trial.id)
+            raise
+        finally:
+            self._holding = None
+        if result is None:  # pragma: no cover - _exhausted() is False while holding a trial
+            raise PromptSearchError(f"trial {trial.number} was claimed but not scored")
+        self.report.evaluated += 1
+        if self._verbose:
+            score = "-" if result.score is None else f"{result.score:.4f}"
+            info(
+                f"[{self.worker}] trial #{trial.number} {result.state} {score} "
+                f"({result.searcher}, {result.operation})"
+            )
+        return result
+
+    @property
+    def _beat_every(self) -> float:
+        return self.heartbeat_timeout / _BEATS_PER_TIMEOUT
+
+    def _await(self, searcher: Searcher, candidate: Candidate, pending: Pending) -> TrialResult:
+        """The result of a trial another worker is scoring; this worker takes it over
+        (and scores it) if that worker stops beating."""
+        self.report.waited += 1
+        pause = _FIRST_PAUSE
+        while True:
+            current = self.storage.get_trial(self.name, pending.trial.content_hash)
+            if current is None:
+                raise StorageError(
+                    f"trial of prompt {pending.trial.content_hash[:12]} vanished from study "
+                    f"{self.name!r}"
+                )
+            if current.state != "running":
+                self.report.skipped += 1
+                return self._stored(searcher, candidate, pending.prompt, current)
+            taken = self.storage.reclaim_trial(
+                self.name, self.worker, stale_after=self.heartbeat_timeout, trial_id=current.id
+            )
+            if taken is not None:
+                self.report.reclaimed += 1
+                return self._score_claimed(searcher, candidate, taken, pending.prompt)
+            self._rescue_all()
+            time.sleep(pause)
+            pause = min(pause * 1.5, self._poll)
+
+    def _stored(
+        self, searcher: Searcher, candidate: Candidate, prompt: Prompt, trial: TrialRecord
+    ) -> TrialResult:
+        result = TrialResult(
+            prompt=prompt,
+            content_hash=trial.content_hash,
+            score=trial.dev_score if trial.state == "complete" else None,
+            state=trial.state,
+            n_examples=trial.n_examples,
+            searcher=searcher.name,
+            operation=candidate.operation,
+            parent=candidate.parent,
+            new=False,
+        )
+        self._known[trial.content_hash] = result
+        return result
+
+    # -- trials of stopped workers --------------------------------------------------------
+
+    def _rescue_all(self) -> None:
+        """Take over and score every running trial whose worker stopped beating."""
+        while True:
+            trial = self.storage.reclaim_trial(
+                self.name, self.worker, stale_after=self.heartbeat_timeout
+            )
+            if trial is None:
+                return
+            self.report.reclaimed += 1
+            self._rescue(trial)
+
+    def _rescue(self, trial: TrialRecord) -> None:
+        prompt = Prompt.from_dict(self.storage.get_prompt(trial.content_hash).body)
+        searcher = next((s for s in self.searchers if s.name == trial.searcher), self.searchers[0])
+        candidate = Candidate(prompt, operation=trial.operation, parent=trial.parent_hash)
+        try:
+            same = prompt.resolve(self.task).content_hash == trial.content_hash
+        except ConfigError:
+            same = False
+        if not same:  # not a prompt this study stored: fail it rather than score another
+            self.storage.finish_trial(
+                trial.id,
+                state="failed",
+                dev_score=None,
+                n_examples=0,
+                forward_passes=0,
+                seconds=0.0,
+                error="the stored prompt does not resolve to the same prompt on this task",
+                claimed_by=self.worker,
+            )
+            return
+        self._score_claimed(searcher, candidate, trial, prompt)
+
+    def _drain(self) -> None:
+        """The budget is claimed: wait for the running trials, rescuing stale ones."""
+        pause = _FIRST_PAUSE
+        while True:
+            self._rescue_all()
+            if self.storage.claim_counts(self.name).running == 0:
+                return
+            time.sleep(pause)
+            pause = min(pause * 1.5, self._poll)
+
+    def _release(self, trial_id: int) -> None:
+        with contextlib.suppress(StorageError):  # else it goes stale after the timeout
+            self.storage.release_trial(trial_id, self.worker)
+
+
+# -- building a worker from the stored study ------------------------------------------------
+
+
+def run_worker(
+    study: str,
+    *,
+    storage: Storage | str | None = None,
+    worker: str | None = None,
+    task: Task | str | None = None,
+    model: LanguageModel | str | None = None,
+    scorer: ScorerLike | None = None,
+    searchers: Sequence[Searcher | str] | None = None,
+    data_dir: str | None = None,
+    task_seed: int | None = None,
+    device: str | None = None,
+    dtype: str | None = None,
+    batch_size: int = 16,
+    heartbeat_timeout: float = DEFAULT_HEARTBEAT_TIMEOUT,
+    progress: bool = False,
+) -> WorkerReport:
+    """Join stored study *study* as worker *worker* and work until it is done.
+
+    The task, model and scorer are rebuilt from the study's record unless given
+    (*task*: a Task or built-in name; *scorer* replaces *model*), as are the
+    searchers, from its configuration, with their seeds mixed with the worker name.
+    The budget, seed, candidates per round and racing are the study's.
+    """
+    from promptsearch.storage import Storage, open_storage
+    from promptsearch.study.rebuild import study_model, study_scorer, study_task
+
+    check_float(heartbeat_timeout, "heartbeat_timeout", minimum=0, exclusive_minimum=True)
+    store = storage if isinstance(storage, Storage) else open_storage(storage)
+    record = store.get_study(study) if isinstance(study, str) and study else None
+    if record is None:
+        raise StorageError(missing_study_message(str(study), store.url))
+    if isinstance(task, Task):
+        task_obj = task
+    elif task is None or isinstance(task, str):
+        task_obj = study_task(record, name=task, data_dir=data_dir, task_seed=task_seed)
+    else:
+        raise ConfigError(f"task must be a Task, a built-in task name or None; got {task!r}")
+    if scorer is not None and model is not None:
+        raise ConfigError("give scorer= or model=, not both (the scorer brings its model)")
+    if scorer is None:
+        language_model = study_model(record, model=model, device=device, dtype=dtype)
+        scorer = study_scorer(record, language_model, batch_size=batch_size)
+    config = record.config
+    budget = config.get("budget")
+    if not isinstance(budget, Mapping):
+        raise ConfigError(f"study {record.name!r} records no budget; it cannot take workers")
+    racing = config.get("racing")
+    selection = config.get("selection")  # the same search part of dev as the study's
+    return Worker(
+        record.name,
+        task_obj,
+        scorer,
+        list(searchers) if searchers else searchers_from_config(record),
+        {k: v for k, v in budget.items() if v is not None},
+        store,
+        seed=record.seed,
+        candidates_per_round=int(config.get("candidates_per_round", 4)),
+        worker=worker,
+        heartbeat_timeout=heartbeat_timeout,
+        racing=racing if isinstance(racing, Mapping) else None,
+        progress=progress,
+        selection=selection if isinstance(selection, Mapping) else None,
+    ).work()
