@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from promptsearch import _moved
 from promptsearch.errors import (
     ConfigError,
     DataError,
@@ -21,6 +22,8 @@ from promptsearch.prompt import Prompt
 from promptsearch.task import Example, Task
 
 __version__ = "0.1.0"
+
+_moved.install()  # old module paths (promptsearch.scorer, ...) for one release
 
 __all__ = [
     "Budget",
