@@ -59,13 +59,13 @@ _LAZY = {
     "evaluate": "promptsearch.api",
     "final": "promptsearch.api",
     "Scorer": "promptsearch.scoring.scorer",
-    "load_model": "promptsearch.models.base",
+    "load_model": "promptsearch.models.loading",
     "load_task": "promptsearch.tasks",
 }
 
 if TYPE_CHECKING:
     from promptsearch.api import evaluate, final, search
-    from promptsearch.models.base import load_model
+    from promptsearch.models.loading import load_model
     from promptsearch.scoring.scorer import Scorer
     from promptsearch.study.budget import Budget
     from promptsearch.study.ensemble import PromptEnsemble

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from promptsearch.errors import ConfigError, StorageError
 
 if TYPE_CHECKING:
-    from promptsearch.evaluation.heldout import FinalReport, SeedSummary
+    from promptsearch.evaluation.reports import FinalReport, SeedSummary
     from promptsearch.storage import HeldOutRecord, Storage
 
 __all__ = [
@@ -141,7 +141,7 @@ def expand_studies(storage: Storage, patterns: Sequence[str]) -> list[str]:
 
 def cmd_final(args: argparse.Namespace) -> int:
     from promptsearch.api import final
-    from promptsearch.evaluation.heldout import summarize_studies
+    from promptsearch.evaluation.reports import summarize_studies
     from promptsearch.storage import open_storage
     from promptsearch.study.rebuild import study_model
 
@@ -364,7 +364,7 @@ def run_task_seeds(args: argparse.Namespace, run_one: Callable[[argparse.Namespa
     """``run`` with several ``--task-seed`` values: the model loads once, then one study
     per seed, named ``<study or default name>-seed<N>``, runs through *run_one*."""
     from promptsearch.api import default_study_name
-    from promptsearch.models.base import load_model
+    from promptsearch.models.loading import load_model
 
     seeds: list[int] = list(args.task_seed)
     model = load_model(args.model, device=args.device, dtype=args.dtype)

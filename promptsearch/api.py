@@ -12,7 +12,7 @@ from promptsearch.prompt import Prompt
 from promptsearch.task import Task
 
 if TYPE_CHECKING:
-    from promptsearch.evaluation.heldout import FinalReport
+    from promptsearch.evaluation.reports import FinalReport
     from promptsearch.models.base import LanguageModel
     from promptsearch.scoring.scorer import ScoreReport
     from promptsearch.searchers.base import Searcher
@@ -41,7 +41,8 @@ many examples (with fewer, its first rung of 8 examples says too little)."""
 def _model(
     model: LanguageModel | str | None, device: str | None, dtype: str | None
 ) -> LanguageModel:
-    from promptsearch.models.base import LanguageModel, load_model
+    from promptsearch.models.base import LanguageModel
+    from promptsearch.models.loading import load_model
 
     if isinstance(model, LanguageModel):
         return model

@@ -19,12 +19,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from promptsearch.errors import ConfigError, TemplateError
+from promptsearch.example import Example, normalize_verbalizer
 from promptsearch.hashing import content_hash
-from promptsearch.task import Example, Task, normalize_verbalizer
 from promptsearch.template import Template
+
+if TYPE_CHECKING:
+    from promptsearch.task import Task
 
 __all__ = ["Prompt", "RenderedPrompt"]
 

@@ -9,59 +9,18 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from promptsearch.errors import ConfigError, DataError
+from promptsearch.example import Example, normalize_verbalizer
 from promptsearch.metrics import check_metric
+from promptsearch.prompt import Prompt
 
 __all__ = ["SPLITS", "Example", "Task", "TaskKind", "normalize_verbalizer"]
 
 TaskKind = Literal["classification", "generation"]
 SPLITS = ("train", "dev", "test")
-
-
-@dataclass(frozen=True, eq=True)
-class Example:
-    """One example: its input fields and the target (a label or a gold output).
-
-    ``alternatives`` holds further accepted outputs for generation tasks.
-    """
-
-    id: str
-    inputs: Mapping[str, str]
-    target: str
-    alternatives: tuple[str, ...] = ()
-
-    @property
-    def answers(self) -> tuple[str, ...]:
-        """The target followed by its accepted alternatives."""
-        return (self.target, *self.alternatives)
-
-    def without_target(self) -> Example:
-        """A copy with the target and alternatives blanked (for unlabelled use)."""
-        return replace(self, target="", alternatives=())
-
-
-def normalize_verbalizer(
-    verbalizer: Mapping[Any, str | Sequence[str]], where: str = "verbalizer"
-) -> dict[str, tuple[str, ...]]:
-    """Turn ``{label: word or [words]}`` into ``{str(label): (words, ...)}`` and check it."""
-    if not isinstance(verbalizer, Mapping) or not verbalizer:
-        raise ConfigError(
-            f"{where} must be a non-empty mapping from label to word(s), "
-            f"e.g. {{'0': 'terrible', '1': 'great'}}; got {verbalizer!r}"
-        )
-    out: dict[str, tuple[str, ...]] = {}
-    for label, words in verbalizer.items():
-        word_list = (words,) if isinstance(words, str) else tuple(words)
-        if not word_list or not all(isinstance(w, str) and w.strip() for w in word_list):
-            raise ConfigError(
-                f"{where}[{label!r}] must be a non-empty word or list of non-empty words; "
-                f"got {words!r}"
-            )
-        out[str(label)] = word_list
-    return out
 
 
 @dataclass(frozen=True)
@@ -81,7 +40,7 @@ class Task:
     metric: str = "accuracy"
     labels: tuple[str, ...] = ()
     verbalizer: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-    seed_prompts: tuple[Any, ...] = ()  # tuple[Prompt, ...]; Any avoids an import cycle
+    seed_prompts: tuple[Prompt, ...] = ()
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -187,8 +146,6 @@ class Task:
         *label_field* (classification, with a *verbalizer*) or *output_field*
         (generation).
         """
-        from promptsearch.prompt import Prompt
-
         if (label_field is None) == (output_field is None):
             raise ConfigError(
                 "give exactly one of label_field= (classification) or output_field= "

@@ -12,7 +12,8 @@ import pytest
 
 from promptsearch import ConfigError, Prompt
 from promptsearch.errors import ModelError
-from promptsearch.generators.base import LocalGenerator, TextGenerator, cut_at_stop
+from promptsearch.generators.base import TextGenerator, cut_at_stop
+from promptsearch.generators.local import LocalGenerator
 from promptsearch.searchers import make_searcher
 from promptsearch.searchers._text.ape_text import Cleaner, check_placeholders, fill
 from promptsearch.searchers.ape import (

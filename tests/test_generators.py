@@ -12,12 +12,8 @@ from typing import Any
 import pytest
 
 from promptsearch import ConfigError
-from promptsearch.generators.base import (
-    LocalGenerator,
-    TextGenerator,
-    check_generate_args,
-    cut_at_stop,
-)
+from promptsearch.generators.base import TextGenerator, check_generate_args, cut_at_stop
+from promptsearch.generators.local import LocalGenerator
 from promptsearch.models.base import LanguageModel
 from promptsearch.testing import tiny_model
 
@@ -189,7 +185,7 @@ def test_a_named_model_loads_lazily_and_is_not_pickled(monkeypatch: pytest.Monke
         loads.append(name)
         return tiny_model("causal", seed=1)
 
-    monkeypatch.setattr("promptsearch.models.base.load_model", fake_load)
+    monkeypatch.setattr("promptsearch.models.loading.load_model", fake_load)
     generator = LocalGenerator("some/model")
     assert loads == []  # nothing loaded at construction
     first = generator.generate(PROMPTS, max_new_tokens=4, seed=3)

@@ -20,12 +20,8 @@ import pytest
 from fault_server import FaultServer, Reply
 
 from promptsearch.errors import ConfigError, GeneratorError
-from promptsearch.generators.base import (
-    GENERATOR_SPEC_HELP,
-    LocalGenerator,
-    OpenAICompatibleGenerator,
-    make_generator,
-)
+from promptsearch.generators import GENERATOR_SPEC_HELP, OpenAICompatibleGenerator, make_generator
+from promptsearch.generators.local import LocalGenerator
 from promptsearch.searchers import make_searcher
 from promptsearch.searchers.paraphrase import ParaphraseSearcher
 

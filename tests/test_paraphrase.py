@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from promptsearch import ConfigError, Prompt
-from promptsearch.generators.base import LocalGenerator, TextGenerator, cut_at_stop
+from promptsearch.generators.base import TextGenerator, cut_at_stop
+from promptsearch.generators.local import LocalGenerator
 from promptsearch.searchers import make_searcher
 from promptsearch.searchers._text import backtranslate as _backtranslate
 from promptsearch.searchers._text import phrases as ph

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from promptsearch.errors import ConfigError, GeneratorError
-from promptsearch.generators.base import OpenAICompatibleGenerator, make_generator
+from promptsearch.generators import OpenAICompatibleGenerator, make_generator
 from promptsearch.generators.server import ModelServer, make_server
 from promptsearch.testing import tiny_model
 from promptsearch.testing.searchers import contract_task

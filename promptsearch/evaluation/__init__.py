@@ -7,12 +7,14 @@ from __future__ import annotations
 
 from promptsearch.evaluation.heldout import (
     PAIRED_TEST_CHOICES,
-    FinalReport,
-    HeldOutPrompt,
-    SeedSummary,
     evaluate_held_out,
     held_out_sample,
     score_with_cache,
+)
+from promptsearch.evaluation.reports import (
+    FinalReport,
+    HeldOutPrompt,
+    SeedSummary,
     summarize_studies,
 )
 

@@ -1,5 +1,5 @@
 """Text generation through an OpenAI-compatible HTTP server (re-exported by
-:mod:`promptsearch.generators.base`).
+:mod:`promptsearch.generators`).
 
 :class:`OpenAICompatibleGenerator` speaks the chat-completions protocol that vLLM,
 llama.cpp's server, Ollama, hosted APIs and ``promptsearch serve`` share.  It uses

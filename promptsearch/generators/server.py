@@ -34,7 +34,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from promptsearch.errors import ConfigError, ModelError
-from promptsearch.generators.base import MAX_NEW_TOKENS, LocalGenerator
+from promptsearch.generators.base import MAX_NEW_TOKENS
+from promptsearch.generators.local import LocalGenerator
 from promptsearch.models.base import LanguageModel
 
 __all__ = ["DEFAULT_MAX_TOKENS", "MAX_BODY_BYTES", "ModelServer", "make_server"]
@@ -398,7 +399,7 @@ def make_server(
     if isinstance(model, LanguageModel):
         lm = model
     else:
-        from promptsearch.models.base import load_model
+        from promptsearch.models.loading import load_model
 
         lm = load_model(model, device=device, dtype=dtype)
     generator = LocalGenerator(lm)  # refuses a masked LM, which cannot generate

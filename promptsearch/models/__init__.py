@@ -14,11 +14,11 @@ from promptsearch.models.base import (
     LanguageModel,
     cache_root,
     detect_kind,
-    load_model,
     resolve_device,
     resolve_dtype,
     wrap_model,
 )
+from promptsearch.models.loading import load_model
 
 __all__ = [
     "EMBEDDED_ALIASES",

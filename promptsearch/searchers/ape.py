@@ -40,7 +40,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from promptsearch.errors import ConfigError, ModelError
-from promptsearch.generators.base import LocalGenerator, TextGenerator, make_generator
+from promptsearch.generators import make_generator
+from promptsearch.generators.base import TextGenerator
+from promptsearch.generators.local import LocalGenerator
 from promptsearch.prompt import Prompt
 from promptsearch.searchers._text import ape_text as at
 from promptsearch.searchers._text.ape_text import (
@@ -85,7 +87,7 @@ class ApeSearcher(Searcher):
     ----------
     generator:
         Who writes the instructions: a :class:`~promptsearch.generators.base.TextGenerator`,
-        a generator spec string for :func:`~promptsearch.generators.base.make_generator`
+        a generator spec string for :func:`~promptsearch.generators.make_generator`
         (``"local:NAME"``, ``"openai:URL#model=..."``), or ``None`` for the study's
         model (the embedded model when the study's model cannot generate).
     mode:

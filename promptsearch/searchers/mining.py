@@ -51,7 +51,9 @@ from pathlib import Path
 from typing import Any
 
 from promptsearch.errors import ConfigError, TemplateError
-from promptsearch.generators.base import LocalGenerator, TextGenerator, make_generator
+from promptsearch.generators import make_generator
+from promptsearch.generators.base import TextGenerator
+from promptsearch.generators.local import LocalGenerator
 from promptsearch.prompt import Prompt
 from promptsearch.searchers._text.corpus import (
     HF_PREFIX,
@@ -164,7 +166,7 @@ class MiningSearcher(Searcher):
     generator:
         What writes the samples: a :class:`~promptsearch.generators.base.TextGenerator`,
         a generator spec (a model name, ``"local:NAME"``, ``"openai:URL#model=NAME"``;
-        see :func:`~promptsearch.generators.base.make_generator`), or ``None`` for the
+        see :func:`~promptsearch.generators.make_generator`), or ``None`` for the
         study's model.  Empty samples are skipped and counted
         (``fallback_empty_samples``).
     """

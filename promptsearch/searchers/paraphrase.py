@@ -31,7 +31,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from promptsearch.errors import ConfigError, TemplateError
-from promptsearch.generators.base import LocalGenerator, TextGenerator, make_generator
+from promptsearch.generators import make_generator
+from promptsearch.generators.base import TextGenerator
+from promptsearch.generators.local import LocalGenerator
 from promptsearch.prompt import Prompt
 from promptsearch.searchers._population import PopulationSearcher
 from promptsearch.searchers._text import phrases as ph
@@ -122,7 +124,7 @@ class ParaphraseSearcher(PopulationSearcher):
     generator:
         The :class:`~promptsearch.generators.base.TextGenerator` for ``lm-rewrite`` and
         ``infill``, or a generator spec (a model name, ``"local:NAME"``,
-        ``"openai:URL#model=NAME"``; see :func:`~promptsearch.generators.base.make_generator`);
+        ``"openai:URL#model=NAME"``; see :func:`~promptsearch.generators.make_generator`);
         ``None`` or ``"local"``
         uses the study's model.  Empty completions are skipped and counted (the
         ``<method>.empty`` metric).
@@ -163,7 +165,7 @@ class ParaphraseSearcher(PopulationSearcher):
         self.methods = None if methods is None else _check_methods(methods)
         if generator is not None and not isinstance(generator, (TextGenerator, str)):
             raise ConfigError(
-                f"{owner}: generator must be a promptsearch.generators.base.TextGenerator (e.g. "
+                f"{owner}: generator must be a promptsearch.generators.TextGenerator (e.g. "
                 f"LocalGenerator('HuggingFaceTB/SmolLM2-360M-Instruct')), a generator spec "
                 f"such as 'openai:http://127.0.0.1:8000/v1', or None for the study's model; "
                 f"got {type(generator).__name__}"

@@ -297,7 +297,7 @@ class RLSearcher(Searcher):
 
     def _policy_model(self) -> LanguageModel:
         if self.policy_model is not None:
-            from promptsearch.models.base import load_model
+            from promptsearch.models.loading import load_model
 
             return load_model(self.policy_model)
         model = self.ctx.model

@@ -12,6 +12,9 @@ SQLite (the default, ``promptsearch.db`` in the current folder) suits one machin
 PostgreSQL suits many workers.  The schema is created on first use and managed by
 Alembic migrations shipped in this package (``promptsearch db upgrade``).
 Importing this package does not import torch or transformers.
+
+:func:`open_storage` sits here, above the :class:`Storage` it builds and the
+database set-up (:mod:`~promptsearch.storage.database`) it runs.
 """
 
 from __future__ import annotations
@@ -19,10 +22,13 @@ from __future__ import annotations
 from promptsearch.storage.claims import Claim, ClaimCounts
 from promptsearch.storage.database import (
     DEFAULT_SQLITE_FILE,
+    _is_memory,
+    _prepare,
+    create_engine_for,
     head_revision,
     known_revisions,
     mask_url,
-    open_storage,
+    parse_url,
     upgrade,
 )
 from promptsearch.storage.heldout import HeldOutRecord, HeldOutResult
@@ -67,3 +73,25 @@ __all__ = [
     "open_storage",
     "upgrade",
 ]
+
+
+def open_storage(url: str | None = None) -> Storage:
+    """Open (and, when empty, create) the trial database at *url*.
+
+    ``None`` means ``promptsearch.db`` in the current folder; a plain path is an
+    SQLite file; ``postgresql://user:password@host:port/db`` a PostgreSQL database.
+    Raises :class:`~promptsearch.errors.StorageError` when the database cannot be
+    opened, holds an older schema (run ``promptsearch db upgrade``), a newer one, or
+    is not a promptsearch database.
+    """
+    parsed = parse_url(url)
+    if _is_memory(parsed):
+        engine = create_engine_for(parsed)
+        try:
+            _prepare(parsed, upgrade_old=False, engine=engine)
+        except BaseException:
+            engine.dispose()
+            raise
+        return Storage(engine, parsed)
+    _prepare(parsed, upgrade_old=False)
+    return Storage(create_engine_for(parsed), parsed)

@@ -23,7 +23,7 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Self
+from typing import Any, Final, Self
 
 import sqlalchemy
 from sqlalchemy import event
@@ -42,9 +42,6 @@ from promptsearch.storage.schema import (
     schema_state,
 )
 
-if TYPE_CHECKING:
-    from promptsearch.storage.repository import Storage
-
 __all__ = [
     "DEFAULT_SQLITE_FILE",
     "SQLITE_BUSY_TIMEOUT_S",
@@ -54,7 +51,6 @@ __all__ = [
     "head_revision",
     "known_revisions",
     "mask_url",
-    "open_storage",
     "parse_url",
     "upgrade",
 ]
@@ -327,7 +323,7 @@ def upgrade(url: str | None) -> str:
 class Database:
     """An open trial database: its engine and the one way to get a session.
 
-    Build it with :func:`open_storage`, which checks the schema first.
+    Build it with :func:`promptsearch.storage.open_storage`, which checks the schema first.
     """
 
     def __init__(self, engine: Engine, url: URL) -> None:
@@ -387,27 +383,3 @@ class Database:
 def _rollback(session: Session) -> None:
     with contextlib.suppress(SQLAlchemyError):
         session.rollback()
-
-
-def open_storage(url: str | None = None) -> Storage:
-    """Open (and, when empty, create) the trial database at *url*.
-
-    ``None`` means ``promptsearch.db`` in the current folder; a plain path is an
-    SQLite file; ``postgresql://user:password@host:port/db`` a PostgreSQL database.
-    Raises :class:`~promptsearch.errors.StorageError` when the database cannot be
-    opened, holds an older schema (run ``promptsearch db upgrade``), a newer one, or
-    is not a promptsearch database.
-    """
-    from promptsearch.storage.repository import Storage
-
-    parsed = parse_url(url)
-    if _is_memory(parsed):
-        engine = create_engine_for(parsed)
-        try:
-            _prepare(parsed, upgrade_old=False, engine=engine)
-        except BaseException:
-            engine.dispose()
-            raise
-        return Storage(engine, parsed)
-    _prepare(parsed, upgrade_old=False)
-    return Storage(create_engine_for(parsed), parsed)

@@ -96,7 +96,8 @@ def study_model(
 ) -> LanguageModel:
     """The study's model: *model* if given (a loaded model, a name or path), else the
     model name the study recorded; its fingerprint must match the study's."""
-    from promptsearch.models.base import LanguageModel, load_model
+    from promptsearch.models.base import LanguageModel
+    from promptsearch.models.loading import load_model
 
     if isinstance(model, LanguageModel):
         loaded = model

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import functools
 
-from promptsearch.models.base import LanguageModel, load_model
+from promptsearch.models.base import LanguageModel
+from promptsearch.models.loading import load_model
 from promptsearch.testing.tiny_models import (
     TINY_CORPUS,
     tiny_causal_lm,

@@ -16,9 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     import torch
 
-    from promptsearch.models.base import LanguageModel
     from promptsearch.prompt import RenderedPrompt
-    from promptsearch.scoring.batching import BatchSize
 
 __all__ = [
     "Backend",
@@ -28,7 +26,6 @@ __all__ = [
     "encode_text",
     "left_pad",
     "length_batches",
-    "make_backend",
     "right_pad",
     "special_tokens",
     "split_trailing_space",
@@ -174,25 +171,3 @@ def output_cache(output: Any) -> Any:
 def _output_keys(output: Any) -> set[str]:
     keys = getattr(output, "keys", None)
     return set(keys()) if callable(keys) else set(dir(output))
-
-
-def make_backend(
-    model: LanguageModel, batch_size: int | BatchSize, *, share_prefix: bool = True
-) -> Backend:
-    """The back-end for *model*'s kind.
-
-    *batch_size*: rows per forward pass, or a :class:`~promptsearch.scoring.batching.BatchSize`
-    (automatic sizes back off on out-of-memory).  *share_prefix*: causal LMs run the
-    rows' common leading tokens once (see :mod:`promptsearch.scoring.backends.prefix_cache`).
-    """
-    if model.kind == "masked":
-        from promptsearch.scoring.backends.masked import MaskedBackend
-
-        return MaskedBackend(model, batch_size)
-    if model.kind == "seq2seq":
-        from promptsearch.scoring.backends.seq2seq import Seq2SeqBackend
-
-        return Seq2SeqBackend(model, batch_size)
-    from promptsearch.scoring.backends.causal import CausalBackend
-
-    return CausalBackend(model, batch_size, share_prefix=share_prefix)

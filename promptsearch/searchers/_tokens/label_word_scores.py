@@ -137,7 +137,7 @@ def _check_inputs(
     if not isinstance(model, LanguageModel):
         raise ConfigError(
             "model must be a LanguageModel from promptsearch.load_model() or "
-            f"promptsearch.models.base.wrap_model(); got {type(model).__name__}"
+            f"promptsearch.models.wrap_model(); got {type(model).__name__}"
         )
     if not isinstance(prompt, Prompt):
         raise ConfigError(f"prompt must be a Prompt; got {type(prompt).__name__}")
@@ -155,7 +155,7 @@ def _fit_all(
     model: LanguageModel, prompt: Prompt, examples: list[Example], words: Sequence[str], size: int
 ) -> tuple[Backend, list[Encoded]]:
     """The scorer's back-end and each example encoded as the scorer encodes it."""
-    from promptsearch.scoring.backends.base import make_backend
+    from promptsearch.scoring.backends import make_backend
     from promptsearch.scoring.scorer import Scorer
 
     backend = make_backend(model, size)
