@@ -1,28 +1,42 @@
-"""Rebuilding a stored study's task and model, for work after the search (``final``).
+"""Rebuilding a stored study's task, model and searchers, for work after the search
+(``final``) and for workers that join it.
 
 A study records its task by name and data hash and its model by name and
 fingerprint, not the options that built them.  The task is rebuilt by loading the
 built-in task of that name and keeping the task seed whose data matches the stored
 hash; the model by loading the stored name and checking its fingerprint.  When that
 cannot work (a task or model made in Python, another dtype ...), the error says
-which option to pass.
+which option to pass.  A worker rebuilds the study's searchers from their stored
+names and parameters (:func:`searchers_from_config`).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from promptsearch.errors import ConfigError, DataError, ModelError, PromptSearchError
+from promptsearch.prompt import Prompt
+from promptsearch.searchers import get_searcher_class
+from promptsearch.searchers.base import LEADERBOARD_SIZE, ScoredPrompt, Searcher
 from promptsearch.task import Task
 
 if TYPE_CHECKING:
     from promptsearch.models.base import LanguageModel
     from promptsearch.scoring.scorer import Scorer
-    from promptsearch.storage import StudyRecord
+    from promptsearch.storage import Storage, StudyRecord
 
-__all__ = ["KSHOT_SEEDS", "study_model", "study_scorer", "study_task", "task_seed_candidates"]
+__all__ = [
+    "KSHOT_SEEDS",
+    "searchers_from_config",
+    "study_leaderboard",
+    "study_model",
+    "study_scorer",
+    "study_task",
+    "task_seed_candidates",
+]
 
 KSHOT_SEEDS: Final = (13, 21, 42, 87, 100)
 """The published k-shot split seeds (LM-BFF, RLPrompt), tried in this order."""
@@ -144,3 +158,48 @@ def study_scorer(record: StudyRecord, model: LanguageModel, *, batch_size: int =
     if inputs is None:
         return Scorer(model, batch_size=batch_size, calibrate=True)
     return Scorer(model, batch_size=batch_size, calibrate=True, content_free_inputs=list(inputs))
+
+
+def _revive(value: Any) -> Any:
+    """Searcher parameters as stored (JSON) → Python values: prompts come back as Prompts."""
+    if isinstance(value, list):
+        return [_revive(v) for v in value]
+    if isinstance(value, Mapping) and "template" in value:
+        try:
+            return Prompt.from_dict(value)
+        except ConfigError:
+            return dict(value)
+    return value
+
+
+def searchers_from_config(record: StudyRecord) -> list[Searcher]:
+    """New searchers built from the names and parameters the study recorded."""
+    entries = record.config.get("searchers")
+    if not isinstance(entries, list) or not entries:
+        raise ConfigError(
+            f"study {record.name!r} records no searchers; pass searchers= to run_worker()"
+        )
+    searchers: list[Searcher] = []
+    for entry in entries:
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("name"), str):
+            raise ConfigError(f"study {record.name!r} records a malformed searcher: {entry!r}")
+        name = entry["name"]
+        params = entry.get("params") or {}
+        cls = get_searcher_class(name)
+        try:
+            searchers.append(cls(**{str(k): _revive(v) for k, v in params.items()}))
+        except (ConfigError, TypeError) as error:
+            raise ConfigError(
+                f"study {record.name!r}: searcher {name!r} cannot be rebuilt from its stored "
+                f"parameters {params!r} ({error}); pass searchers= to run_worker()"
+            ) from None
+    return searchers
+
+
+def study_leaderboard(storage: Storage, study: str) -> tuple[ScoredPrompt, ...]:
+    """The study's best complete trials from the database, by every worker (prompts and
+    dev scores only), for searchers that learn from the others' best."""
+    return tuple(
+        ScoredPrompt(Prompt.from_dict(row.body), row.content_hash, row.dev_score, row.searcher)
+        for row in storage.leaderboard(study, top=LEADERBOARD_SIZE)
+    )

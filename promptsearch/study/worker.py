@@ -44,17 +44,16 @@ from promptsearch.prompt import Prompt
 from promptsearch.searchers.base import Candidate, RemainingBudget, Searcher, TrialResult
 from promptsearch.study.budget import Budget
 from promptsearch.study.final_pick import select_final
+from promptsearch.study.heartbeat import Heartbeat
 from promptsearch.study.loop import STALE_ROUNDS, ScorerLike, Study
+from promptsearch.study.rebuild import searchers_from_config, study_leaderboard
 from promptsearch.study.results import StudyResult
-from promptsearch.study.worker_parts import (
-    Heartbeat,
+from promptsearch.study.worker_report import (
     Pending,
     WorkerReport,
     default_worker_id,
     info,
     missing_study_message,
-    searchers_from_config,
-    study_leaderboard,
     warn,
 )
 from promptsearch.task import Task
