@@ -171,6 +171,34 @@ def test_no_import_circle() -> None:
         pytest.fail("import circle:\n  " + "\n  ".join(steps))
 
 
+def _folder(module: str) -> str:
+    """The concern a module belongs to: its folder under promptsearch, or itself."""
+    return module.split(".")[1]
+
+
+def test_no_circle_between_folders() -> None:
+    """Collapsed to their folders (``study``, ``scoring``, ...; a top-level module is one
+    on its own) the imports still form layers: no folder needs one that needs it."""
+    graph: dict[str, dict[str, int]] = {}
+    example: dict[tuple[str, str], str] = {}
+    for module, edges in import_graph().items():
+        if module == "promptsearch":  # the public facade, above everything
+            continue
+        for target, line in edges.items():
+            if target == "promptsearch":
+                continue
+            a, b = _folder(module), _folder(target)
+            graph.setdefault(a, {})
+            graph.setdefault(b, {})
+            if a != b:
+                graph[a].setdefault(b, line)
+                example.setdefault((a, b), f"{module}:{line} imports {target}")
+    cycle = find_cycle(graph)
+    if cycle:
+        steps = [example[a, b] for a, b in itertools.pairwise(cycle)]
+        pytest.fail("circle between folders:\n  " + "\n  ".join(steps))
+
+
 def test_no_module_over_500_lines() -> None:
     long = {}
     for path in MODULES.values():
