@@ -10,6 +10,9 @@ Families (one module each):
 * :mod:`~promptsearch.tasks.instruction_induction` -- ``ii:<task>`` (antonyms, sum, ...).
 * :mod:`~promptsearch.tasks.trex` -- ``trex:<relation>`` (P17, P19, ...).
 
+The generic loaders (:mod:`~promptsearch.tasks.loaders`) read records from CSV, TSV,
+JSON and JSONL files and build tasks from files or ``datasets``.
+
 All but ``rotten-tomatoes`` read files under a data folder: the *data_dir* argument,
 else ``$PROMPTSEARCH_DATA``.  The layouts are in each module's docstring.
 

@@ -1,4 +1,6 @@
-"""Helpers for tests: tiny randomly-initialised models that need no download.
+"""Helpers for tests: tiny randomly-initialised models that need no download
+(:mod:`~promptsearch.testing.tiny_models`), the searcher contract suite
+(:mod:`~promptsearch.testing.searchers`) and fakes.
 
 >>> from promptsearch.testing import tiny_model
 >>> lm = tiny_model("causal")   # also "masked" and "seq2seq"
