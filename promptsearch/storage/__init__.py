@@ -13,8 +13,16 @@ PostgreSQL suits many workers.  The schema is created on first use and managed b
 Alembic migrations shipped in this package (``promptsearch db upgrade``).
 Importing this package does not import torch or transformers.
 
-:func:`open_storage` sits here, above the :class:`Storage` it builds and the
-database set-up (:mod:`~promptsearch.storage.database`) it runs.
+What lives here: :mod:`~promptsearch.storage.orm` (the SQLAlchemy models),
+:mod:`~promptsearch.storage.records` (the frozen values every method returns),
+:class:`Storage` (:mod:`~promptsearch.storage.repository`, with its trial, claim, cache
+and held-out methods in :mod:`~promptsearch.storage.trials`,
+:mod:`~promptsearch.storage.claims`, :mod:`~promptsearch.storage.cache` and
+:mod:`~promptsearch.storage.heldout`), the session helper and URL handling
+(:mod:`~promptsearch.storage.database`), schema revisions
+(:mod:`~promptsearch.storage.schema`), the Alembic migrations, and throwaway
+databases for tests (:mod:`~promptsearch.storage.testing`).  :func:`open_storage` sits
+here, above the :class:`Storage` it builds and the database set-up it runs.
 """
 
 from __future__ import annotations
