@@ -389,6 +389,10 @@ def _picked_document(storage: Any, study: Any) -> dict[str, Any]:
 def cmd_export(args: argparse.Namespace) -> int:
     if args.rank is not None and (isinstance(args.rank, bool) or args.rank < 1):
         raise ConfigError(f"--rank must be a whole number ≥ 1; got {args.rank}")
+    if args.output:
+        from promptsearch._output import check_output_path
+
+        check_output_path(args.output, force=args.force)  # before any database work
     storage = _open(args.storage)
     storage.leaderboard(args.study, top=1)  # a missing study: the one-line error with names
     study = storage.get_study(args.study)
@@ -419,8 +423,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     )
     text = json.dumps(document, indent=2, ensure_ascii=False)
     if args.output:
-        with open(args.output, "w", encoding="utf-8") as handle:
-            handle.write(text + "\n")
+        from promptsearch._output import write_output
+
+        write_output(args.output, text + "\n", force=args.force)
         print(f"wrote {args.output}", file=sys.stderr)
     else:
         print(text)

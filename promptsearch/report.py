@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from promptsearch import _report_charts as _charts
 from promptsearch._report_data import ReportData, collect
+from promptsearch._output import write_output
 from promptsearch._svg import esc
 from promptsearch.errors import ConfigError
 
@@ -388,5 +389,4 @@ def write_report(
             f"output {path}: the folder {path.parent} does not exist; create it first"
         )
     html = build_report(storage, study, top=top, data_dir=data_dir, task=task, task_seed=task_seed)
-    path.write_text(html, encoding="utf-8")
-    return path
+    return write_output(path, html, option="output")
