@@ -43,9 +43,7 @@ def check_output_path(
     names ``--force``); a folder, or a path whose folder is missing, always is."""
     target = Path(path)
     if target.is_dir():
-        raise ConfigError(
-            f"{option} {target}: is a folder, not a file; give a file name inside it"
-        )
+        raise ConfigError(f"{option} {target}: is a folder, not a file; give a file name inside it")
     if not target.parent.is_dir():
         raise ConfigError(
             f"{option} {target}: the folder {target.parent} does not exist; "

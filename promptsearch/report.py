@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from promptsearch import _report_charts as _charts
-from promptsearch._report_data import ReportData, collect
 from promptsearch._output import write_output
+from promptsearch._report_data import ReportData, collect
 from promptsearch._svg import esc
 from promptsearch.errors import ConfigError
 

@@ -66,9 +66,7 @@ def _kinds(parameter: inspect.Parameter) -> set[str]:
         default = parameter.default
         if default is inspect.Parameter.empty or default is None:
             return {"any"}
-        return {
-            {bool: "bool", int: "int", float: "float", str: "str"}.get(type(default), "any")
-        }
+        return {{bool: "bool", int: "int", float: "float", str: "str"}.get(type(default), "any")}
     text = annotation if isinstance(annotation, str) else inspect.formatannotation(annotation)
     kinds: set[str] = set()
     depth, start, members = 0, 0, []
