@@ -18,9 +18,12 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import logging
+import os
 import re
 import sqlite3
 import time
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Self
@@ -63,6 +66,8 @@ DEFAULT_SQLITE_FILE: Final = "promptsearch.db"
 SQLITE_BUSY_TIMEOUT_S: Final = 30.0
 POSTGRES_CONNECT_TIMEOUT_S: Final = 10
 _WRITE_OPTION: Final = "promptsearch_write"
+
+logger = logging.getLogger("promptsearch")
 
 
 class UniqueViolation(StorageError):
@@ -151,6 +156,11 @@ def create_engine_for(url: str | URL, *, wal: bool = True) -> Engine:
             kwargs.update(poolclass=StaticPool, connect_args={"check_same_thread": False})
         else:
             _check_sqlite_path(parsed, shown)
+            read_only = _read_only_url(parsed, shown)
+            if read_only is not None:
+                parsed, wal = read_only, False
+            elif _is_read_only_uri(parsed):
+                wal = False
             kwargs.update(connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
     else:
         kwargs.update(pool_pre_ping=True)
@@ -189,6 +199,47 @@ def _check_sqlite_path(url: URL, shown: str) -> None:
         )
 
 
+def _is_read_only_uri(url: URL) -> bool:
+    """An SQLite URI the user opened read-only (``mode=ro`` or ``immutable=1``)."""
+    if url.query.get("uri") != "true":
+        return False
+    text = f"{url.database or ''}&" + "&".join(f"{k}={v}" for k, v in url.query.items())
+    return bool(re.search(r"[?&](mode=ro|immutable=1)\b", text))
+
+
+def _writable(path: Path) -> bool:
+    return os.access(path, os.W_OK)
+
+
+def _read_only_url(url: URL, shown: str) -> URL | None:
+    """For an existing SQLite file in a folder this process may not write to (a shared
+    read-only archive, say): the URL that opens it read-only, so the commands that only
+    read (leaderboard, studies, show, export, report) work.  SQLite keeps a WAL
+    database's index in a ``-shm`` file next to it; without the right to create it,
+    the file is opened with ``mode=ro`` when the ``-wal`` and ``-shm`` files are there,
+    else as ``immutable=1`` (nobody can be writing to it: no one may create files
+    there).  None when the folder is writable or the file does not exist yet."""
+    if url.query.get("uri") == "true" or url.database is None:
+        return None
+    path = Path(url.database)
+    if not path.is_file() or _writable(path.parent):
+        return None
+    wal, shm = Path(f"{path}-wal"), Path(f"{path}-shm")
+    uri = "file:" + urllib.parse.quote(str(path))
+    if wal.exists() and shm.exists():
+        query = {"mode": "ro", "uri": "true"}
+    elif wal.exists() and wal.stat().st_size > 0:
+        raise StorageError(
+            f"cannot open the trial database {shown}: its folder {path.parent} is read-only "
+            f"and {wal.name} holds writes SQLite cannot read without {shm.name}; open it once "
+            "where the folder is writable, or copy the files to one"
+        )
+    else:
+        query = {"immutable": "1", "uri": "true"}
+    logger.debug("opening %s read-only (%s): its folder is not writable", shown, query)
+    return url.set(database=uri, query=query)
+
+
 def _use_wal(cursor: Any) -> None:
     """Switch the file to write-ahead logging (a lasting property of the file).
 
@@ -204,6 +255,10 @@ def _use_wal(cursor: Any) -> None:
             mode = cursor.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() == "wal":
                 return
+            # No error, yet no switch: the file cannot change (read-only or immutable);
+            # it is used in the journal mode it has (a busy file raises, see below).
+            logger.debug("SQLite kept journal mode %s (the file is read-only)", mode)
+            return
         except sqlite3.OperationalError as exc:
             if "locked" not in str(exc) and "busy" not in str(exc):
                 raise
@@ -248,20 +303,39 @@ def _reason(exc: BaseException) -> str:
     return lines[0] if lines else type(orig).__name__
 
 
-def _connect_error(exc: SQLAlchemyError, shown: str) -> StorageError:
+def _connect_error(exc: SQLAlchemyError, shown: str, backend: str) -> StorageError:
     reason = _reason(exc)
     low = reason.lower()
+    if backend == "sqlite":
+        return StorageError(f"cannot open the trial database {shown}: {reason}; {_sqlite_fix(low)}")
     if "password" in low or "authentication" in low:
         fix = "check the user name and password in the URL"
     elif "does not exist" in low and "database" in low:
         fix = "create the database (e.g. `createdb NAME`) or correct its name in the URL"
-    elif "not a database" in low:
-        fix = "the file is not an SQLite database; point --storage at another file"
-    elif "unable to open" in low:
-        fix = "check that the folder exists and that you may write there"
     else:
         fix = "check that the server is running and that host, port and database are right"
     return StorageError(f"cannot open the trial database {shown}: {reason}; {fix}")
+
+
+def _sqlite_fix(low: str) -> str:
+    if "not a database" in low:
+        return "the file is not an SQLite database; point --storage at another file"
+    if "unable to open" in low:
+        return "check that the folder exists and that you may write there"
+    if "readonly" in low or "read-only" in low:
+        return _READ_ONLY_FIX
+    if "locked" in low or "busy" in low:
+        return "another process holds the file's lock; wait for it, or use fewer workers"
+    if "disk" in low and ("full" in low or "i/o" in low):
+        return "free some disk space, or check the disk"
+    return "check the file, its folder's permissions and the free disk space"
+
+
+_READ_ONLY_FIX = (
+    "the file or its folder is read-only (or the URL says mode=ro or immutable=1): "
+    "leaderboard, studies, show, export and report can read it, but to write, copy it "
+    "to a folder you may write to"
+)
 
 
 def _is_unique_violation(exc: IntegrityError) -> bool:
@@ -272,6 +346,8 @@ def _is_unique_violation(exc: IntegrityError) -> bool:
 
 def _runtime_error(exc: SQLAlchemyError, shown: str) -> StorageError:
     reason = _reason(exc)
+    if "readonly" in reason.lower():
+        return StorageError(f"trial database {shown}: {reason}; {_READ_ONLY_FIX}")
     if "database is locked" in reason.lower():
         return StorageError(
             f"trial database {shown}: another process kept SQLite's write lock for more than "
@@ -306,7 +382,7 @@ def _prepare(parsed: URL, *, upgrade_old: bool, engine: Engine | None = None) ->
     except StorageError:
         raise
     except SQLAlchemyError as exc:
-        raise _connect_error(exc, shown) from None
+        raise _connect_error(exc, shown, parsed.get_backend_name()) from None
     finally:
         if own:
             engine.dispose()
