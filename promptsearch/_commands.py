@@ -25,6 +25,7 @@ from promptsearch.errors import ConfigError, StorageError
 from promptsearch.validation import printable
 
 __all__ = [
+    "close_storages",
     "cmd_db",
     "cmd_evaluate",
     "cmd_export",
@@ -56,10 +57,22 @@ def unescape(text: str) -> str:
     return "".join(out)
 
 
+_OPENED: list[Any] = []
+
+
 def _open(url: str | None) -> Any:
     from promptsearch.storage import open_storage
 
-    return open_storage(url)
+    storage = open_storage(url)
+    _OPENED.append(storage)
+    return storage
+
+
+def close_storages() -> None:
+    """Close the databases the commands opened (an SQLite file then has no ``-wal`` and
+    ``-shm`` files left beside it, even when the command failed)."""
+    while _OPENED:
+        _OPENED.pop().close()
 
 
 def _clip(text: str, width: int) -> str:

@@ -308,6 +308,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             what = "terminated (SIGTERM)" if termination.received else "interrupted"
             print(f"\npromptsearch: {what}{hint}", file=sys.stderr)
             return TERMINATED if termination.received else 130
+        finally:
+            _commands.close_storages()
     return TERMINATED if termination.received else code
 
 

@@ -360,7 +360,11 @@ def build_report(
     from promptsearch.storage import Storage, open_storage
 
     store = storage if isinstance(storage, Storage) else open_storage(storage)
-    data = collect(store, study, top=top, data_dir=data_dir, task=task, task_seed=task_seed)
+    try:
+        data = collect(store, study, top=top, data_dir=data_dir, task=task, task_seed=task_seed)
+    finally:
+        if store is not storage:
+            store.close()
     return render_report(data)
 
 
