@@ -321,7 +321,15 @@ def _sqlite_fix(low: str) -> str:
     if "not a database" in low:
         return "the file is not an SQLite database; point --storage at another file"
     if "unable to open" in low:
-        return "check that the folder exists and that you may write there"
+        return (
+            "check that the folder exists and that you may write there "
+            "(with mode=ro, that the file exists)"
+        )
+    if "malformed" in low:
+        return (
+            "the file is damaged; restore it from a copy, or rescue its rows with "
+            "`sqlite3 FILE .recover`"
+        )
     if "readonly" in low or "read-only" in low:
         return _READ_ONLY_FIX
     if "locked" in low or "busy" in low:
