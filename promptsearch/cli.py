@@ -277,7 +277,8 @@ def _quiet_stdout() -> None:
 
 def _os_error(error: OSError) -> str:
     """One line for an operating-system error no command turned into its own message."""
-    reason = error.strerror or str(error) or type(error).__name__
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    reason = error.strerror or (lines[0] if lines else type(error).__name__)
     where = f"{error.filename}: " if error.filename else ""
     return f"{where}{reason}; check the path, its permissions and the free disk space"
 
@@ -291,7 +292,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     with _Termination() as termination:
         try:
             code = int(handler(args) or 0)
-            sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+            if sys.stdout is not None:
+                sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
         except PromptSearchError as error:
             print(f"promptsearch: error: {error}", file=sys.stderr)
             return 2

@@ -141,6 +141,20 @@ def test_an_os_error_no_command_caught_is_one_line(
     )
 
 
+def test_a_many_line_os_error_keeps_its_first_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def many_lines(args: object) -> int:
+        raise OSError("model files are missing\nsee the log\nfor more")
+
+    monkeypatch.setattr(_commands, "cmd_searchers", many_lines)
+    exact_error(
+        ["searchers"],
+        capsys,
+        "model files are missing; check the path, its permissions and the free disk space",
+    )
+
+
 @pytest.mark.parametrize(
     "args",
     [

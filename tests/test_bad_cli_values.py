@@ -19,6 +19,7 @@ import pytest
 from bad_cli_support import FakeScorer, exact_error, kshot_dir, make_db, small_task, untouched
 
 import promptsearch
+from promptsearch.budget import Budget
 from promptsearch.cli import main
 from promptsearch.errors import ConfigError
 from promptsearch.searchers import make_searcher, parse_searcher_spec
@@ -287,3 +288,8 @@ def test_create_only_prints_a_quoted_worker_command(
     assert main([*args, *more, "--create-only", "--study", name, "--storage", storage]) == 0
     out = capsys.readouterr().out
     assert "promptsearch worker --study 'x; touch pwned' --storage URL" in out
+
+
+def test_an_infinite_budget_of_seconds_is_refused_in_python_too() -> None:
+    with pytest.raises(ConfigError, match=r"^budget: seconds must be a finite number; got inf"):
+        Budget(seconds=float("inf"))
