@@ -166,6 +166,19 @@ def test_a_wal_database_in_a_read_only_folder_is_read(
     capsys.readouterr()
 
 
+def test_a_rollback_journal_database_in_a_read_only_folder_is_read(
+    db: Path, read_only_folder: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    connection = sqlite3.connect(db)
+    connection.execute("PRAGMA journal_mode = DELETE")
+    connection.close()
+    assert database._read_only_url(database.parse_url(str(db)), "db").query["mode"] == "ro"
+    with untouched(db):
+        for args in READERS:
+            assert main([*args, "--storage", str(db)]) == 0, capsys.readouterr().err
+    capsys.readouterr()
+
+
 def test_writing_into_a_read_only_folder_says_so(db: Path, read_only_folder: None) -> None:
     with untouched(db), pytest.raises(StorageError) as caught:
         write_into(str(db))

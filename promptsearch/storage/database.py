@@ -214,11 +214,11 @@ def _writable(path: Path) -> bool:
 def _read_only_url(url: URL, shown: str) -> URL | None:
     """For an existing SQLite file in a folder this process may not write to (a shared
     read-only archive, say): the URL that opens it read-only, so the commands that only
-    read (leaderboard, studies, show, export, report) work.  SQLite keeps a WAL
-    database's index in a ``-shm`` file next to it; without the right to create it,
-    the file is opened with ``mode=ro`` when the ``-wal`` and ``-shm`` files are there,
-    else as ``immutable=1`` (nobody can be writing to it: no one may create files
-    there).  None when the folder is writable or the file does not exist yet."""
+    read (leaderboard, studies, show, export, report) work: with ``mode=ro``, except for
+    a WAL database without its ``-wal`` and ``-shm`` files, which SQLite can read only
+    as ``immutable=1`` when it may not create them (no writer can be at work on it
+    then: a writer would have made them).  None when the folder is writable or the
+    file does not exist yet."""
     if url.query.get("uri") == "true" or url.database is None:
         return None
     path = Path(url.database)
@@ -226,8 +226,8 @@ def _read_only_url(url: URL, shown: str) -> URL | None:
         return None
     wal, shm = Path(f"{path}-wal"), Path(f"{path}-shm")
     uri = "file:" + urllib.parse.quote(str(path))
-    if wal.exists() and shm.exists():
-        query = {"mode": "ro", "uri": "true"}
+    if (wal.exists() and shm.exists()) or not _is_wal_file(path):
+        query = {"mode": "ro", "uri": "true"}  # SQLite's own locks still apply
     elif wal.exists() and wal.stat().st_size > 0:
         raise StorageError(
             f"cannot open the trial database {shown}: its folder {path.parent} is read-only "
@@ -238,6 +238,16 @@ def _read_only_url(url: URL, shown: str) -> URL | None:
         query = {"immutable": "1", "uri": "true"}
     logger.debug("opening %s read-only (%s): its folder is not writable", shown, query)
     return url.set(database=uri, query=query)
+
+
+def _is_wal_file(path: Path) -> bool:
+    """Whether the SQLite file's header marks it as a WAL database (bytes 18-19 are 2)."""
+    try:
+        with open(path, "rb") as handle:
+            header = handle.read(20)
+    except OSError:
+        return False
+    return header[18:20] == b"\x02\x02"
 
 
 def _use_wal(cursor: Any) -> None:
