@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import select
 import signal
 import sys
 import threading
@@ -262,6 +263,17 @@ class _Termination:
             signal.signal(signal.SIGTERM, self._previous)
 
 
+def _stdout_gone() -> bool:
+    """Whether the reader of standard output has closed its end of the pipe."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        events = poller.poll(0)
+    except (AttributeError, OSError, ValueError):  # no poll (Windows), no descriptor
+        return True
+    return any(mask & (select.POLLERR | select.POLLHUP) for _, mask in events)
+
+
 def _quiet_stdout() -> None:
     """After the reader of standard output went away (``promptsearch leaderboard | head
     -1``): point the descriptor at /dev/null so the interpreter's last flush does not
@@ -297,7 +309,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         except PromptSearchError as error:
             print(f"promptsearch: error: {error}", file=sys.stderr)
             return 2
-        except BrokenPipeError:
+        except BrokenPipeError as error:
+            if not _stdout_gone():  # a socket or a child's pipe, not our reader
+                print(f"promptsearch: error: {_os_error(error)}", file=sys.stderr)
+                return 2
             _quiet_stdout()
             return 0
         except OSError as error:

@@ -181,3 +181,22 @@ def test_a_closed_pipe_ends_quietly(args: list[str], db: Path, tmp_path: Path) -
         os.close(write_end)
     assert done.stderr == ""
     assert done.returncode == 0
+
+
+def test_a_broken_pipe_that_is_not_stdout_is_an_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A BrokenPipeError from elsewhere (a generator's socket, say) while standard
+    output is fine is not a reader going away: one line, status 2."""
+
+    def broken(args: object) -> int:
+        raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+
+    monkeypatch.setattr(_commands, "cmd_tasks", broken)
+    with open(tmp_path / "stdout.txt", "w") as stdout:
+        monkeypatch.setattr("sys.stdout", stdout)
+        exact_error(
+            ["tasks"],
+            capsys,
+            "Broken pipe; check the path, its permissions and the free disk space",
+        )
