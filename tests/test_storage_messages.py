@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 from bad_cli_support import FakeScorer, exact_error, make_db, small_task, untouched
 
+import promptsearch.storage._read_only as _read_only
 import promptsearch.storage.database as database
 from promptsearch.cli import main
 from promptsearch.errors import StorageError
@@ -147,7 +148,7 @@ def read_only_folder(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """The folder of the database counts as read-only for the check promptsearch makes
     (``os.access``).  Tests run as root here, and root may write anywhere, so the
     permission itself cannot stop SQLite; see the real chmod test below."""
-    monkeypatch.setattr(database, "_writable", lambda path: False)
+    monkeypatch.setattr(_read_only, "_writable", lambda path: False)
     yield
 
 
@@ -172,7 +173,7 @@ def test_a_rollback_journal_database_in_a_read_only_folder_is_read(
     connection = sqlite3.connect(db)
     connection.execute("PRAGMA journal_mode = DELETE")
     connection.close()
-    assert database._read_only_url(database.parse_url(str(db)), "db").query["mode"] == "ro"
+    assert _read_only.read_only_url(database.parse_url(str(db)), "db").query["mode"] == "ro"
     with untouched(db):
         for args in READERS:
             assert main([*args, "--storage", str(db)]) == 0, capsys.readouterr().err
@@ -202,7 +203,7 @@ def test_an_unmerged_log_without_its_index_is_explained(
     shutil.copy(f"{db}-wal", archive / "runs.db-wal")
     writer.close()
     copy = archive / "runs.db"
-    monkeypatch.setattr(database, "_writable", lambda path: False)
+    monkeypatch.setattr(_read_only, "_writable", lambda path: False)
     with untouched(copy):
         exact_error(
             ["studies", "--storage", str(copy)],
