@@ -5,18 +5,27 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import shlex
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
+from promptsearch._cli_values import (
+    check_at_least_one,
+    check_run_values,
+    check_verbalizer_labels,
+    parse_verbalizer,
+)
 from promptsearch._commands_final import cmd_final, held_out_cells, held_out_columns, run_task_seeds
 from promptsearch._commands_report import cmd_report
 from promptsearch._commands_serve import cmd_serve
 from promptsearch._commands_worker import cmd_worker
 from promptsearch.errors import ConfigError, StorageError
+from promptsearch.validation import printable
 
 __all__ = [
+    "close_storages",
     "cmd_db",
     "cmd_evaluate",
     "cmd_export",
@@ -48,23 +57,22 @@ def unescape(text: str) -> str:
     return "".join(out)
 
 
-def parse_verbalizer(text: str) -> dict[str, list[str]]:
-    """``'0=negative,1=positive'`` (``|`` between several words) → a verbalizer mapping."""
-    verbalizer: dict[str, list[str]] = {}
-    for item in text.split(","):
-        label, sep, words = item.partition("=")
-        if not sep or not label.strip() or not words.strip():
-            raise ConfigError(
-                f"--verbalizer: {item!r} is not label=word; write e.g. '0=negative,1=positive'"
-            )
-        verbalizer[label.strip()] = [w.strip() for w in words.split("|") if w.strip()]
-    return verbalizer
+_OPENED: list[Any] = []
 
 
 def _open(url: str | None) -> Any:
     from promptsearch.storage import open_storage
 
-    return open_storage(url)
+    storage = open_storage(url)
+    _OPENED.append(storage)
+    return storage
+
+
+def close_storages() -> None:
+    """Close the databases the commands opened (an SQLite file then has no ``-wal`` and
+    ``-shm`` files left beside it, even when the command failed)."""
+    while _OPENED:
+        _OPENED.pop().close()
 
 
 def _clip(text: str, width: int) -> str:
@@ -201,7 +209,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from promptsearch.api import DEFAULT_SEARCHERS, search
     from promptsearch.searchers import make_searcher
 
-    budget = _budget(args)  # validate cheap arguments before loading anything heavy
+    check_run_values(args)  # validate cheap arguments before loading anything heavy
+    budget = _budget(args)
     racing = _racing(args)
     selection = _selection(args)
     searchers = [make_searcher(spec) for spec in (args.searchers or DEFAULT_SEARCHERS)]
@@ -228,7 +237,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.create_only:
         print(
             f"study {result.name!r} is stored in {result.storage.url}; start workers on it with: "
-            f"promptsearch worker --study {result.name} --storage URL"
+            f"promptsearch worker --study {shlex.quote(result.name)} --storage URL"
         )
         return 0
     totals = result.storage.totals(result.name)
@@ -253,15 +262,21 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from promptsearch.api import evaluate
     from promptsearch.prompt import Prompt
+    from promptsearch.tasks import load_task
 
-    verbalizer = parse_verbalizer(args.verbalizer) if args.verbalizer else None
+    verbalizer = parse_verbalizer(args.verbalizer) if args.verbalizer is not None else None
+    check_at_least_one(args.limit, "--limit")
+    check_at_least_one(args.batch_size, "--batch-size")
+    task = load_task(args.task, data_dir=args.data_dir, seed=args.task_seed)
+    if verbalizer is not None and task.kind != "generation":
+        check_verbalizer_labels(verbalizer, task.name, task.labels)
     prompt = Prompt(
         template=unescape(args.prompt),
         instruction=unescape(args.instruction),
         verbalizer=verbalizer,
     )
     report = evaluate(
-        args.task,
+        task,
         prompt,
         model=args.model,
         split=args.split,
@@ -297,6 +312,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
+    check_at_least_one(args.top, "--top")
     storage = _open(args.storage)
     rows = storage.leaderboard(
         args.study, top=args.top, searcher=args.searcher, include_pruned=True
@@ -389,6 +405,10 @@ def _picked_document(storage: Any, study: Any) -> dict[str, Any]:
 def cmd_export(args: argparse.Namespace) -> int:
     if args.rank is not None and (isinstance(args.rank, bool) or args.rank < 1):
         raise ConfigError(f"--rank must be a whole number ≥ 1; got {args.rank}")
+    if args.output:
+        from promptsearch._output import check_output_path
+
+        check_output_path(args.output, force=args.force)  # before any database work
     storage = _open(args.storage)
     storage.leaderboard(args.study, top=1)  # a missing study: the one-line error with names
     study = storage.get_study(args.study)
@@ -419,8 +439,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     )
     text = json.dumps(document, indent=2, ensure_ascii=False)
     if args.output:
-        with open(args.output, "w", encoding="utf-8") as handle:
-            handle.write(text + "\n")
+        from promptsearch._output import write_output
+
+        write_output(args.output, text + "\n", force=args.force)
         print(f"wrote {args.output}", file=sys.stderr)
     else:
         print(text)
@@ -435,8 +456,8 @@ def cmd_studies(args: argparse.Namespace) -> int:
     for s in summaries:
         best = "-" if s.best_dev_score is None else f"{s.best_dev_score:.3f}"
         print(
-            f"{s.name:<40} {s.status:<9} trials {s.n_trials:>4}  best {best:>6}  "
-            f"task {s.task_name}  model {s.model_name}"
+            f"{printable(s.name):<40} {s.status:<9} trials {s.n_trials:>4}  best {best:>6}  "
+            f"task {printable(s.task_name)}  model {printable(s.model_name)}"
         )
     return 0
 

@@ -136,6 +136,10 @@ def search(
     from promptsearch.study.loop import Study
     from promptsearch.study.racing import Racing
 
+    if study is not None and (not isinstance(study, str) or not study.strip()):
+        raise ConfigError(
+            f"study must be a non-empty name, or None for the default <task>-<model>; got {study!r}"
+        )
     task_obj = _task(task, data_dir, task_seed)
     _check_calibrate(calibrate, task_obj)
     chosen = choose_selection(selection, task_obj)  # fails before any model loads

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import select
 import signal
 import sys
 import threading
@@ -206,6 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
         "held-back dev examples, or rank 1 when the study made none)",
     )
     export.add_argument("--output", default=None, help="file to write (default: standard output)")
+    export.add_argument(
+        "--force", action="store_true", help="overwrite the --output file if it exists"
+    )
     _add_storage(export)
 
     _add_storage(add_report_parser(commands))
@@ -259,6 +263,38 @@ class _Termination:
             signal.signal(signal.SIGTERM, self._previous)
 
 
+def _stdout_gone() -> bool:
+    """Whether the reader of standard output has closed its end of the pipe."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        events = poller.poll(0)
+    except (AttributeError, OSError, ValueError):  # no poll (Windows), no descriptor
+        return True
+    return any(mask & (select.POLLERR | select.POLLHUP) for _, mask in events)
+
+
+def _quiet_stdout() -> None:
+    """After the reader of standard output went away (``promptsearch leaderboard | head
+    -1``): point the descriptor at /dev/null so the interpreter's last flush does not
+    print "Exception ignored ... BrokenPipeError".  The command then exits quietly with
+    status 0, as the reader got all it asked for (see docs/cli.md)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout replaced by an object without a descriptor
+        pass
+
+
+def _os_error(error: OSError) -> str:
+    """One line for an operating-system error no command turned into its own message."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    reason = error.strerror or (lines[0] if lines else type(error).__name__)
+    where = f"{error.filename}: " if error.filename else ""
+    return f"{where}{reason}; check the path, its permissions and the free disk space"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``promptsearch`` command; returns the exit status."""
     args = build_parser().parse_args(argv)
@@ -268,8 +304,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     with _Termination() as termination:
         try:
             code = int(handler(args) or 0)
+            if sys.stdout is not None:
+                sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
         except PromptSearchError as error:
             print(f"promptsearch: error: {error}", file=sys.stderr)
+            return 2
+        except BrokenPipeError as error:
+            if not _stdout_gone():  # a socket or a child's pipe, not our reader
+                print(f"promptsearch: error: {_os_error(error)}", file=sys.stderr)
+                return 2
+            _quiet_stdout()
+            return 0
+        except OSError as error:
+            print(f"promptsearch: error: {_os_error(error)}", file=sys.stderr)
             return 2
         except KeyboardInterrupt:
             hint = ""
@@ -278,6 +325,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             what = "terminated (SIGTERM)" if termination.received else "interrupted"
             print(f"\npromptsearch: {what}{hint}", file=sys.stderr)
             return TERMINATED if termination.received else 130
+        finally:
+            _commands.close_storages()
     return TERMINATED if termination.received else code
 
 

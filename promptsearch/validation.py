@@ -8,7 +8,14 @@ from typing import Any
 
 from promptsearch.errors import ConfigError
 
-__all__ = ["check_choice", "check_float", "check_int", "check_str"]
+__all__ = [
+    "check_choice",
+    "check_float",
+    "check_int",
+    "check_str",
+    "control_characters",
+    "printable",
+]
 
 
 def _owner(owner: str, name: str) -> str:
@@ -69,3 +76,17 @@ def check_str(value: Any, name: str, *, allow_empty: bool = False, owner: str = 
         what = "a string" if allow_empty else "a non-empty string"
         raise ConfigError(f"{_owner(owner, name)} must be {what}; got {value!r}")
     return value
+
+
+def control_characters(text: str) -> list[str]:
+    """The characters of *text* a terminal would not print as themselves (escape
+    codes, newlines, tabs, other non-printables), each once, in order."""
+    return list(dict.fromkeys(c for c in text if not c.isprintable()))
+
+
+def printable(text: str) -> str:
+    r"""*text* with every non-printable character written as its escape (``\x1b``,
+    ``\n``), so a stored name cannot move the cursor or recolour a terminal."""
+    return "".join(
+        c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text
+    )

@@ -6,6 +6,11 @@ newer schema, another application's, not a database at all).  Every error is a
 :class:`~promptsearch.errors.PromptSearchError` whose message names the file or
 field and the fix; the command line prints it as one ``promptsearch: error:`` line
 and exits with status 2.
+
+The command line's own bad inputs follow the same pattern in their own modules:
+output files and pipes (``test_bad_cli_output.py``), option values, searcher specs
+and verbalizers (``test_bad_cli_values.py``), and the storage's messages and
+read-only SQLite files (``test_storage_messages.py``).
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from promptsearch._output import write_output
 from promptsearch.errors import ConfigError
 from promptsearch.report import charts as _charts
 from promptsearch.report.data import ReportData, collect
@@ -359,7 +360,11 @@ def build_report(
     from promptsearch.storage import Storage, open_storage
 
     store = storage if isinstance(storage, Storage) else open_storage(storage)
-    data = collect(store, study, top=top, data_dir=data_dir, task=task, task_seed=task_seed)
+    try:
+        data = collect(store, study, top=top, data_dir=data_dir, task=task, task_seed=task_seed)
+    finally:
+        if store is not storage:
+            store.close()
     return render_report(data)
 
 
@@ -388,5 +393,4 @@ def write_report(
             f"output {path}: the folder {path.parent} does not exist; create it first"
         )
     html = build_report(storage, study, top=top, data_dir=data_dir, task=task, task_seed=task_seed)
-    path.write_text(html, encoding="utf-8")
-    return path
+    return write_output(path, html, option="output")

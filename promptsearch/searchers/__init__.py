@@ -12,11 +12,11 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
-import json
 from importlib.metadata import entry_points
 from typing import Any
 
 from promptsearch.errors import ConfigError
+from promptsearch.searchers._spec import convert_value, split_items
 from promptsearch.searchers.base import (
     Candidate,
     MetricLog,
@@ -87,30 +87,12 @@ def get_searcher_class(name: str) -> type[Searcher]:
     return cls
 
 
-def _convert(value: str, default: Any, annotation: Any) -> Any:
-    kind = type(default) if default is not inspect.Parameter.empty and default is not None else None
-    text = str(annotation)
-    if kind is bool or text == "bool":
-        lowered = value.lower()
-        if lowered in ("1", "true", "yes", "on"):
-            return True
-        if lowered in ("0", "false", "no", "off"):
-            return False
-        raise ConfigError(f"expected true/false, got {value!r}")
-    if kind is int or text == "int":
-        return int(value)
-    if kind is float or text == "float":
-        return float(value)
-    if kind is str or text == "str":
-        return value
-    try:
-        return json.loads(value)
-    except json.JSONDecodeError:
-        return value
-
-
 def parse_searcher_spec(spec: str) -> tuple[str, dict[str, Any]]:
-    """Split ``"name:key=value,key=value"`` into the name and typed parameters."""
+    """Split ``"name:key=value,key=value"`` into the name and typed parameters.
+
+    Values may be JSON (``manual:prompts=["A {sentence} {answer}"]``); see
+    :mod:`promptsearch.searchers._spec`.  Each key may be given once.
+    """
     name, _, rest = spec.partition(":")
     name = name.strip()
     cls = get_searcher_class(name)
@@ -118,7 +100,7 @@ def parse_searcher_spec(spec: str) -> tuple[str, dict[str, Any]]:
     if not rest.strip():
         return name, params
     signature = inspect.signature(cls.__init__)
-    for item in rest.split(","):
+    for item in split_items(spec, rest):
         key, sep, raw = item.partition("=")
         key = key.strip()
         if not sep or not key:
@@ -131,10 +113,13 @@ def parse_searcher_spec(spec: str) -> tuple[str, dict[str, Any]]:
                 f"searcher {name!r} has no parameter {key!r}; its parameters are "
                 f"{cls.param_names()}"
             )
-        parameter = signature.parameters[key]
+        if key in params:
+            raise ConfigError(
+                f"searcher spec {spec!r}: parameter {key!r} is given twice; give it once"
+            )
         try:
-            params[key] = _convert(raw.strip(), parameter.default, parameter.annotation)
-        except (ValueError, ConfigError) as error:
+            params[key] = convert_value(raw.strip(), signature.parameters[key])
+        except ConfigError as error:
             raise ConfigError(f"searcher {name!r} parameter {key!r}: {error}") from None
     return name, params
 
@@ -148,4 +133,9 @@ def make_searcher(spec: str | Searcher) -> Searcher:
             f"a searcher must be a name like 'random-edit' or a Searcher instance; got {spec!r}"
         )
     name, params = parse_searcher_spec(spec)
-    return get_searcher_class(name)(**params)
+    try:
+        return get_searcher_class(name)(**params)
+    except (TypeError, ValueError) as error:
+        if isinstance(error, ConfigError):
+            raise
+        raise ConfigError(f"searcher spec {spec!r}: {error}") from None

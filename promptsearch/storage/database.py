@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import logging
 import re
 import sqlite3
 import time
@@ -33,6 +34,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
 from promptsearch.errors import StorageError
+from promptsearch.storage._read_only import is_read_only_uri, read_only_url
 from promptsearch.storage.schema import (
     check_revision,
     head_revision,
@@ -59,6 +61,8 @@ DEFAULT_SQLITE_FILE: Final = "promptsearch.db"
 SQLITE_BUSY_TIMEOUT_S: Final = 30.0
 POSTGRES_CONNECT_TIMEOUT_S: Final = 10
 _WRITE_OPTION: Final = "promptsearch_write"
+
+logger = logging.getLogger("promptsearch")
 
 
 class UniqueViolation(StorageError):
@@ -147,6 +151,11 @@ def create_engine_for(url: str | URL, *, wal: bool = True) -> Engine:
             kwargs.update(poolclass=StaticPool, connect_args={"check_same_thread": False})
         else:
             _check_sqlite_path(parsed, shown)
+            read_only = read_only_url(parsed, shown)
+            if read_only is not None:
+                parsed, wal = read_only, False
+            elif is_read_only_uri(parsed):
+                wal = False
             kwargs.update(connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
     else:
         kwargs.update(pool_pre_ping=True)
@@ -200,6 +209,10 @@ def _use_wal(cursor: Any) -> None:
             mode = cursor.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() == "wal":
                 return
+            # No error, yet no switch: the file cannot change (read-only or immutable);
+            # it is used in the journal mode it has (a busy file raises, see below).
+            logger.debug("SQLite kept journal mode %s (the file is read-only)", mode)
+            return
         except sqlite3.OperationalError as exc:
             if "locked" not in str(exc) and "busy" not in str(exc):
                 raise
@@ -244,20 +257,47 @@ def _reason(exc: BaseException) -> str:
     return lines[0] if lines else type(orig).__name__
 
 
-def _connect_error(exc: SQLAlchemyError, shown: str) -> StorageError:
+def _connect_error(exc: SQLAlchemyError, shown: str, backend: str) -> StorageError:
     reason = _reason(exc)
     low = reason.lower()
+    if backend == "sqlite":
+        return StorageError(f"cannot open the trial database {shown}: {reason}; {_sqlite_fix(low)}")
     if "password" in low or "authentication" in low:
         fix = "check the user name and password in the URL"
     elif "does not exist" in low and "database" in low:
         fix = "create the database (e.g. `createdb NAME`) or correct its name in the URL"
-    elif "not a database" in low:
-        fix = "the file is not an SQLite database; point --storage at another file"
-    elif "unable to open" in low:
-        fix = "check that the folder exists and that you may write there"
     else:
         fix = "check that the server is running and that host, port and database are right"
     return StorageError(f"cannot open the trial database {shown}: {reason}; {fix}")
+
+
+def _sqlite_fix(low: str) -> str:
+    if "not a database" in low:
+        return "the file is not an SQLite database; point --storage at another file"
+    if "unable to open" in low:
+        return (
+            "check that the folder exists and that you may write there "
+            "(with mode=ro, that the file exists)"
+        )
+    if "malformed" in low:
+        return (
+            "the file is damaged; restore it from a copy, or rescue its rows with "
+            "`sqlite3 FILE .recover`"
+        )
+    if "readonly" in low or "read-only" in low:
+        return _READ_ONLY_FIX
+    if "locked" in low or "busy" in low:
+        return "another process holds the file's lock; wait for it, or use fewer workers"
+    if "disk" in low and ("full" in low or "i/o" in low):
+        return "free some disk space, or check the disk"
+    return "check the file, its folder's permissions and the free disk space"
+
+
+_READ_ONLY_FIX = (
+    "the file or its folder is read-only (or the URL says mode=ro or immutable=1): "
+    "leaderboard, studies, show, export and report can read it, but to write, copy it "
+    "to a folder you may write to"
+)
 
 
 def _is_unique_violation(exc: IntegrityError) -> bool:
@@ -268,6 +308,8 @@ def _is_unique_violation(exc: IntegrityError) -> bool:
 
 def _runtime_error(exc: SQLAlchemyError, shown: str) -> StorageError:
     reason = _reason(exc)
+    if "readonly" in reason.lower():
+        return StorageError(f"trial database {shown}: {reason}; {_READ_ONLY_FIX}")
     if "database is locked" in reason.lower():
         return StorageError(
             f"trial database {shown}: another process kept SQLite's write lock for more than "
@@ -302,7 +344,7 @@ def _prepare(parsed: URL, *, upgrade_old: bool, engine: Engine | None = None) ->
     except StorageError:
         raise
     except SQLAlchemyError as exc:
-        raise _connect_error(exc, shown) from None
+        raise _connect_error(exc, shown, parsed.get_backend_name()) from None
     finally:
         if own:
             engine.dispose()

@@ -36,6 +36,7 @@ from promptsearch.storage.records import (
     StudySummary,
 )
 from promptsearch.storage.trials import TrialStore
+from promptsearch.validation import control_characters
 
 __all__ = ["Storage"]
 
@@ -68,6 +69,12 @@ class Storage(ClaimStore, TrialStore, HeldOutStore):
         are updated).  A study of that name with another task, model or scorer raises
         :class:`~promptsearch.errors.StudyConflictError`."""
         check_name("study name", name, NAME_LENGTH)
+        odd = control_characters(name)
+        if odd:
+            raise ConfigError(
+                f"study name {name!r} holds control character(s) {odd}; name the study with "
+                "printable characters only"
+            )
         check_name("task_name", task_name, NAME_LENGTH)
         check_hash("task_hash", task_hash)
         if not isinstance(model_name, str) or not model_name:

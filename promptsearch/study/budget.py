@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +32,11 @@ class Budget:
             check_int(self.forward_passes, "forward_passes", minimum=1, owner="budget")
         if self.seconds is not None:
             check_float(self.seconds, "seconds", minimum=0, exclusive_minimum=True, owner="budget")
+            if not math.isfinite(self.seconds):
+                raise ConfigError(
+                    f"budget: seconds must be a finite number; got {self.seconds!r} "
+                    "(None means no time limit)"
+                )
         if self.evaluations is None and self.forward_passes is None and self.seconds is None:
             raise ConfigError(
                 "budget: give at least one of evaluations=, forward_passes= or seconds= "

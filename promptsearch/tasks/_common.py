@@ -48,7 +48,13 @@ def no_data_dir(name: str, needs: str) -> DataError:
 
 
 def data_missing(name: str, expected: Path, data_dir: Path) -> DataError:
-    """The error for an expected data file or folder that is not there."""
+    """The error for an expected data file or folder that is not there (or is a folder
+    where a file belongs)."""
+    if expected.is_dir() and expected.suffix:
+        return DataError(
+            f"task {name!r}: {expected} is a folder, not a data file; put the "
+            f"{expected.name} file there instead"
+        )
     if not data_dir.is_dir():
         return DataError(
             f"task {name!r}: the data folder {data_dir} does not exist (expected {expected}); "

@@ -1,0 +1,106 @@
+"""Checks of command-line values that need nothing loaded, so a bad value fails at
+once (before a data set, a model or a search), with a line naming the option and
+the fix.  Used by the handlers in :mod:`promptsearch._commands`."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Mapping, Sequence
+
+from promptsearch.errors import ConfigError
+from promptsearch.validation import control_characters
+
+__all__ = [
+    "check_at_least_one",
+    "check_finite",
+    "check_run_values",
+    "check_study_option",
+    "check_verbalizer_labels",
+    "parse_verbalizer",
+]
+
+_EXAMPLE = "write e.g. '0=negative,1=positive'"
+
+
+def parse_verbalizer(text: str) -> dict[str, list[str]]:
+    """``'0=negative,1=positive'`` (``|`` between several words) → a verbalizer mapping.
+
+    A label given twice, a label without words, or a word that stands for two labels
+    is refused."""
+    verbalizer: dict[str, list[str]] = {}
+    owner: dict[str, str] = {}
+    for item in text.split(","):
+        label, sep, words = item.partition("=")
+        label = label.strip()
+        chosen = [w.strip() for w in words.split("|") if w.strip()]
+        if not sep or not label or not chosen:
+            raise ConfigError(f"--verbalizer: {item!r} is not label=word; {_EXAMPLE}")
+        if label in verbalizer:
+            raise ConfigError(
+                f"--verbalizer: label {label!r} is given twice; give each label once, {_EXAMPLE}"
+            )
+        for word in chosen:
+            if word in owner and owner[word] != label:
+                raise ConfigError(
+                    f"--verbalizer: the word {word!r} stands for labels {owner[word]!r} and "
+                    f"{label!r}; give each label its own word(s), {_EXAMPLE}"
+                )
+            owner[word] = label
+        verbalizer[label] = list(dict.fromkeys(chosen))
+    return verbalizer
+
+
+def check_verbalizer_labels(
+    verbalizer: Mapping[str, Sequence[str]], task_name: str, labels: Sequence[str]
+) -> None:
+    """Every label of the task has a word and every label given is one of the task's."""
+    unknown = [label for label in verbalizer if label not in labels]
+    if unknown:
+        raise ConfigError(
+            f"--verbalizer: task {task_name!r} has no label(s) {unknown}; its labels are "
+            f"{list(labels)}"
+        )
+    missing = [label for label in labels if label not in verbalizer]
+    if missing:
+        raise ConfigError(
+            f"--verbalizer: no word for label(s) {missing}; give one for each of the task's "
+            f"labels {list(labels)}"
+        )
+
+
+def check_at_least_one(value: int | None, option: str) -> None:
+    if value is not None and value < 1:
+        raise ConfigError(f"{option} must be at least 1; got {value}")
+
+
+def check_finite(value: float | None, option: str, fix: str) -> None:
+    if value is not None and not math.isfinite(value):
+        raise ConfigError(f"{option} must be a finite number; got {value}; {fix}")
+
+
+def check_study_option(name: str | None) -> None:
+    """``--study`` of a new study: not empty, no control characters."""
+    if name is None:
+        return
+    if not name.strip():
+        raise ConfigError(
+            f"--study {name!r} is empty; give a study name, or leave --study out for the "
+            "default <task>-<model>"
+        )
+    odd = control_characters(name)
+    if odd:
+        raise ConfigError(
+            f"--study {name!r} holds control character(s) {odd}; use printable characters only"
+        )
+
+
+def check_run_values(args: argparse.Namespace) -> None:
+    """The values of ``run`` that can be checked before anything loads."""
+    check_study_option(args.study)
+    check_at_least_one(args.top, "--top")
+    check_at_least_one(args.batch_size, "--batch-size")
+    check_at_least_one(args.candidates_per_round, "--candidates-per-round")
+    check_finite(args.seconds, "--seconds", "leave --seconds out for no time limit")
+    check_finite(args.confirm_fraction, "--confirm-fraction", "give a share such as 0.5")
+    check_finite(args.selection_alpha, "--selection-alpha", "give a level such as 0.1")
