@@ -79,7 +79,8 @@ def _number(
         return default
     lower = "(" if open_low else "["
     kind = "an integer" if integer else "a number"
-    allowed = f"'{key}' must be {kind} in {lower}{low:g}, {high:g}]"
+    span = f"{int(low)}, {int(high)}" if integer else f"{low:g}, {high:g}"
+    allowed = f"'{key}' must be {kind} in {lower}{span}]"
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise Refusal(400, f"{allowed}; got {_shown(value)}", param=key, code="invalid_value")
     if isinstance(value, float) and not math.isfinite(value):

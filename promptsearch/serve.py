@@ -298,13 +298,12 @@ def make_server(
         owner="serve",
     )
     check_int(max_concurrency, "max_concurrency", minimum=1, maximum=1024, owner="serve")
-    check_int(
-        max_connections,
-        "max_connections",
-        minimum=max_concurrency,
-        maximum=4096,
-        owner="serve (at least max_concurrency)",
-    )
+    check_int(max_connections, "max_connections", minimum=1, maximum=4096, owner="serve")
+    if max_connections < max_concurrency:
+        raise ConfigError(
+            f"serve: max_connections must be at least max_concurrency ({max_concurrency}); "
+            f"got {max_connections}"
+        )
     if isinstance(model, LanguageModel):
         lm = model
     else:
@@ -336,8 +335,9 @@ def serve_forever(server: ModelServer, *, out: Any = None) -> None:
     keyed = "an API key is required" if server.requires_key else "no API key"
     print(
         f"promptsearch: serving {server.model_name!r} at {server.base_url} ({keyed}); "
-        f"{server.max_concurrency} requests at once, {server.max_connections} connections, "
-        f"{server.read_timeout:g} s to send a request; Ctrl-C stops",
+        f"{server.max_concurrency} request{'s' * (server.max_concurrency != 1)} at once, "
+        f"{server.max_connections} connections, {server.read_timeout:g} s to send a request; "
+        "Ctrl-C stops",
         file=out,
         flush=True,
     )
