@@ -95,6 +95,8 @@ class ModelServer(HTTPServer):
     ``busy`` the requests and ``refused`` the connections answered 503.
     """
 
+    request_queue_size = 128  # connections the kernel holds until accepted (listen backlog)
+
     def __init__(
         self,
         address: tuple[str, int],
