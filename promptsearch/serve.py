@@ -193,7 +193,11 @@ class ModelServer(HTTPServer):
                     name=f"{THREAD_PREFIX}-{self._opened}",
                 )
                 self._connections[thread] = request
-                thread.start()
+                try:
+                    thread.start()
+                except RuntimeError:  # no thread to be had: the caller closes the request
+                    del self._connections[thread]
+                    raise
         if full:
             self._refuse(request, client_address)
 
@@ -238,13 +242,16 @@ class ModelServer(HTTPServer):
         """Stop listening, wake the connections waiting for a request, join every thread
         (a request being answered is answered first)."""
         super().server_close()
-        with self._counter_lock:
-            connections = list(self._connections.items())
-        for _, sock in connections:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RD)
-        for thread, _ in connections:
-            thread.join()
+        while True:
+            with self._counter_lock:
+                connections = list(self._connections.items())
+            if not connections:
+                return
+            for _, sock in connections:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RD)
+            for thread, _ in connections:
+                thread.join()
 
 
 def _is_loopback(host: str) -> bool:
