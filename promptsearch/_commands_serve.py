@@ -1,4 +1,4 @@
-"""Handler of ``promptsearch serve`` (see :mod:`promptsearch.cli` and :mod:`promptsearch.serve`).
+"""Handler of ``promptsearch serve`` (see :mod:`promptsearch.generators.server`).
 
 Kept out of :mod:`promptsearch._commands` so that the server's modules load only when
 the command runs.
@@ -7,6 +7,8 @@ the command runs.
 from __future__ import annotations
 
 import argparse
+import logging
+import sys
 
 __all__ = ["add_serve_parser", "cmd_serve"]
 
@@ -50,7 +52,33 @@ def add_serve_parser(
         metavar="NAME",
         help="the model name clients send (default: the model's own name)",
     )
-    serve.add_argument("--quiet", action="store_true", help="do not log each request")
+    serve.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="seconds a client has to send each request, headers and body; a late one is "
+        "dropped or answered 408 (default 30)",
+    )
+    serve.add_argument(
+        "--max-concurrency",
+        type=int,
+        default=4,
+        metavar="N",
+        help="requests answered at once (the model generates one at a time); one more gets "
+        "503 with Retry-After (default 4)",
+    )
+    serve.add_argument(
+        "--max-connections",
+        type=int,
+        default=32,
+        metavar="N",
+        help="connections open at once, one thread each; one more is answered 503 and "
+        "closed (default 32)",
+    )
+    serve.add_argument(
+        "--quiet", action="store_true", help="do not log each request (errors are still logged)"
+    )
     return serve
 
 
@@ -66,6 +94,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
         device=args.device,
         dtype=args.dtype,
         verbose=not args.quiet,
+        timeout=args.timeout,
+        max_concurrency=args.max_concurrency,
+        max_connections=args.max_connections,
     )
-    serve_forever(server)
+    log = logging.getLogger("promptsearch.serve")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    log.addHandler(handler)
+    level = log.level
+    log.setLevel(logging.INFO)
+    try:
+        serve_forever(server)
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)
     return 0

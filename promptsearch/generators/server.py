@@ -10,60 +10,92 @@ Generation goes through a :class:`~promptsearch.generators.LocalGenerator`, so i
 follows the same rules: ``temperature`` 0 is greedy, ``seed`` makes sampling
 repeatable, ``stop`` cuts each completion, and a single user message goes through
 the model's chat template.  A longer conversation is rendered with the chat
-template (or, without one, joined by blank lines) and continued as text.  Requests
-are answered by several threads, but the model generates for one at a time.
+template (or, without one, joined by blank lines) and continued as text.  The
+fields are checked in :mod:`promptsearch.generators._server_requests`.
+
+Limits, so that no client can hold the server: a connection has *timeout* seconds
+to send each request (its headers and body; an idle keep-alive connection is closed
+after as long), and is dropped, or answered 408 when its body is late.  At most
+*max_connections* connections are open at once, one thread each; one more is
+answered 503 at once and closed.  At most *max_concurrency* requests are answered
+at once (the model generates for one at a time); one more gets 503 with
+``Retry-After``.  Every request gets an answer: an unexpected error is 500, logged
+with its traceback on the server only.  ``server_close()`` ends every thread.
 
 With an API key (read from an environment variable at start-up), every request
 needs ``Authorization: Bearer <key>``; a missing or wrong key gets 401.  A request
 that names another model gets 404, as OpenAI's API answers.  This is a test and
-development server: it has no streaming, batching across requests or TLS.
+development server: it has no streaming, batching across requests or TLS.  Requests
+are logged (without control characters) to the ``promptsearch.serve`` logger.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import ipaddress
 import json
 import os
-import secrets
+import socket
 import sys
 import threading
 import time
-from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import HTTPServer
 from typing import Any
 
-from promptsearch.errors import ConfigError, ModelError
-from promptsearch.generators.base import MAX_NEW_TOKENS
+from promptsearch.errors import ConfigError
+from promptsearch.generators._server_http import MAX_BODY_BYTES, Handler, clean, logger
+from promptsearch.generators._server_requests import DEFAULT_MAX_TOKENS
 from promptsearch.generators.local import LocalGenerator
 from promptsearch.models.base import LanguageModel
+from promptsearch.validation import check_float, check_int
 
-__all__ = ["DEFAULT_MAX_TOKENS", "MAX_BODY_BYTES", "ModelServer", "make_server"]
+__all__ = [
+    "DEFAULT_MAX_CONCURRENCY",
+    "DEFAULT_MAX_CONNECTIONS",
+    "DEFAULT_MAX_TOKENS",
+    "DEFAULT_TIMEOUT",
+    "MAX_BODY_BYTES",
+    "ModelServer",
+    "clean",
+    "make_server",
+]
 
-DEFAULT_MAX_TOKENS = 256
-"""Completion length when a request gives no ``max_tokens``."""
+DEFAULT_TIMEOUT = 30.0
+"""Seconds a client has to send a request's headers and body."""
 
-MAX_BODY_BYTES = 1 << 20
-"""Largest request body accepted (1 MiB)."""
+DEFAULT_MAX_CONCURRENCY = 4
+"""Requests answered at once; one more gets 503."""
 
+DEFAULT_MAX_CONNECTIONS = 32
+"""Connections open at once; one more is answered 503 and closed."""
 
-class _Refusal(Exception):
-    """An HTTP error answer: status, message, OpenAI error type and code."""
-
-    def __init__(self, status: int, message: str, kind: str, code: str | None = None) -> None:
-        super().__init__(message)
-        self.status, self.message, self.kind, self.code = status, message, kind, code
+THREAD_PREFIX = "promptsearch-serve"
+"""The name of every connection thread starts with this."""
 
 
-class ModelServer(ThreadingHTTPServer):
-    """A threading HTTP server that answers OpenAI-style requests with a local model.
+def _busy_answer(limit: int) -> bytes:
+    message = f"the server has {limit} connections open, its limit; retry later"
+    error = {"message": message, "type": "server_error", "param": None, "code": "server_busy"}
+    body = json.dumps({"error": error}).encode("utf-8")
+    head = (
+        "HTTP/1.0 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
+    )
+    return head.encode("ascii") + body
+
+
+class ModelServer(HTTPServer):
+    """An HTTP server that answers OpenAI-style requests with a local model.
 
     Build one with :func:`make_server`; call ``serve_forever()`` (in a thread, for
-    tests) and ``shutdown()``/``server_close()`` to stop.  ``requests``,
-    ``in_flight`` and ``max_in_flight`` count the requests seen.
+    tests) and ``shutdown()``/``server_close()`` to stop: ``server_close`` wakes the
+    connections waiting for a request and joins every connection thread.
+    ``requests``, ``in_flight`` and ``max_in_flight`` count the requests seen;
+    ``busy`` the requests and ``refused`` the connections answered 503.
     """
 
-    daemon_threads = True
+    request_queue_size = 128  # connections the kernel holds until accepted (listen backlog)
 
     def __init__(
         self,
@@ -73,18 +105,28 @@ class ModelServer(ThreadingHTTPServer):
         model_name: str,
         api_key: str | None,
         verbose: bool = False,
+        timeout: float = DEFAULT_TIMEOUT,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
     ) -> None:
-        super().__init__(address, _Handler)
+        super().__init__(address, Handler)
         self.generator = generator
         self.model_name = model_name
         self._api_key = api_key
         self.verbose = verbose
+        self.read_timeout = timeout
+        self.max_concurrency = max_concurrency
+        self.max_connections = max_connections
         self.created = int(time.time())
         self.requests = 0
         self.in_flight = 0
         self.max_in_flight = 0
+        self.busy = 0
+        self.refused = 0
         self._counter_lock = threading.Lock()
         self._generate_lock = threading.Lock()
+        self._connections: dict[threading.Thread, socket.socket] = {}
+        self._opened = 0
 
     @property
     def requires_key(self) -> bool:
@@ -98,17 +140,36 @@ class ModelServer(ThreadingHTTPServer):
         shown = f"[{host}]" if ":" in host else host
         return f"http://{shown}:{port}/v1"
 
-    def authorised(self, header: str | None) -> bool:
-        if self._api_key is None:
-            return True
-        given = (header or "").removeprefix("Bearer ").strip()
-        return hmac.compare_digest(given.encode("utf-8"), self._api_key.encode("utf-8"))
+    @property
+    def open_connections(self) -> int:
+        """Connections being served now (each has a thread)."""
+        with self._counter_lock:
+            return len(self._connections)
 
-    def enter(self) -> None:
+    def key_problem(self, header: str | None) -> str | None:
+        """What is wrong with an ``Authorization`` header, or ``None`` if it is accepted:
+        ``Bearer <key>`` (the scheme in any case, one space) with the right key."""
+        if self._api_key is None:
+            return None
+        if not header:
+            return "no API key was given"
+        scheme, space, given = header.partition(" ")
+        if scheme.lower() != "bearer" or not space or not given:
+            return "the Authorization header does not use the Bearer scheme"
+        if not hmac.compare_digest(given.encode("utf-8"), self._api_key.encode("utf-8")):
+            return "incorrect API key"
+        return None
+
+    def enter(self) -> bool:
+        """Count a request in; ``False`` (counted as busy) when *max_concurrency* are in."""
         with self._counter_lock:
             self.requests += 1
+            if self.in_flight >= self.max_concurrency:
+                self.busy += 1
+                return False
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            return True
 
     def leave(self) -> None:
         with self._counter_lock:
@@ -119,242 +180,78 @@ class ModelServer(ThreadingHTTPServer):
         with self._generate_lock:
             return self.generator.generate([prompt], chat=chat, **options)[0]
 
+    # -- connections: one thread each, at most max_connections ------------------------------
 
-def _text(content: Any, where: str) -> str:
-    """A message content: a string, or a list of ``{"type": "text", "text": ...}`` parts."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        parts = [p.get("text") for p in content if isinstance(p, dict) and p.get("type") == "text"]
-        texts = [p for p in parts if isinstance(p, str)]
-        if texts and len(texts) == len(parts):
-            return "".join(texts)
-    raise _Refusal(
-        400, f"{where} must be a string or a list of text parts", "invalid_request_error"
-    )
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._counter_lock:
+            full = len(self._connections) >= self.max_connections
+            if not full:
+                self._opened += 1
+                thread = threading.Thread(
+                    target=self._serve_connection,
+                    args=(request, client_address),
+                    name=f"{THREAD_PREFIX}-{self._opened}",
+                )
+                self._connections[thread] = request
+                try:
+                    thread.start()
+                except RuntimeError:  # no thread to be had: the caller closes the request
+                    del self._connections[thread]
+                    raise
+        if full:
+            self._refuse(request, client_address)
 
-
-def _conversation(messages: Any, lm: LanguageModel) -> tuple[str, bool]:
-    """The prompt to generate from, and whether to apply the chat template to it."""
-    if not isinstance(messages, list) or not messages:
-        raise _Refusal(400, "'messages' must be a non-empty list", "invalid_request_error")
-    turns = []
-    for i, message in enumerate(messages):
-        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
-            raise _Refusal(
-                400, f"messages[{i}] must be an object with a 'role'", "invalid_request_error"
-            )
-        turns.append(
-            {
-                "role": message["role"],
-                "content": _text(message.get("content"), f"messages[{i}].content"),
-            }
-        )
-    if len(turns) == 1 and turns[0]["role"] == "user":
-        return turns[0]["content"], True
-    tokenizer = lm.tokenizer
-    if getattr(tokenizer, "chat_template", None):
-        rendered = tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
-        return str(rendered), False
-    return "\n\n".join(t["content"] for t in turns), False
-
-
-def _number(body: dict[str, Any], key: str, default: float, kind: type) -> Any:
-    value = body.get(key)
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _Refusal(
-            400, f"'{key}' must be a number; got {value!r:.40}", "invalid_request_error", key
-        )
-    if kind is int:
-        if value != int(value):
-            raise _Refusal(
-                400, f"'{key}' must be an integer; got {value!r}", "invalid_request_error", key
-            )
-        return int(value)
-    return float(value)
-
-
-def _options(body: dict[str, Any]) -> dict[str, Any]:
-    """The LocalGenerator arguments of a request (validated again by the generator)."""
-    limit = body.get("max_completion_tokens", body.get("max_tokens"))
-    tokens = _number({"max_tokens": limit}, "max_tokens", DEFAULT_MAX_TOKENS, int)
-    stop = body.get("stop") or []
-    if isinstance(stop, str):
-        stop = [stop]
-    if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
-        raise _Refusal(
-            400, "'stop' must be a string or a list of strings", "invalid_request_error", "stop"
-        )
-    seed = body.get("seed")
-    return {
-        "n": _number(body, "n", 1, int),
-        "max_new_tokens": min(tokens, MAX_NEW_TOKENS),  # longer asks get finish_reason "length"
-        "temperature": _number(body, "temperature", 1.0, float),
-        "top_p": _number(body, "top_p", 1.0, float),
-        "seed": secrets.randbelow(2**31) if seed is None else _number(body, "seed", 0, int),
-        "stop": [s for s in stop if s],
-    }
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: ModelServer
-    server_version = "promptsearch"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        if self.server.verbose:
-            sys.stderr.write(f"{self.address_string()} {format % args}\n")
-
-    def _send(self, status: int, payload: dict[str, Any]) -> None:
-        data = json.dumps(payload).encode("utf-8")
+    def _serve_connection(self, request: Any, client_address: Any) -> None:
         try:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the client gave up (a timeout): nothing to answer
-
-    def _handle(self, work: Callable[[], dict[str, Any]]) -> None:
-        """Answer with *work*'s payload, or its refusal; the request counts as in flight
-        until its answer is ready (not sent: the client may send the next one at once)."""
-        self.server.enter()
-        try:
-            status, payload = 200, work()
-        except _Refusal as refusal:
-            error = {
-                "message": refusal.message,
-                "type": refusal.kind,
-                "param": None,
-                "code": refusal.code,
-            }
-            status, payload = refusal.status, {"error": error}
+            self.finish_request(request, client_address)
+        except Exception:
+            self.handle_error(request, client_address)
         finally:
-            self.server.leave()
-        self._send(status, payload)
+            self.shutdown_request(request)
+            with self._counter_lock:
+                self._connections.pop(threading.current_thread(), None)
 
-    def _check_key(self) -> None:
-        if not self.server.authorised(self.headers.get("Authorization")):
-            given = (
-                "no API key was given"
-                if not self.headers.get("Authorization")
-                else "incorrect API key"
-            )
-            raise _Refusal(
-                401,
-                f"{given}; send 'Authorization: Bearer <key>'",
-                "invalid_request_error",
-                "invalid_api_key",
-            )
-
-    def _path(self) -> str:
-        return self.path.split("?", 1)[0].rstrip("/")
-
-    def do_GET(self) -> None:
-        self._handle(self._models)
-
-    def do_POST(self) -> None:
-        self._handle(self._completion)
-
-    def _models(self) -> dict[str, Any]:
-        self._check_key()
-        if self._path() != "/v1/models":
-            raise _Refusal(404, f"no such endpoint: GET {self._path()}", "invalid_request_error")
-        model = {
-            "id": self.server.model_name,
-            "object": "model",
-            "created": self.server.created,
-            "owned_by": "promptsearch",
-        }
-        return {"object": "list", "data": [model]}
-
-    def _completion(self) -> dict[str, Any]:
-        self._check_key()
-        path = self._path()
-        if path not in ("/v1/chat/completions", "/v1/completions"):
-            raise _Refusal(404, f"no such endpoint: POST {path}", "invalid_request_error")
-        return self._answer(self._body(), chat=path == "/v1/chat/completions")
-
-    def _body(self) -> dict[str, Any]:
-        length = self.headers.get("Content-Length")
-        if length is None or not length.isdigit():
-            raise _Refusal(411, "a Content-Length header is required", "invalid_request_error")
-        if int(length) > MAX_BODY_BYTES:
-            raise _Refusal(413, f"the body is over {MAX_BODY_BYTES} bytes", "invalid_request_error")
+    def _refuse(self, request: socket.socket, client_address: Any) -> None:
+        """Answer a connection over the limit with 503, without a thread."""
+        with self._counter_lock:
+            self.refused += 1
+        if self.verbose:
+            logger.info("%s refused: %d connections open", client_address[0], self.max_connections)
         try:
-            body = json.loads(self.rfile.read(int(length)))
-        except (ValueError, UnicodeDecodeError):
-            raise _Refusal(400, "the body is not valid JSON", "invalid_request_error") from None
-        if not isinstance(body, dict):
-            raise _Refusal(400, "the body must be a JSON object", "invalid_request_error")
-        return body
+            request.settimeout(0.5)
+            request.sendall(_busy_answer(self.max_connections))
+            request.shutdown(socket.SHUT_WR)
+            request.setblocking(False)
+            while request.recv(1 << 16):  # what the client sent, so that closing resets nothing
+                pass
+        except OSError:
+            pass
+        finally:
+            request.close()
 
-    def _answer(self, body: dict[str, Any], *, chat: bool) -> dict[str, Any]:
-        server = self.server
-        model = body.get("model")
-        if model not in (None, "", server.model_name):
-            raise _Refusal(
-                404,
-                f"the model {model!r} does not exist here; this server serves "
-                f"{server.model_name!r}",
-                "invalid_request_error",
-                "model_not_found",
-            )
-        if body.get("stream"):
-            raise _Refusal(400, "streaming is not supported", "invalid_request_error", "stream")
-        lm = server.generator.language_model
-        if chat:
-            prompt, templated = _conversation(body.get("messages"), lm)
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        error = sys.exc_info()[1]
+        where = clean(str(client_address[0]))
+        if isinstance(error, OSError):
+            if self.verbose:
+                logger.info("%s connection ended: %s", where, clean(repr(error)))
         else:
-            raw = body.get("prompt")
-            if isinstance(raw, list) and len(raw) == 1:
-                raw = raw[0]
-            if not isinstance(raw, str):
-                raise _Refusal(400, "'prompt' must be a string", "invalid_request_error", "prompt")
-            prompt, templated = raw, False
-        options = _options(body)
-        if options["max_new_tokens"] < 1:
-            raise _Refusal(
-                400, "'max_tokens' must be at least 1", "invalid_request_error", "max_tokens"
-            )
-        try:
-            texts = server.complete(prompt, templated, options)
-        except ConfigError as error:
-            raise _Refusal(400, str(error), "invalid_request_error") from None
-        except ModelError as error:
-            raise _Refusal(500, str(error), "server_error") from None
-        count = _token_counter(lm)
-        used = [count(t) for t in texts]
-        choices = []
-        for i, (text, tokens) in enumerate(zip(texts, used, strict=True)):
-            finish = "length" if tokens >= options["max_new_tokens"] else "stop"
-            if chat:
-                choice = {"index": i, "message": {"role": "assistant", "content": text}}
-            else:
-                choice = {"index": i, "text": text}
-            choices.append({**choice, "finish_reason": finish, "logprobs": None})
-        prompt_tokens = count(prompt)
-        return {
-            "id": f"{'chatcmpl' if chat else 'cmpl'}-{secrets.token_hex(12)}",
-            "object": "chat.completion" if chat else "text_completion",
-            "created": int(time.time()),
-            "model": server.model_name,
-            "choices": choices,
-            "usage": {
-                "prompt_tokens": prompt_tokens,
-                "completion_tokens": sum(used),
-                "total_tokens": prompt_tokens + sum(used),
-            },
-        }
+            logger.error("%s unexpected error on a connection", where, exc_info=True)
 
-
-def _token_counter(lm: LanguageModel) -> Any:
-    def count(text: str) -> int:
-        return len(lm.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
-
-    return count
+    def server_close(self) -> None:
+        """Stop listening, wake the connections waiting for a request, join every thread
+        (a request being answered is answered first)."""
+        super().server_close()
+        while True:
+            with self._counter_lock:
+                connections = list(self._connections.items())
+            if not connections:
+                return
+            for _, sock in connections:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RD)
+            for thread, _ in connections:
+                thread.join()
 
 
 def _is_loopback(host: str) -> bool:
@@ -374,6 +271,9 @@ def make_server(
     device: str | None = None,
     dtype: str | None = None,
     verbose: bool = False,
+    timeout: float = DEFAULT_TIMEOUT,
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
 ) -> ModelServer:
     """A server (bound, not yet serving) for *model*: a loaded model, a name for
     :func:`~promptsearch.model.load_model`, or ``None`` for the embedded model.
@@ -381,6 +281,8 @@ def make_server(
     *port* 0 picks a free port (see ``server.base_url``).  With *api_key_env*, the
     key is read from that environment variable now, and required of every request.
     *served_model_name* is the model name clients send (default: the model's name).
+    *timeout*, *max_concurrency* and *max_connections* are the limits described in
+    :mod:`promptsearch.generators.server`.
     """
     key = None
     if api_key_env is not None:
@@ -396,6 +298,21 @@ def make_server(
             )
     if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
         raise ConfigError(f"port must be an integer in [0, 65535] (0: any free port); got {port!r}")
+    timeout = check_float(
+        timeout,
+        "timeout (seconds)",
+        minimum=0.0,
+        maximum=3600.0,
+        exclusive_minimum=True,
+        owner="serve",
+    )
+    check_int(max_concurrency, "max_concurrency", minimum=1, maximum=1024, owner="serve")
+    check_int(max_connections, "max_connections", minimum=1, maximum=4096, owner="serve")
+    if max_connections < max_concurrency:
+        raise ConfigError(
+            f"serve: max_connections must be at least max_concurrency ({max_concurrency}); "
+            f"got {max_connections}"
+        )
     if isinstance(model, LanguageModel):
         lm = model
     else:
@@ -405,18 +322,31 @@ def make_server(
     generator = LocalGenerator(lm)  # refuses a masked LM, which cannot generate
     name = served_model_name or lm.name
     try:
-        return ModelServer((host, port), generator, model_name=name, api_key=key, verbose=verbose)
+        return ModelServer(
+            (host, port),
+            generator,
+            model_name=name,
+            api_key=key,
+            verbose=verbose,
+            timeout=timeout,
+            max_concurrency=max_concurrency,
+            max_connections=max_connections,
+        )
     except OSError as error:
         raise ConfigError(f"cannot listen on {host}:{port}: {error}") from None
 
 
 def serve_forever(server: ModelServer, *, out: Any = None) -> None:
-    """Serve until Ctrl-C, then close the socket."""
+    """Serve until Ctrl-C (or SIGTERM, which the CLI takes as Ctrl-C), then close the
+    socket and end every connection thread."""
     out = out or sys.stdout
     host = str(server.server_address[0])
     keyed = "an API key is required" if server.requires_key else "no API key"
     print(
-        f"promptsearch: serving {server.model_name!r} at {server.base_url} ({keyed}); Ctrl-C stops",
+        f"promptsearch: serving {server.model_name!r} at {server.base_url} ({keyed}); "
+        f"{server.max_concurrency} request{'s' * (server.max_concurrency != 1)} at once, "
+        f"{server.max_connections} connections, {server.read_timeout:g} s to send a request; "
+        "Ctrl-C stops",
         file=out,
         flush=True,
     )
