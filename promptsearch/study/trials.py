@@ -23,7 +23,8 @@ Call order
     join()                             once, before anything else is written: create or
                                        update the study's record, or check the stored one
     searcher_rng(index, searcher)      once per searcher, as the searchers are set up
-    start()                            once: the clock of the time limit starts
+    start()                            once: the clock of the time limit starts (a
+                                       worker takes over stopped workers' trials)
     for each searcher in turn, round after round:
         remaining()                    the loop ends as soon as a limit is reached
         leaderboard()                  what the searcher reads before it proposes
@@ -33,7 +34,8 @@ Call order
                                        if saves_searcher_state
     finish()                           the loop ended: True if this process is to make
                                        the final pick and mark the study finished
-    interrupted()                      instead of the rest, on Ctrl-C after join()
+    interrupted()                      instead, on Ctrl-C from start() to the end of
+                                       the final pick
 """
 
 from __future__ import annotations
