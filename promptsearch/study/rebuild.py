@@ -171,6 +171,11 @@ class Rebuilt:
     task: Task
     scorer: ScorerLike
 
+    @property
+    def model(self) -> Any:
+        """The scorer's model."""
+        return self.scorer.model
+
 
 def rebuild_study(
     record: StudyRecord,
