@@ -18,6 +18,8 @@ PostgreSQL runs when $PROMPTSEARCH_TEST_POSTGRES_URL is set
 from __future__ import annotations
 
 import hashlib
+import logging
+import re
 import threading
 import time
 from collections import Counter
@@ -227,6 +229,31 @@ def test_worker_finishes_a_trial_its_dead_owner_left_running(tmp_path: Path) -> 
     )
     assert (again.claimed, again.evaluated, again.stopped_by) == (0, 0, "budget")
     assert len(log) == 3
+
+
+def test_a_worker_logs_a_line_per_trial_it_scores(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With progress, on the ``promptsearch`` logger at INFO (the CLI prints them)."""
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    lock = threading.Lock()
+    create_fake_study(url, 2, [], lock)
+    with caplog.at_level(logging.INFO, logger="promptsearch"):
+        report = run_worker(
+            STUDY,
+            storage=url,
+            worker="solo",
+            task=fake_task(),
+            scorer=FakeScorer([], lock),
+            progress=True,
+        )
+    lines = [r for r in caplog.records if r.name == "promptsearch.study.worker"]
+    assert report.evaluated == len(lines) == 2
+    assert {r.levelno for r in lines} == {logging.INFO}
+    for record in lines:
+        assert re.fullmatch(
+            r"\[solo\] trial #[01] complete \d\.\d{4} \(\S+, \S+\)", record.getMessage()
+        )
 
 
 def test_worker_on_a_missing_study_names_the_command_that_creates_it(
