@@ -267,7 +267,7 @@ def final(
     from the evaluation cache.  See :mod:`promptsearch.evaluation.heldout`.
     """
     from promptsearch.evaluation.heldout import evaluate_held_out
-    from promptsearch.study.rebuild import study_model, study_scorer, study_task
+    from promptsearch.study.rebuild import rebuild_study
 
     store = _storage(storage)
     record = store.get_study(study) if isinstance(study, str) else None
@@ -275,22 +275,22 @@ def final(
         from promptsearch.errors import StorageError
 
         raise StorageError(f"no study named {study!r} in {store.url}")
-    if isinstance(task, Task):
-        task_obj = task
-    elif task is None or isinstance(task, str):
-        task_obj = study_task(record, name=task, data_dir=data_dir, task_seed=task_seed)
-    else:
-        raise ConfigError(f"task must be a Task, a built-in task name or None; got {task!r}")
-    if scorer is not None and model is not None:
-        raise ConfigError("give scorer= or model=, not both (the scorer brings its model)")
-    if scorer is None:
-        language_model = study_model(record, model=model, device=device, dtype=dtype)
-        scorer = study_scorer(record, language_model, batch_size=batch_size)
+    rebuilt = rebuild_study(
+        record,
+        task=task,
+        model=model,
+        scorer=scorer,
+        data_dir=data_dir,
+        task_seed=task_seed,
+        device=device,
+        dtype=dtype,
+        batch_size=batch_size,
+    )
     return evaluate_held_out(
         store,
         study,
-        task_obj,
-        scorer,
+        rebuilt.task,
+        rebuilt.scorer,
         top=top,
         test_limit=test_limit,
         seed=seed,

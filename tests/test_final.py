@@ -21,6 +21,8 @@ from promptsearch.scoring.scorer import ExampleResult, Scorer, ScoreReport
 from promptsearch.searchers.base import Candidate, SearchContext, Searcher, TrialResult
 from promptsearch.storage import Storage
 from promptsearch.study.loop import Study, example_key
+from promptsearch.study.rebuild import rebuild_study
+from promptsearch.study.worker import run_worker
 from promptsearch.task import Example, Task
 from promptsearch.testing.searchers import contract_task
 
@@ -315,6 +317,21 @@ def test_final_refuses_another_task_or_scorer(storage: Storage) -> None:
         api.final("nope", storage=storage, task=task, scorer=scorer)
     with pytest.raises(ConfigError, match="top must be >= 1"):
         api.final("s", storage=storage, task=task, scorer=scorer, top=0)
+
+
+def test_final_and_workers_rebuild_a_study_the_same_way(storage: Storage) -> None:
+    """``final`` and ``run_worker`` check what they are given in one place (rebuild_study)."""
+    task, scorer = scripted_task(), ScriptedScorer()
+    Study("s", task, scorer, ["manual"], 3, storage, progress=False).run()
+    for call in (api.final, run_worker):
+        with pytest.raises(ConfigError, match="task must be a Task, a built-in task name or None"):
+            call("s", storage=storage, task=42, scorer=scorer)
+        with pytest.raises(ConfigError, match="give scorer= or model=, not both"):
+            call("s", storage=storage, task=task, scorer=scorer, model="x")
+    record = storage.get_study("s")
+    assert record is not None
+    rebuilt = rebuild_study(record, task=task, scorer=scorer)
+    assert (rebuilt.task, rebuilt.scorer, rebuilt.model) == (task, scorer, scorer.model)
 
 
 # -- test labels never reach a searcher ---------------------------------------------------------

@@ -199,3 +199,44 @@ def test_unknown_searcher_lists_known_ones(storage: Storage) -> None:
         ConfigError, match=r"unknown searcher 'random-edits'.*did you mean random-edit"
     ):
         Study("s", big_task(), FakeScorer(), ["random-edits"], 3, storage)
+
+
+class Recorder:
+    """Stands in for a study's trials and records which of their methods the study
+    calls (their calls to themselves go past it)."""
+
+    def __init__(self, inner: object) -> None:
+        self.inner = inner
+        self.calls: list[str] = []
+
+    def __getattr__(self, name: str) -> object:
+        value = getattr(self.inner, name)
+        if not callable(value):
+            return value
+
+        def record(*args: object) -> object:
+            self.calls.append(name)
+            return value(*args)
+
+        return record
+
+
+def test_the_loop_calls_its_trials_in_the_documented_order(storage: Storage) -> None:
+    """The call order in promptsearch/study/trials.py's docstring."""
+    study = Study(
+        "s", big_task(), FakeScorer(), ["manual", "random-edit"], 7, storage,
+        candidates_per_round=3, progress=False,
+    )  # fmt: skip
+    recorder = Recorder(study.trials)
+    study.trials = recorder  # type: ignore[assignment]
+    study.run()
+    calls = recorder.calls
+    assert calls[:4] == ["join", "searcher_rng", "searcher_rng", "start"]
+    assert calls[-2:] == ["remaining", "finish"]  # the last turn finds the budget spent
+    turns = " ".join(calls[4:-2]).replace("remaining", "|remaining").split("|")[1:]
+    # a searcher that proposes nothing gets no evaluate (manual, out of seed prompts)
+    assert set(map(str.strip, turns)) == {
+        "remaining leaderboard evaluate",
+        "remaining leaderboard",
+    }
+    assert len(storage.trials("s")) == 7

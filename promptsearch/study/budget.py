@@ -1,16 +1,19 @@
-"""The budget of a study: prompt evaluations, forward passes, wall-clock seconds."""
+"""The budget of a study: prompt evaluations, forward passes, wall-clock seconds, and
+what is left of it."""
 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from promptsearch.errors import ConfigError
+from promptsearch.searchers.base import RemainingBudget
 from promptsearch.validation import check_float, check_int
 
-__all__ = ["Budget"]
+__all__ = ["Budget", "limit_reached"]
 
 
 @dataclass(frozen=True)
@@ -67,3 +70,24 @@ class Budget:
             "forward_passes": self.forward_passes,
             "seconds": self.seconds,
         }
+
+    def left(self, evaluations: int, forward_passes: int, started: float) -> RemainingBudget:
+        """What is left after *evaluations* trials that spent *forward_passes*, with the
+        clock started at *started* (:func:`time.monotonic`)."""
+        return RemainingBudget(
+            evaluations=None if self.evaluations is None else self.evaluations - evaluations,
+            forward_passes=None
+            if self.forward_passes is None
+            else self.forward_passes - forward_passes,
+            seconds=None if self.seconds is None else self.seconds - (time.monotonic() - started),
+        )
+
+
+def limit_reached(left: RemainingBudget) -> str | None:
+    """Which limit *left* has reached: "seconds", "budget" (evaluations or forward
+    passes), or None."""
+    if left.seconds is not None and left.seconds <= 0:
+        return "seconds"
+    if any(v is not None and v <= 0 for v in (left.evaluations, left.forward_passes)):
+        return "budget"
+    return None

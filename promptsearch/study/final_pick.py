@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 __all__ = ["check_same_selection", "search_and_confirm", "select_final"]
 
-logger = logging.getLogger("promptsearch")
+logger = logging.getLogger(__name__)
 
 
 def search_and_confirm(task: Task, selection: Selection | None) -> tuple[Task, tuple[Example, ...]]:

@@ -3,6 +3,7 @@ scores it, and notes when another worker has taken the trial over."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -12,9 +13,9 @@ from promptsearch.errors import StorageError
 if TYPE_CHECKING:
     from promptsearch.storage import Storage
 
-from promptsearch.study.worker_report import warn
-
 __all__ = ["Heartbeat"]
+
+logger = logging.getLogger(__name__)
 
 
 class Heartbeat:
@@ -38,7 +39,9 @@ class Heartbeat:
                     return
             except StorageError as error:  # the next beat may get through
                 if not warned:
-                    warn(f"heartbeat of trial {self._trial_id} failed, retrying: {error}")
+                    logger.warning(
+                        "heartbeat of trial %s failed, retrying: %s", self._trial_id, error
+                    )
                     warned = True
 
     def __enter__(self) -> Heartbeat:

@@ -1,12 +1,12 @@
-"""Rebuilding a stored study's task, model and searchers, for work after the search
-(``final``) and for workers that join it.
+"""Rebuilding a stored study's task, model, scorer and searchers, for work after the
+search (``final``) and for workers that join it: :func:`rebuild_study`.
 
 A study records its task by name and data hash and its model by name and
 fingerprint, not the options that built them.  The task is rebuilt by loading the
 built-in task of that name and keeping the task seed whose data matches the stored
 hash; the model by loading the stored name and checking its fingerprint.  When that
 cannot work (a task or model made in Python, another dtype ...), the error says
-which option to pass.  A worker rebuilds the study's searchers from their stored
+which option to pass.  A worker also rebuilds the study's searchers from their stored
 names and parameters (:func:`searchers_from_config`).
 """
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -27,9 +28,12 @@ if TYPE_CHECKING:
     from promptsearch.models.base import LanguageModel
     from promptsearch.scoring.scorer import Scorer
     from promptsearch.storage import Storage, StudyRecord
+    from promptsearch.study.support import ScorerLike
 
 __all__ = [
     "KSHOT_SEEDS",
+    "Rebuilt",
+    "rebuild_study",
     "searchers_from_config",
     "study_leaderboard",
     "study_model",
@@ -158,6 +162,52 @@ def study_scorer(record: StudyRecord, model: LanguageModel, *, batch_size: int =
     if inputs is None:
         return Scorer(model, batch_size=batch_size, calibrate=True)
     return Scorer(model, batch_size=batch_size, calibrate=True, content_free_inputs=list(inputs))
+
+
+@dataclass(frozen=True)
+class Rebuilt:
+    """A stored study's task and scorer (over its model), as :func:`rebuild_study` made them."""
+
+    task: Task
+    scorer: ScorerLike
+
+    @property
+    def model(self) -> Any:
+        """The scorer's model."""
+        return self.scorer.model
+
+
+def rebuild_study(
+    record: StudyRecord,
+    *,
+    task: Task | str | None = None,
+    model: LanguageModel | str | None = None,
+    scorer: ScorerLike | None = None,
+    data_dir: str | Path | None = None,
+    task_seed: int | None = None,
+    device: str | None = None,
+    dtype: str | None = None,
+    batch_size: int = 16,
+) -> Rebuilt:
+    """The task and scorer of the stored study *record*, for ``final`` and workers.
+
+    *task*: a Task as is, or a built-in task name (default the study's), loaded with
+    the task seed whose data is the study's (:func:`study_task`).  *scorer*, if
+    given, is used as is; else one with the study's settings (:func:`study_scorer`)
+    over *model* (default the study's, :func:`study_model`).
+    """
+    if isinstance(task, Task):
+        task_obj = task
+    elif task is None or isinstance(task, str):
+        task_obj = study_task(record, name=task, data_dir=data_dir, task_seed=task_seed)
+    else:
+        raise ConfigError(f"task must be a Task, a built-in task name or None; got {task!r}")
+    if scorer is not None and model is not None:
+        raise ConfigError("give scorer= or model=, not both (the scorer brings its model)")
+    if scorer is None:
+        language_model = study_model(record, model=model, device=device, dtype=dtype)
+        scorer = study_scorer(record, language_model, batch_size=batch_size)
+    return Rebuilt(task_obj, scorer)
 
 
 def _revive(value: Any) -> Any:

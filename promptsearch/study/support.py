@@ -1,10 +1,9 @@
 """What the study loop needs around it: the scorer protocol, the example cache key,
-and small helpers for what it stores and prints."""
+and small helpers for what it stores."""
 
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -23,7 +22,6 @@ __all__ = [
     "finite_or_none",
     "jsonable",
     "versions",
-    "warn",
 ]
 
 
@@ -53,10 +51,6 @@ def example_key(example: Example) -> str:
 def finite_or_none(value: float) -> float | None:
     """JSON has no infinities: a log-probability of -inf (fp16 underflow) is stored as null."""
     return value if math.isfinite(value) else None
-
-
-def warn(message: str) -> None:
-    print(f"warning: {message}", file=sys.stderr)
 
 
 def jsonable(value: Any) -> Any:

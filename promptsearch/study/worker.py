@@ -23,38 +23,41 @@ worker name) so that workers propose different candidates.
 
 Workers are not replayed like a single-process ``run``: each proposes afresh and
 saves no searcher state.  Two processes must not share a worker name.
+
+A :class:`Worker` is a :class:`~promptsearch.study.loop.Study` that runs the study's
+loop as is; all of the above is its trials, :class:`ClaimedTrials` (the call order
+is in :mod:`promptsearch.study.trials`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import random
 import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
-from promptsearch.errors import (
-    ClaimLostError,
-    ConfigError,
-    PromptSearchError,
-    StorageError,
-    StudyConflictError,
-)
+from promptsearch.errors import ClaimLostError, ConfigError, StorageError, StudyConflictError
 from promptsearch.prompt import Prompt
-from promptsearch.searchers.base import Candidate, RemainingBudget, Searcher, TrialResult
-from promptsearch.study.budget import Budget
-from promptsearch.study.final_pick import select_final
+from promptsearch.searchers.base import (
+    Candidate,
+    RemainingBudget,
+    ScoredPrompt,
+    Searcher,
+    TrialResult,
+)
+from promptsearch.study.budget import Budget, limit_reached
 from promptsearch.study.heartbeat import Heartbeat
-from promptsearch.study.loop import STALE_ROUNDS, ScorerLike, Study
-from promptsearch.study.rebuild import searchers_from_config, study_leaderboard
-from promptsearch.study.results import StudyResult
+from promptsearch.study.loop import Study
+from promptsearch.study.rebuild import rebuild_study, searchers_from_config, study_leaderboard
+from promptsearch.study.support import ScorerLike
+from promptsearch.study.trials import Trials
 from promptsearch.study.worker_report import (
     Pending,
     WorkerReport,
     default_worker_id,
-    info,
     missing_study_message,
-    warn,
 )
 from promptsearch.task import Task
 from promptsearch.validation import check_float
@@ -65,6 +68,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_HEARTBEAT_TIMEOUT",
+    "ClaimedTrials",
     "Worker",
     "WorkerReport",
     "default_worker_id",
@@ -73,18 +77,21 @@ __all__ = [
     "searchers_from_config",
 ]
 
+logger = logging.getLogger(__name__)
+
 DEFAULT_HEARTBEAT_TIMEOUT: Final = 60.0
 _BEATS_PER_TIMEOUT: Final = 4  # heartbeats per timeout: three may be missed before a reclaim
 _FIRST_PAUSE: Final = 0.02  # seconds; waits for other workers' trials grow from this to 1 s
 
 
 class Worker(Study):
-    """One of many workers on a stored study; see the module docstring.
+    """One of many workers on a stored study: a :class:`Study` whose trials are
+    :class:`ClaimedTrials` (see the module docstring).
 
     Takes what :class:`Study` takes (from the study's record: :func:`run_worker`
     builds it), plus *worker*, its name (default ``<host>-<pid>``), and
     *heartbeat_timeout*, the seconds after which a silent worker's trial is taken
-    over.  :meth:`work` runs it.
+    over; *progress* logs a line per trial it scores.  :meth:`work` runs it.
     """
 
     def __init__(
@@ -119,7 +126,7 @@ class Worker(Study):
             seed=seed,
             candidates_per_round=candidates_per_round,
             worker=worker_id,
-            progress=False,
+            progress=False,  # no progress bar: a line per trial, if progress
             racing=racing,
             selection=selection,
         )
@@ -130,26 +137,52 @@ class Worker(Study):
             exclusive_minimum=True,
             owner="worker",
         )
-        self._claimed_by = worker_id
-        self._verbose = bool(progress)
-        self._poll = min(1.0, self.heartbeat_timeout / _BEATS_PER_TIMEOUT)
-        self._holding: int | None = None
-        self._order = random.Random(f"{self.seed}:{worker_id}:order")
-        self.report = WorkerReport(name, worker_id)
+        self.trials = self.claims = ClaimedTrials(self, self.heartbeat_timeout, bool(progress))
+        self.report = self.claims.report
 
-    # -- set-up (see Study._open) ------------------------------------------------------------
+    def work(self) -> WorkerReport:
+        """Work on the study until its budget is spent (and no trial is left running),
+        this worker's searchers run dry, or its time is up; return what it did."""
+        self.run()
+        return self.report
 
-    def _record(self) -> None:
+
+class ClaimedTrials(Trials):
+    """The trials of one worker of a stored study, claimed in the database (see the
+    module docstring; the call order is :class:`~promptsearch.study.trials.Trials`').
+
+    The budget is the study's, counted from the database: a claim is refused once the
+    study has as many trials (any state) as its budget of evaluations, or its finished
+    trials spent its forward passes.  Seconds are this worker's own clock.
+    """
+
+    saves_searcher_state = False  # a state saved by one of many workers would be the others'
+
+    def __init__(self, study: Study, heartbeat_timeout: float, verbose: bool) -> None:
+        super().__init__(study)
+        self.worker = study.worker
+        self.claimed_by = study.worker
+        self.heartbeat_timeout = heartbeat_timeout
+        self.verbose = verbose
+        self._beat_every = heartbeat_timeout / _BEATS_PER_TIMEOUT
+        self._poll = min(1.0, self._beat_every)
+        self._order = random.Random(f"{study.seed}:{study.worker}:order")
+        self.report = WorkerReport(study.name, study.worker)
+        self.storage = study.storage
+        self.name = study.name
+
+    def join(self) -> None:
         """Join the stored study: it must exist, with this task, model and scorer."""
+        study = self.study
         record = self.storage.get_study(self.name)
         if record is None:
             raise StorageError(missing_study_message(self.name, self.storage.url))
         problems = []
-        if record.task_hash != self.task.spec()["data_hash"]:
+        if record.task_hash != study.task.spec()["data_hash"]:
             problems.append(f"task data (study: {record.task_name!r} {record.task_hash[:12]})")
-        if record.model_fingerprint != getattr(self.scorer.model, "fingerprint", None):
+        if record.model_fingerprint != getattr(study.scorer.model, "fingerprint", None):
             problems.append(f"model (study: {record.model_name!r})")
-        elif record.scorer_fingerprint != self.scorer.fingerprint:
+        elif record.scorer_fingerprint != study.scorer.fingerprint:
             problems.append("scorer settings")
         if problems:
             raise StudyConflictError(
@@ -160,101 +193,40 @@ class Worker(Study):
             )
         self.storage.set_study_status(self.name, "running")
 
-    def _searcher_rng(self, index: int, searcher: Searcher) -> random.Random:
-        return random.Random(f"{self.seed}:{self.worker}:{index}:{searcher.name}")
+    def searcher_rng(self, index: int, searcher: Searcher) -> random.Random:
+        """Seeded with the worker's name too, so that workers propose different candidates."""
+        return random.Random(f"{self.study.seed}:{self.worker}:{index}:{searcher.name}")
 
-    def _save_searcher(self, searcher: Searcher) -> None:
-        # metrics only: a state saved by one of many workers would be the others' too
-        for step, key, value in searcher.ctx.metrics.drain():
-            self.storage.log_metric(self.name, searcher.name, step, key, value)
+    def start(self) -> None:
+        super().start()
+        self._rescue_all()
 
-    # -- the study's budget, from the database ---------------------------------------------
-
-    def _remaining(self) -> RemainingBudget:
+    def remaining(self) -> RemainingBudget:
         counts = self.storage.claim_counts(self.name)
-        b = self.budget
-        return RemainingBudget(
-            evaluations=None if b.evaluations is None else b.evaluations - counts.trials,
-            forward_passes=None
-            if b.forward_passes is None
-            else b.forward_passes - counts.forward_passes,
-            seconds=None if b.seconds is None else b.seconds - (time.monotonic() - self._started),
-        )
+        return self.study.budget.left(counts.trials, counts.forward_passes, self.started)
 
-    @staticmethod
-    def _spent(left: RemainingBudget) -> str | None:
-        """Which limit *left* has reached: "seconds", "budget", or None."""
-        if left.seconds is not None and left.seconds <= 0:
-            return "seconds"
-        if any(v is not None and v <= 0 for v in (left.evaluations, left.forward_passes)):
-            return "budget"
-        return None
+    def leaderboard(self) -> tuple[ScoredPrompt, ...]:
+        """The study's best complete trials, by every worker."""
+        return study_leaderboard(self.storage, self.name)
 
-    def _exhausted(self) -> bool:
-        if self._holding is not None:  # Study._evaluate scoring a trial this worker claimed
-            return False
-        return self._spent(self._remaining()) is not None
+    def finish(self) -> bool:
+        """Once the budget is claimed, wait for the running trials (rescuing stale
+        ones); the last worker out makes the pick."""
+        reason = limit_reached(self.remaining())
+        if reason == "budget":
+            self._drain()
+        self.report.stopped_by = reason or "searchers"
+        return self.storage.claim_counts(self.name).running == 0
 
-    # -- the loop ----------------------------------------------------------------------------
+    def interrupted(self) -> None:
+        self.report.stopped_by = "interrupted"
 
-    def run(self) -> StudyResult:
-        """Work (see :meth:`work`) and return the study's result."""
-        report = self.work()
-        return StudyResult(self.name, self.storage, stopped=report.stopped_by == "interrupted")
+    # -- claims ------------------------------------------------------------------------------
 
-    def work(self) -> WorkerReport:
-        """Work on the study until its budget is spent (and no trial is left running),
-        this worker's searchers run dry, or its time is up; return what it did."""
-        self._open()
-        self._started = time.monotonic()
-        try:
-            self._rescue_all()
-            self._loop()
-            reason = self._spent(self._remaining())
-            if reason == "budget":
-                self._drain()
-            self.report.stopped_by = reason or "searchers"
-            if self.storage.claim_counts(self.name).running == 0:
-                if self.selection is not None:  # the last worker out makes the pick
-                    select_final(self)
-                self.storage.set_study_status(self.name, "finished")
-        except KeyboardInterrupt:
-            self.report.stopped_by = "interrupted"
-        return self.report
-
-    def _loop(self) -> None:
-        active = list(self.searchers)
-        stale = 0
-        while active and stale < STALE_ROUNDS:
-            new_in_round = 0
-            for searcher in list(active):
-                left = self._remaining()
-                if self._spent(left):
-                    return
-                searcher.ctx.remaining = left
-                searcher.ctx.leaderboard = study_leaderboard(self.storage, self.name)
-                n = self.candidates_per_round
-                if left.evaluations is not None:
-                    n = min(n, left.evaluations)
-                proposals = searcher.propose(n)[:n]
-                if not proposals:
-                    active.remove(searcher)
-                    continue
-                results = self._evaluate_all(searcher, proposals)
-                searcher.observe(results)
-                self._save_searcher(searcher)
-                new_in_round += sum(result.new for result in results)
-            stale = 0 if new_in_round else stale + 1
-
-    def _evaluate_all(
-        self, searcher: Searcher, proposals: Sequence[Candidate]
-    ) -> list[TrialResult]:
-        """Results of *proposals*, in order (fewer when the budget runs out).
-
-        The candidates are tried in a worker-seeded order, so that workers with the
+    def evaluate(self, searcher: Searcher, proposals: Sequence[Candidate]) -> list[TrialResult]:
+        """The candidates are tried in a worker-seeded order, so that workers with the
         same proposals start on different ones; those another worker is scoring are
-        waited for last.
-        """
+        waited for last."""
         order = list(range(len(proposals)))
         self._order.shuffle(order)
         outcomes: dict[int, TrialResult | Pending] = {}
@@ -277,17 +249,14 @@ class Worker(Study):
         """Claim and score *candidate*; its stored result if the study has it; a
         :class:`Pending` if another worker is scoring it; None if the budget is spent
         (or this worker's time is up)."""
-        seconds = self.budget.seconds
-        if seconds is not None and time.monotonic() - self._started >= seconds:
+        seconds = self.study.budget.seconds
+        if seconds is not None and time.monotonic() - self.started >= seconds:
             return None
         self._rescue_all()
-        try:
-            prompt = candidate.prompt.resolve(self.task)
-        except ConfigError:
-            return super()._evaluate(searcher, candidate)  # an unusable prompt fails, no trial
+        prompt = self._resolve(searcher, candidate)
+        if isinstance(prompt, TrialResult):  # unusable, or proposed before by this worker
+            return prompt
         key = prompt.content_hash
-        if key in self._known:  # proposed before by this worker: free
-            return super()._evaluate(searcher, candidate)
         self.storage.add_prompt(
             prompt.to_dict(), key, prompt.describe(), len(prompt.head() + prompt.template)
         )
@@ -298,8 +267,8 @@ class Worker(Study):
             operation=candidate.operation,
             parent_hash=candidate.parent,
             worker=self.worker,
-            max_trials=self.budget.evaluations,
-            max_forward_passes=self.budget.forward_passes,
+            max_trials=self.study.budget.evaluations,
+            max_forward_passes=self.study.budget.forward_passes,
         )
         if claim.status == "budget" or claim.trial is None:
             return None
@@ -309,39 +278,35 @@ class Worker(Study):
         if claim.trial.state == "running":
             return Pending(claim.trial, prompt)
         self.report.skipped += 1
-        return self._stored(searcher, candidate, prompt, claim.trial)
+        return self._from_record(searcher, candidate, prompt, claim.trial, new=False)
 
     def _score_claimed(
         self, searcher: Searcher, candidate: Candidate, trial: TrialRecord, prompt: Prompt
     ) -> TrialResult:
-        """Score a trial this worker holds (Study._evaluate does it), beating meanwhile."""
-        self._holding = trial.id
+        """Score a trial this worker holds, beating meanwhile."""
         try:
             with Heartbeat(self.storage, trial.id, self.worker, self._beat_every):
-                result = super()._evaluate(searcher, candidate)
+                result, _ = self._score(searcher, candidate, prompt, trial)
         except ClaimLostError as error:
             self.report.lost += 1
-            warn(str(error))
+            logger.warning("%s", error)
             return self._await(searcher, candidate, Pending(trial, prompt))
         except KeyboardInterrupt:
             self._release(trial.id)
             raise
-        finally:
-            self._holding = None
-        if result is None:  # pragma: no cover - _exhausted() is False while holding a trial
-            raise PromptSearchError(f"trial {trial.number} was claimed but not scored")
         self.report.evaluated += 1
-        if self._verbose:
+        if self.verbose:
             score = "-" if result.score is None else f"{result.score:.4f}"
-            info(
-                f"[{self.worker}] trial #{trial.number} {result.state} {score} "
-                f"({result.searcher}, {result.operation})"
+            logger.info(
+                "[%s] trial #%d %s %s (%s, %s)",
+                self.worker,
+                trial.number,
+                result.state,
+                score,
+                result.searcher,
+                result.operation,
             )
         return result
-
-    @property
-    def _beat_every(self) -> float:
-        return self.heartbeat_timeout / _BEATS_PER_TIMEOUT
 
     def _await(self, searcher: Searcher, candidate: Candidate, pending: Pending) -> TrialResult:
         """The result of a trial another worker is scoring; this worker takes it over
@@ -357,7 +322,7 @@ class Worker(Study):
                 )
             if current.state != "running":
                 self.report.skipped += 1
-                return self._stored(searcher, candidate, pending.prompt, current)
+                return self._from_record(searcher, candidate, pending.prompt, current, new=False)
             taken = self.storage.reclaim_trial(
                 self.name, self.worker, stale_after=self.heartbeat_timeout, trial_id=current.id
             )
@@ -367,23 +332,6 @@ class Worker(Study):
             self._rescue_all()
             time.sleep(pause)
             pause = min(pause * 1.5, self._poll)
-
-    def _stored(
-        self, searcher: Searcher, candidate: Candidate, prompt: Prompt, trial: TrialRecord
-    ) -> TrialResult:
-        result = TrialResult(
-            prompt=prompt,
-            content_hash=trial.content_hash,
-            score=trial.dev_score if trial.state == "complete" else None,
-            state=trial.state,
-            n_examples=trial.n_examples,
-            searcher=searcher.name,
-            operation=candidate.operation,
-            parent=candidate.parent,
-            new=False,
-        )
-        self._known[trial.content_hash] = result
-        return result
 
     # -- trials of stopped workers --------------------------------------------------------
 
@@ -399,14 +347,16 @@ class Worker(Study):
             self._rescue(trial)
 
     def _rescue(self, trial: TrialRecord) -> None:
+        searchers = self.study.searchers
         prompt = Prompt.from_dict(self.storage.get_prompt(trial.content_hash).body)
-        searcher = next((s for s in self.searchers if s.name == trial.searcher), self.searchers[0])
+        searcher = next((s for s in searchers if s.name == trial.searcher), searchers[0])
         candidate = Candidate(prompt, operation=trial.operation, parent=trial.parent_hash)
         try:
-            same = prompt.resolve(self.task).content_hash == trial.content_hash
+            resolved = prompt.resolve(self.study.task)
         except ConfigError:
-            same = False
-        if not same:  # not a prompt this study stored: fail it rather than score another
+            resolved = None
+        if resolved is None or resolved.content_hash != trial.content_hash:
+            # not a prompt this study stored: fail it rather than score another
             self.storage.finish_trial(
                 trial.id,
                 state="failed",
@@ -418,7 +368,7 @@ class Worker(Study):
                 claimed_by=self.worker,
             )
             return
-        self._score_claimed(searcher, candidate, trial, prompt)
+        self._score_claimed(searcher, candidate, trial, resolved)
 
     def _drain(self) -> None:
         """The budget is claimed: wait for the running trials, rescuing stale ones."""
@@ -463,24 +413,23 @@ def run_worker(
     The budget, seed, candidates per round and racing are the study's.
     """
     from promptsearch.storage import Storage, open_storage
-    from promptsearch.study.rebuild import study_model, study_scorer, study_task
 
     check_float(heartbeat_timeout, "heartbeat_timeout", minimum=0, exclusive_minimum=True)
     store = storage if isinstance(storage, Storage) else open_storage(storage)
     record = store.get_study(study) if isinstance(study, str) and study else None
     if record is None:
         raise StorageError(missing_study_message(str(study), store.url))
-    if isinstance(task, Task):
-        task_obj = task
-    elif task is None or isinstance(task, str):
-        task_obj = study_task(record, name=task, data_dir=data_dir, task_seed=task_seed)
-    else:
-        raise ConfigError(f"task must be a Task, a built-in task name or None; got {task!r}")
-    if scorer is not None and model is not None:
-        raise ConfigError("give scorer= or model=, not both (the scorer brings its model)")
-    if scorer is None:
-        language_model = study_model(record, model=model, device=device, dtype=dtype)
-        scorer = study_scorer(record, language_model, batch_size=batch_size)
+    rebuilt = rebuild_study(
+        record,
+        task=task,
+        model=model,
+        scorer=scorer,
+        data_dir=data_dir,
+        task_seed=task_seed,
+        device=device,
+        dtype=dtype,
+        batch_size=batch_size,
+    )
     config = record.config
     budget = config.get("budget")
     if not isinstance(budget, Mapping):
@@ -489,8 +438,8 @@ def run_worker(
     selection = config.get("selection")  # the same search part of dev as the study's
     return Worker(
         record.name,
-        task_obj,
-        scorer,
+        rebuilt.task,
+        rebuilt.scorer,
         list(searchers) if searchers else searchers_from_config(record),
         {k: v for k, v in budget.items() if v is not None},
         store,

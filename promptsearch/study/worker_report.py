@@ -1,5 +1,5 @@
 """What :mod:`promptsearch.study.worker` tells and hands back: worker names, the
-messages it prints, a candidate another worker is scoring, and its report.
+message for a missing study, a candidate another worker is scoring, and its report.
 
 The heartbeat thread is :mod:`promptsearch.study.heartbeat`; searchers rebuilt from a
 study's stored configuration are in :mod:`promptsearch.study.rebuild`."""
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import socket
-import sys
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -21,9 +20,7 @@ __all__ = [
     "Pending",
     "WorkerReport",
     "default_worker_id",
-    "info",
     "missing_study_message",
-    "warn",
 ]
 
 
@@ -83,11 +80,3 @@ class Pending:
 
     trial: TrialRecord
     prompt: Prompt
-
-
-def warn(message: str) -> None:
-    print(f"warning: {message}", file=sys.stderr)
-
-
-def info(message: str) -> None:
-    print(message, file=sys.stderr)
