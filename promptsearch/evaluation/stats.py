@@ -1,31 +1,26 @@
 """Statistics for held-out results: bootstrap confidence intervals, paired tests,
 and mean ± standard deviation over repeated runs.
 
-The procedures are scipy's and numpy's; this module checks the arguments, recomputes
-the task metrics on resamples and packs the results.  Nothing here loads a model.
+The procedures are scipy's and numpy's; nothing here loads a model.
 
 * :func:`bootstrap_ci` -- a percentile bootstrap interval of a task metric
-  (``scipy.stats.bootstrap``, ``method="percentile"``).  Examples are resampled with
-  replacement and the metric is recomputed on every resample, so it works for
-  per-example metrics (accuracy, exact match, token F1 ...) and for corpus-level ones
-  (macro-F1) alike.
+  (``scipy.stats.bootstrap``).  Examples are resampled with replacement and the metric
+  is recomputed on every resample, so it works for per-example metrics (accuracy,
+  exact match, token F1 ...) and for corpus-level ones (macro-F1) alike.
 * :func:`paired_bootstrap` -- the difference of two prompts' metric on the same
   examples, its interval and a two-sided p-value (``scipy.stats.bootstrap`` with
   ``paired=True``: both prompts see the same resamples).
 * :func:`mcnemar` -- the exact two-sided McNemar test on paired right/wrong
   outcomes: a binomial test on the discordant pairs (``scipy.stats.binomtest``), or
   its chi-square approximation (``scipy.stats.chi2``).
-* :func:`mean_std` -- the mean ± standard deviation over seeds (``numpy.mean`` and
-  ``numpy.std``), as LM-BFF and RLPrompt report their results.
+* :func:`mean_std` -- the mean ± standard deviation over seeds (``numpy``), as LM-BFF
+  and RLPrompt report their results.
 
 Resamples are drawn from ``numpy.random.default_rng(seed)`` (scipy's ``rng=``): the
-same inputs, seed and scipy version always give the same numbers.
-
-Why the percentile interval and not scipy's default, BCa: the percentile interval is
-what results stored so far were computed with, and BCa is undefined -- scipy warns and
-returns NaN -- whenever every resample gives the same value, which is common here (a
-prompt that gets every test example right, or a baseline compared with itself).  BCa
-would also need a jackknife pass of the metric (one recomputation per example).
+same inputs and seed always give the same numbers.  The interval is scipy's
+percentile one, not its default BCa: BCa is undefined (scipy warns, returns NaN) when
+every resample scores the same -- a prompt right on every example, or a baseline
+against itself -- and needs a jackknife pass of the metric besides.
 """
 
 from __future__ import annotations
