@@ -1,13 +1,18 @@
-"""promptsearch.evaluation.stats against hand-computed values, scikit-learn and itself (seeds)."""
+"""promptsearch.evaluation.stats against hand-computed values, exact bootstrap
+distributions, scikit-learn and itself (seeds)."""
 
 from __future__ import annotations
 
 import math
 import random
+import warnings
+from fractions import Fraction
 from math import comb
 
 import numpy as np
 import pytest
+from scipy.stats import binom
+from sklearn.metrics import f1_score
 
 from promptsearch.errors import ConfigError
 from promptsearch.evaluation import stats
@@ -56,15 +61,17 @@ def test_mcnemar_chi_square_with_continuity_correction() -> None:
     assert stats.mcnemar([True], [True], exact=False).p_value == 1.0
 
 
-def test_binomial_p_against_direct_sums_and_log_space(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_binomial_p_against_direct_sums() -> None:
     for n in (1, 2, 7, 30):
         for k in range(n + 1):
             tail = sum(comb(n, i) for i in range(min(k, n - k) + 1)) / 2**n
             assert stats.binomial_two_sided_p(k, n) == pytest.approx(min(1.0, 2 * tail))
-    exact = stats.binomial_two_sided_p(930, 2000)
-    monkeypatch.setattr(stats, "_EXACT_LIMIT", 10)  # force the log-space path
-    assert stats.binomial_two_sided_p(930, 2000) == pytest.approx(exact, rel=1e-9)
+    # a large n, against the exact fraction 2 * sum C(2000, i) / 2**2000, i <= 930
+    exact = 2 * Fraction(sum(comb(2000, i) for i in range(931)), 2**2000)
+    assert stats.binomial_two_sided_p(930, 2000) == pytest.approx(float(exact), rel=1e-9)
+    assert stats.binomial_two_sided_p(1070, 2000) == pytest.approx(float(exact), rel=1e-9)
     assert stats.binomial_two_sided_p(0, 0) == 1.0
+    assert stats.binomial_two_sided_p(50_000, 100_000) == 1.0
 
 
 # -- bootstrap intervals ----------------------------------------------------------------
@@ -102,6 +109,62 @@ def test_bootstrap_ci_simple_cases() -> None:
     graded = stats.bootstrap_ci("token_f1", [0.5, 0.25, 1.0, 0.0])
     assert graded.estimate == pytest.approx(0.4375)
     assert 0.0 <= graded.low <= graded.estimate <= graded.high <= 1.0
+
+
+@pytest.mark.parametrize(("n", "right", "seed"), [(200, 140, 3), (60, 45, 0), (500, 260, 11)])
+def test_bootstrap_ci_matches_the_exact_bootstrap_distribution(
+    n: int, right: int, seed: int
+) -> None:
+    # resampling n right/wrong outcomes, `right` of them right, gives a resampled
+    # accuracy of Binomial(n, right / n) / n exactly: the percentile interval is close
+    # to that distribution's quantiles (within two or so steps of 1/n: Monte Carlo error)
+    scores = [1.0] * right + [0.0] * (n - right)
+    interval = stats.bootstrap_ci("accuracy", scores, seed=seed)
+    low, high = binom.ppf([0.025, 0.975], n, right / n) / n
+    assert interval.low == pytest.approx(low, abs=2.5 / n)
+    assert interval.high == pytest.approx(high, abs=2.5 / n)
+    ninety = stats.bootstrap_ci("accuracy", scores, confidence=0.9, seed=seed)
+    low, high = binom.ppf([0.05, 0.95], n, right / n) / n
+    assert ninety.low == pytest.approx(low, abs=2.5 / n)
+    assert ninety.high == pytest.approx(high, abs=2.5 / n)
+    assert interval.low <= ninety.low <= ninety.high <= interval.high
+
+
+def test_degenerate_resamples_give_a_point_and_no_warning() -> None:
+    # every resample the same (all right, one example, a prompt against itself):
+    # the interval is that one value, and scipy is not left to warn about it
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert stats.bootstrap_ci("accuracy", [1.0] * 50).low == 1.0
+        assert stats.bootstrap_ci("accuracy", [0.0] * 50).high == 0.0
+        single = stats.bootstrap_ci("token_f1", [0.25], n_resamples=10)
+        assert (single.low, single.estimate, single.high) == (0.25, 0.25, 0.25)
+        labels = ["x", "y"] * 5
+        perfect = stats.bootstrap_ci("macro_f1", [1.0] * 10, predictions=labels, targets=labels)
+        assert (perfect.low, perfect.high) == (1.0, 1.0)
+        one = stats.paired_bootstrap("accuracy", [1.0], [0.0], n_resamples=9)
+        assert (one.low, one.delta, one.high) == (1.0, 1.0, 1.0)
+        assert one.p_value == pytest.approx(1 / 10)  # every resample differs by 1
+
+
+def test_macro_f1_interval_matches_resampling_with_scikit_learn() -> None:
+    rng = np.random.default_rng(3)
+    labels = ["a", "b", "c"]
+    targets = [labels[i] for i in rng.integers(0, 3, 80)]
+    predictions = [t if rng.random() < 0.7 else labels[rng.integers(0, 3)] for t in targets]
+    scores = [float(p == t) for p, t in zip(predictions, targets, strict=True)]
+    interval = stats.bootstrap_ci(
+        "macro_f1", scores, predictions=predictions, targets=targets, n_resamples=1000
+    )
+    # an independent percentile bootstrap: other resamples, scikit-learn's macro-F1
+    gold, pred = np.asarray(targets), np.asarray(predictions)
+    values = []
+    for _ in range(1000):
+        row = rng.integers(0, 80, 80)
+        values.append(f1_score(gold[row], pred[row], average="macro", zero_division=0))
+    low, high = np.quantile(values, [0.025, 0.975])
+    assert interval.low == pytest.approx(low, abs=0.03)
+    assert interval.high == pytest.approx(high, abs=0.03)
 
 
 def test_macro_f1_resamples_match_scikit_learn() -> None:
@@ -146,6 +209,27 @@ def test_paired_bootstrap_no_difference_and_clear_difference() -> None:
     assert clear.low is not None and clear.high is not None
     assert 0.0 < clear.low <= clear.delta <= clear.high
     assert stats.paired_bootstrap("accuracy", better, a, n_resamples=999) == clear
+
+
+def test_paired_bootstrap_interval_and_p_value_against_normal_theory() -> None:
+    # 300 examples: A alone right on 40, B alone right on 20, the rest tied
+    a = [1.0] * 40 + [0.0] * 20 + [1.0] * 150 + [0.0] * 90
+    b = [0.0] * 40 + [1.0] * 20 + [1.0] * 150 + [0.0] * 90
+    result = stats.paired_bootstrap("accuracy", a, b, n_resamples=4000, seed=5)
+    # the difference of paired proportions: mean d = (40 - 20) / 300, and its standard
+    # error sqrt((p10 + p01 - d^2) / n)
+    n, d = 300, 20 / 300
+    se = math.sqrt((40 / n + 20 / n - d * d) / n)
+    assert result.delta == pytest.approx(d)
+    assert result.low is not None and result.high is not None
+    assert result.low == pytest.approx(d - 1.96 * se, abs=0.01)
+    assert result.high == pytest.approx(d + 1.96 * se, abs=0.01)
+    # the two-sided normal-theory p-value of d / se, roughly (Monte Carlo error)
+    normal_p = math.erfc(d / se / math.sqrt(2))
+    assert result.p_value == pytest.approx(normal_p, abs=0.01)
+    # and about the exact McNemar p-value of the same outcomes
+    exact = stats.mcnemar([x == 1.0 for x in a], [x == 1.0 for x in b]).p_value
+    assert result.p_value == pytest.approx(exact, abs=0.02)
 
 
 def test_paired_bootstrap_macro_f1_uses_both_predictions() -> None:

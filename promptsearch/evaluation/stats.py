@@ -1,30 +1,33 @@
 """Statistics for held-out results: bootstrap confidence intervals, paired tests,
 and mean ± standard deviation over repeated runs.
 
-Pure numpy and the standard library; nothing here loads a model.
+The procedures are scipy's and numpy's; nothing here loads a model.
 
-* :func:`bootstrap_ci` -- a percentile bootstrap interval of a task metric.  Examples
-  are resampled with replacement and the metric is recomputed on every resample, so
-  it works for per-example metrics (accuracy, exact match, token F1 ...) and for
-  corpus-level ones (macro-F1) alike.
+* :func:`bootstrap_ci` -- a percentile bootstrap interval of a task metric
+  (``scipy.stats.bootstrap``).  Examples are resampled with replacement and the metric
+  is recomputed on every resample, so it works for per-example metrics (accuracy,
+  exact match, token F1 ...) and for corpus-level ones (macro-F1) alike.
 * :func:`paired_bootstrap` -- the difference of two prompts' metric on the same
-  examples, its interval and a two-sided p-value (both prompts see the same
-  resamples).
+  examples, its interval and a two-sided p-value (``scipy.stats.bootstrap`` with
+  ``paired=True``: both prompts see the same resamples).
 * :func:`mcnemar` -- the exact two-sided McNemar test on paired right/wrong
-  outcomes: a binomial test on the discordant pairs.
-* :func:`mean_std` -- the mean ± standard deviation over seeds, as LM-BFF and
-  RLPrompt report their results.
+  outcomes: a binomial test on the discordant pairs (``scipy.stats.binomtest``), or
+  its chi-square approximation (``scipy.stats.chi2``).
+* :func:`mean_std` -- the mean ± standard deviation over seeds (``numpy``), as LM-BFF
+  and RLPrompt report their results.
 
-Resamples are drawn from ``numpy.random.default_rng(seed)``: the same inputs and
-seed always give the same numbers.
+Resamples are drawn from ``numpy.random.default_rng(seed)`` (scipy's ``rng=``): the
+same inputs and seed always give the same numbers.  The interval is scipy's
+percentile one, not its default BCa: BCa is undefined (scipy warns, returns NaN) when
+every resample scores the same -- a prompt right on every example, or a baseline
+against itself -- and needs a jackknife pass of the metric besides.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -56,10 +59,10 @@ PAIRED_TESTS: Final = ("mcnemar", "mcnemar-chi2", "paired-bootstrap")
 
 _EXTRA_METRICS: Final = frozenset({"gold_logprob"})  # the scorer's likelihood-only metric
 _CELLS_PER_CHUNK: Final = 2_000_000  # resample × example cells drawn at once (memory bound)
-_EXACT_LIMIT: Final = 100_000  # McNemar: exact integer arithmetic up to this many pairs
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
+Statistic = Callable[..., FloatArray]
 
 
 @dataclass(frozen=True)
@@ -191,15 +194,42 @@ def _check_seed(seed: object) -> int:
 # -- resampling -------------------------------------------------------------------------
 
 
-def _resamples(n_examples: int, n_resamples: int, seed: int) -> Iterator[IntArray]:
-    """Index arrays of shape (chunk, n_examples), *n_resamples* rows in all."""
-    rng = np.random.default_rng(seed)
-    per_chunk = max(1, _CELLS_PER_CHUNK // n_examples)
-    left = n_resamples
-    while left > 0:
-        rows = min(per_chunk, left)
-        yield rng.integers(0, n_examples, size=(rows, n_examples), dtype=np.int64)
-        left -= rows
+def _bootstrap(
+    data: Sequence[npt.NDArray[Any]],
+    statistic: Statistic,
+    *,
+    n_resamples: int,
+    confidence: float,
+    seed: int,
+) -> tuple[FloatArray, float, float]:
+    """The bootstrap distribution of *statistic* over the examples of *data* (arrays of
+    one value per example, resampled together) and its percentile interval.
+
+    *statistic* takes the resampled arrays, shape ``(resamples, examples)``, and
+    ``axis=-1``, and returns one value per resample.
+    """
+    size = int(data[0].shape[-1])
+    if size == 1:
+        # scipy.stats.bootstrap wants two or more examples; every resample of a single
+        # example is that example, so the distribution is one point
+        value = float(statistic(*(array[np.newaxis, :] for array in data), axis=-1)[0])
+        return np.full(n_resamples, value), value, value
+    from scipy.stats import bootstrap
+
+    result = bootstrap(
+        tuple(data),
+        statistic,
+        n_resamples=n_resamples,
+        batch=max(1, _CELLS_PER_CHUNK // size),
+        vectorized=True,
+        paired=True,  # resample examples: the i-th values of all arrays stay together
+        confidence_level=confidence,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    )
+    distribution: FloatArray = np.asarray(result.bootstrap_distribution, dtype=np.float64)
+    interval = result.confidence_interval
+    return distribution, float(interval.low), float(interval.high)
 
 
 class _System:
@@ -233,12 +263,21 @@ class _System:
             self.targets or [],
         )
 
-    def on(self, index: IntArray) -> FloatArray:
-        """The metric on each resample (one row of *index* each)."""
+    def data(self) -> tuple[npt.NDArray[Any], ...]:
+        """What is resampled: the per-example scores, or the gold and predicted label
+        codes of a corpus metric."""
         if self.metric not in CORPUS_METRICS:
-            result: FloatArray = self.scores[index].mean(axis=1)
+            return (self.scores,)
+        return (self.gold_codes, self.pred_codes)
+
+    def statistic(self, *arrays: npt.NDArray[Any], axis: int = -1) -> FloatArray:
+        """The metric of each resample, from resampled :meth:`data` (``axis=-1``)."""
+        if self.metric not in CORPUS_METRICS:
+            (scores,) = arrays
+            result: FloatArray = np.mean(scores, axis=axis)
             return result
-        return _macro_f1(self.gold_codes[index], self.pred_codes[index], self.n_labels)
+        gold, pred = arrays
+        return _macro_f1(gold, pred, self.n_labels)
 
 
 def _macro_f1(gold: IntArray, pred: IntArray, n_labels: int) -> FloatArray:
@@ -284,12 +323,6 @@ def _systems(
     ]
 
 
-def _interval(values: FloatArray, confidence: float) -> tuple[float, float]:
-    tail = (1.0 - confidence) / 2.0
-    low, high = np.quantile(values, [tail, 1.0 - tail])
-    return float(low), float(high)
-
-
 # -- public functions -------------------------------------------------------------------
 
 
@@ -314,16 +347,20 @@ def bootstrap_ci(
     n_resamples = _check_resamples(n_resamples)
     seed = _check_seed(seed)
     (system,) = _systems(metric, [("scores", scores)], [("predictions", predictions)], targets)
-    size = system.scores.size
-    values = np.concatenate([system.on(index) for index in _resamples(size, n_resamples, seed)])
-    low, high = _interval(values, confidence)
+    _, low, high = _bootstrap(
+        system.data(),
+        system.statistic,
+        n_resamples=n_resamples,
+        confidence=confidence,
+        seed=seed,
+    )
     return ConfidenceInterval(
         estimate=system.value(),
         low=low,
         high=high,
         confidence=confidence,
         n_resamples=n_resamples,
-        n_examples=size,
+        n_examples=int(system.scores.size),
     )
 
 
@@ -341,11 +378,14 @@ def paired_bootstrap(
 ) -> PairedTest:
     """Paired bootstrap comparison of prompt A with prompt B on the same examples.
 
-    Both prompts are scored on the same resamples.  The two-sided p-value tests
-    "no difference" with the bootstrap distribution of the difference shifted to
-    mean zero: the share of resamples whose difference lies at least as far from the
-    observed one as the observed one lies from zero, counted as
-    ``(hits + 1) / (n_resamples + 1)`` so that it is never exactly zero.
+    Both prompts are scored on the same resamples (``scipy.stats.bootstrap`` with
+    ``paired=True``); ``low``/``high`` is the percentile interval of the difference.
+    The two-sided p-value tests "no difference" with the bootstrap distribution of
+    the difference shifted to mean zero: the share of resamples whose difference lies
+    at least as far from the observed one as the observed one lies from zero, counted
+    as ``(hits + 1) / (n_resamples + 1)`` so that it is never exactly zero.  scipy has
+    no bootstrap p-value (its paired permutation test is another procedure), so this
+    count is made here, on scipy's bootstrap distribution.
     """
     metric = _check_metric(metric)
     confidence = _check_confidence(confidence)
@@ -357,19 +397,29 @@ def paired_bootstrap(
         [("predictions_a", predictions_a), ("predictions_b", predictions_b)],
         targets,
     )
-    size = a.scores.size
     observed = a.value() - b.value()
-    deltas = np.concatenate(
-        [a.on(index) - b.on(index) for index in _resamples(size, n_resamples, seed)]
+    data_a, data_b = a.data(), b.data()
+    # a corpus metric's gold codes are shared: resample them once, next to both predictions
+    shared = data_a[:-1]
+    data = (*shared, data_a[-1], data_b[-1])
+
+    def difference(*arrays: npt.NDArray[Any], axis: int = -1) -> FloatArray:
+        *gold, own_a, own_b = arrays
+        delta: FloatArray = a.statistic(*gold, own_a, axis=axis) - b.statistic(
+            *gold, own_b, axis=axis
+        )
+        return delta
+
+    deltas, low, high = _bootstrap(
+        data, difference, n_resamples=n_resamples, confidence=confidence, seed=seed
     )
     tolerance = 1e-12
     hits = int(np.count_nonzero(np.abs(deltas - observed) >= abs(observed) - tolerance))
-    low, high = _interval(deltas, confidence)
     return PairedTest(
         test="paired-bootstrap",
         delta=observed,
         p_value=min(1.0, (hits + 1) / (n_resamples + 1)),
-        n_examples=size,
+        n_examples=int(a.scores.size),
         low=low,
         high=high,
     )
@@ -377,7 +427,8 @@ def paired_bootstrap(
 
 def binomial_two_sided_p(k: int, n: int) -> float:
     """Two-sided p-value of *k* successes in *n* fair coin flips (Binomial(n, ½)):
-    twice the smaller tail, at most 1."""
+    ``scipy.stats.binomtest(k, n).pvalue``, which for a fair coin is twice the smaller
+    tail, at most 1.  1.0 when *n* is 0 (no flips, no evidence)."""
     for name, value in (("k", k), ("n", n)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ConfigError(f"{name} must be a whole number ≥ 0; got {value!r}")
@@ -385,20 +436,9 @@ def binomial_two_sided_p(k: int, n: int) -> float:
         raise ConfigError(f"k must be at most n; got k={k}, n={n}")
     if n == 0:
         return 1.0
-    small = min(k, n - k)
-    if n <= _EXACT_LIMIT:
-        term, total = 1, 1
-        for i in range(small):
-            term = term * (n - i) // (i + 1)
-            total += term
-        return min(1.0, 2 * total / 2**n)
-    # log space for very large n: log C(n, i) - n log 2, summed stably
-    logs = [
-        math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) - n * math.log(2)
-        for i in range(small + 1)
-    ]
-    top = max(logs)
-    return min(1.0, 2 * math.exp(top) * math.fsum(math.exp(v - top) for v in logs))
+    from scipy.stats import binomtest
+
+    return float(binomtest(k, n, 0.5).pvalue)
 
 
 def mcnemar(
@@ -433,8 +473,10 @@ def mcnemar(
         if discordant == 0:
             p_value = 1.0
         else:
+            from scipy.stats import chi2
+
             statistic = max(0.0, abs(a_only - b_only) - 1.0) ** 2 / discordant
-            p_value = math.erfc(math.sqrt(statistic / 2.0))  # chi-square, 1 degree of freedom
+            p_value = float(chi2.sf(statistic, df=1))
     return PairedTest(
         test=name,
         delta=(a_only - b_only) / a.size,
