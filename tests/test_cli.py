@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from promptsearch._commands import parse_verbalizer, unescape
+from promptsearch.cli.values import parse_verbalizer, unescape
 from promptsearch.cli import main
 from promptsearch.errors import ConfigError
 
