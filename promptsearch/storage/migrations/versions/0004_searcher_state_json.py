@@ -67,7 +67,7 @@ def upgrade() -> None:
             dropped,
         )
     else:
-        _log.info("promptsearch db upgrade: no pickled searcher state rows to drop")
+        _log.debug("promptsearch db upgrade: no pickled searcher state rows to drop")
 
 
 def downgrade() -> None:
