@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 
 __all__ = ["default_study_name", "evaluate", "final", "search"]
 
+logger = logging.getLogger(__name__)
+
 DEFAULT_SEARCHERS = ("manual", "label-words", "optuna")
 """What ``promptsearch run`` searches with when no ``--searcher`` is given: the seed
 prompts, label words found on train, and Optuna's search over template, instruction,
@@ -189,7 +191,7 @@ def choose_selection(
     if chosen is None:
         return None
     if selection is True and not chosen.fits(len(task.dev)):
-        logging.getLogger("promptsearch").warning(
+        logger.warning(
             "task %r: dev has %d examples, too few to hold back a confirmation part; the "
             "pick is the top of the leaderboard, without a check on held-back data",
             task.name,

@@ -19,8 +19,9 @@ import pytest
 from bad_cli_support import exact_error, make_db, run_cli, untouched
 
 import promptsearch._output
-from promptsearch import _commands
 from promptsearch.cli import main
+from promptsearch.cli import searchers as searchers_command
+from promptsearch.cli import tasks as tasks_command
 
 needs_dev_full = pytest.mark.skipif(
     not Path("/dev/full").exists(), reason="no /dev/full on this system"
@@ -132,7 +133,7 @@ def test_an_os_error_no_command_caught_is_one_line(
     def denied(args: object) -> int:
         raise PermissionError(errno.EACCES, "Permission denied", "/srv/data/sst2")
 
-    monkeypatch.setattr(_commands, "cmd_tasks", denied)
+    monkeypatch.setattr(tasks_command, "cmd_tasks", denied)
     exact_error(
         ["tasks"],
         capsys,
@@ -147,7 +148,7 @@ def test_a_many_line_os_error_keeps_its_first_line(
     def many_lines(args: object) -> int:
         raise OSError("model files are missing\nsee the log\nfor more")
 
-    monkeypatch.setattr(_commands, "cmd_searchers", many_lines)
+    monkeypatch.setattr(searchers_command, "cmd_searchers", many_lines)
     exact_error(
         ["searchers"],
         capsys,
@@ -192,7 +193,7 @@ def test_a_broken_pipe_that_is_not_stdout_is_an_error(
     def broken(args: object) -> int:
         raise BrokenPipeError(errno.EPIPE, "Broken pipe")
 
-    monkeypatch.setattr(_commands, "cmd_tasks", broken)
+    monkeypatch.setattr(tasks_command, "cmd_tasks", broken)
     with open(tmp_path / "stdout.txt", "w") as stdout:
         monkeypatch.setattr("sys.stdout", stdout)
         exact_error(

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from promptsearch._commands import parse_verbalizer, unescape
 from promptsearch.cli import main
+from promptsearch.cli.values import parse_verbalizer, unescape
 from promptsearch.errors import ConfigError
 
 

@@ -180,8 +180,8 @@ def test_cli_final_says_which_option_to_pass_for_an_unloadable_model(
 
 
 def test_run_task_seed_list_names_one_study_per_seed(model_dir: Path) -> None:
-    from promptsearch._commands_final import run_task_seeds
     from promptsearch.cli import build_parser
+    from promptsearch.cli.run import run_task_seeds
 
     parser = build_parser()
     args = parser.parse_args(

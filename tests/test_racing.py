@@ -233,8 +233,8 @@ def test_cli_leaderboard_shows_n_and_marks_pruned_rows(
 
 
 def test_cli_run_options_build_a_racing() -> None:
-    from promptsearch._commands import _racing
     from promptsearch.cli import build_parser
+    from promptsearch.cli.run import _racing
 
     parser = build_parser()
     plain = parser.parse_args(["run", "--task", "sst2"])

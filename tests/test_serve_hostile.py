@@ -209,7 +209,7 @@ def test_no_body_ends_the_connection_without_an_answer(
 def test_an_unexpected_error_is_a_500_and_its_traceback_stays_in_the_log(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    with running() as server, caplog.at_level(logging.ERROR, logger="promptsearch.serve"):
+    with running() as server, caplog.at_level(logging.ERROR, logger="promptsearch.generators"):
         server.generator = _Broken(server.generator.language_model)
         status, _, answer = request(server, "/completions", '{"prompt": "x", "max_tokens": 2}')
     assert status == 500 and answer["error"]["type"] == "server_error"
@@ -320,7 +320,7 @@ def test_a_flood_gets_503s_while_the_admitted_requests_are_answered() -> None:
 
 def test_the_log_escapes_what_the_client_sent(caplog: pytest.LogCaptureFixture) -> None:
     injected = b"/v1/models\x1b[2J\x1b]0;owned\x07\x9b31m" + b"A" * 2000
-    with running() as server, caplog.at_level(logging.INFO, logger="promptsearch.serve"):
+    with running() as server, caplog.at_level(logging.INFO, logger="promptsearch.generators"):
         sock = opened(server, b"GET " + injected + b" HTTP/1.0\r\nHost: \x1bx\r\n\r\n")
         answer = received(sock)
     assert answer.startswith(b"HTTP/1.0 401 ")  # no key: refused before the path is looked at

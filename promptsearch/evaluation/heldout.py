@@ -22,7 +22,7 @@ and in the evaluation cache under ``split="test"``.
 
 from __future__ import annotations
 
-import sys
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
@@ -47,6 +47,8 @@ __all__ = [
     "held_out_sample",
     "score_with_cache",
 ]
+
+logger = logging.getLogger(__name__)
 
 PAIRED_TEST_CHOICES: Final = ("auto", *stats.PAIRED_TESTS)
 _BINARY_METRICS: Final = frozenset({"accuracy", "exact_match", "contains", "precision_at_1"})
@@ -194,9 +196,12 @@ def evaluate_held_out(
     outcomes: dict[str, list[EvaluationRecord]] = {}
     for number, candidate in enumerate(chosen, start=1):
         if progress:
-            print(
-                f"{study}: scoring prompt {number}/{len(chosen)} on {len(examples)} test examples",
-                file=sys.stderr,
+            logger.info(
+                "%s: scoring prompt %d/%d on %d test examples",
+                study,
+                number,
+                len(chosen),
+                len(examples),
             )
         records, passes = score_with_cache(
             storage, scorer, task, candidate.prompt, candidate.content_hash, "test", examples
@@ -403,4 +408,4 @@ def _store(
 
 
 def _warn(message: str) -> None:
-    print(f"warning: {message}", file=sys.stderr)
+    logger.warning("%s", message)

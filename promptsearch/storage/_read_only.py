@@ -15,7 +15,7 @@ from promptsearch.errors import StorageError
 
 __all__ = ["is_read_only_uri", "read_only_url"]
 
-logger = logging.getLogger("promptsearch")
+logger = logging.getLogger(__name__)
 
 
 def is_read_only_uri(url: URL) -> bool:

@@ -62,7 +62,7 @@ SQLITE_BUSY_TIMEOUT_S: Final = 30.0
 POSTGRES_CONNECT_TIMEOUT_S: Final = 10
 _WRITE_OPTION: Final = "promptsearch_write"
 
-logger = logging.getLogger("promptsearch")
+logger = logging.getLogger(__name__)
 
 
 class UniqueViolation(StorageError):

@@ -29,7 +29,8 @@ depends_on: str | None = None
 
 MAGIC = b'{"format":"promptsearch-state",'  # promptsearch.study.state_codec.MAGIC at version 1
 
-_log = logging.getLogger("promptsearch")
+# Alembic loads this file by path, so __name__ is no package name: name the logger.
+_log = logging.getLogger("promptsearch.storage.migrations")
 
 _states = sa.table(
     "searcher_states",
@@ -66,7 +67,7 @@ def upgrade() -> None:
             dropped,
         )
     else:
-        _log.info("promptsearch db upgrade: no pickled searcher state rows to drop")
+        _log.debug("promptsearch db upgrade: no pickled searcher state rows to drop")
 
 
 def downgrade() -> None:

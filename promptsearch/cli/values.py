@@ -1,6 +1,6 @@
-"""Checks of command-line values that need nothing loaded, so a bad value fails at
-once (before a data set, a model or a search), with a line naming the option and
-the fix.  Used by the handlers in :mod:`promptsearch._commands`."""
+"""Command-line values: their types and the checks that need nothing loaded, so a
+bad value fails at once (before a data set, a model or a search), with a line
+naming the option and the fix.  Used by the subcommands of :mod:`promptsearch.cli`."""
 
 from __future__ import annotations
 
@@ -12,15 +12,70 @@ from promptsearch.errors import ConfigError
 from promptsearch.validation import control_characters
 
 __all__ = [
+    "batch_size",
     "check_at_least_one",
+    "check_batch_size",
     "check_finite",
     "check_run_values",
     "check_study_option",
     "check_verbalizer_labels",
     "parse_verbalizer",
+    "task_seed_list",
+    "unescape",
 ]
 
 _EXAMPLE = "write e.g. '0=negative,1=positive'"
+_AUTO = "auto"
+
+
+def unescape(text: str) -> str:
+    r"""Turn the two-character sequences \n, \t and \\ typed on a command line into characters."""
+    out, i = [], 0
+    while i < len(text):
+        if text[i] == "\\" and i + 1 < len(text) and text[i + 1] in "nt\\":
+            out.append({"n": "\n", "t": "\t", "\\": "\\"}[text[i + 1]])
+            i += 2
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
+
+
+def task_seed_list(text: str) -> list[int]:
+    """``"13,42,100"`` → ``[13, 42, 100]`` (the type of ``run --task-seed``)."""
+    seeds: list[int] = []
+    for piece in text.split(","):
+        try:
+            seed = int(piece.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{piece.strip()!r} is not a whole number; write one seed or a comma list "
+                "such as 13,42,100"
+            ) from None
+        if seed not in seeds:
+            seeds.append(seed)
+    return seeds
+
+
+def batch_size(text: str) -> int | str:
+    """The type of ``--batch-size``: a whole number, or ``"auto"`` (any case).  Anything
+    else is kept as typed, for :func:`check_batch_size` to refuse in one line."""
+    if text.strip().lower() == _AUTO:
+        return _AUTO
+    try:
+        return int(text)
+    except ValueError:
+        return text
+
+
+def check_batch_size(value: int | str) -> None:
+    """``--batch-size``: a whole number of at least 1, or ``auto``."""
+    if value == _AUTO:
+        return
+    if isinstance(value, int):
+        check_at_least_one(value, "--batch-size")
+        return
+    raise ConfigError(f"--batch-size must be a whole number of at least 1 or 'auto'; got {value!r}")
 
 
 def parse_verbalizer(text: str) -> dict[str, list[str]]:
@@ -99,7 +154,7 @@ def check_run_values(args: argparse.Namespace) -> None:
     """The values of ``run`` that can be checked before anything loads."""
     check_study_option(args.study)
     check_at_least_one(args.top, "--top")
-    check_at_least_one(args.batch_size, "--batch-size")
+    check_batch_size(args.batch_size)
     check_at_least_one(args.candidates_per_round, "--candidates-per-round")
     check_finite(args.seconds, "--seconds", "leave --seconds out for no time limit")
     check_finite(args.confirm_fraction, "--confirm-fraction", "give a share such as 0.5")

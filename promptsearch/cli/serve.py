@@ -1,21 +1,21 @@
-"""Handler of ``promptsearch serve`` (see :mod:`promptsearch.generators.server`).
+"""``promptsearch serve``: a local model behind an OpenAI-compatible HTTP API (see
+:mod:`promptsearch.generators.server`, which loads only when the command runs).
 
-Kept out of :mod:`promptsearch._commands` so that the server's modules load only when
-the command runs.
+The request log reaches standard error through the command line's one log handler
+(:mod:`promptsearch.cli._logging`); ``--quiet`` keeps only the server's errors.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
-__all__ = ["add_serve_parser", "cmd_serve"]
+from promptsearch.cli._arguments import Commands
+
+__all__ = ["add_parser", "cmd_serve"]
 
 
-def add_serve_parser(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser],
-) -> argparse.ArgumentParser:
+def add_parser(commands: Commands) -> None:
     """Add the ``serve`` command to the CLI's subcommands."""
     serve = commands.add_parser(
         "serve",
@@ -79,11 +79,11 @@ def add_serve_parser(
     serve.add_argument(
         "--quiet", action="store_true", help="do not log each request (errors are still logged)"
     )
-    return serve
+    serve.set_defaults(handler=cmd_serve)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from promptsearch.generators.server import make_server, serve_forever
+    from promptsearch.generators.server import exposed, make_server, serve_forever
 
     server = make_server(
         args.model,
@@ -98,15 +98,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_concurrency=args.max_concurrency,
         max_connections=args.max_connections,
     )
-    log = logging.getLogger("promptsearch.serve")
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    log.addHandler(handler)
-    level = log.level
-    log.setLevel(logging.INFO)
-    try:
-        serve_forever(server)
-    finally:
-        log.removeHandler(handler)
-        log.setLevel(level)
+    keyed = "an API key is required" if server.requires_key else "no API key"
+    print(
+        f"promptsearch: serving {server.model_name!r} at {server.base_url} ({keyed}); "
+        f"{server.max_concurrency} request{'s' * (server.max_concurrency != 1)} at once, "
+        f"{server.max_connections} connections, {server.read_timeout:g} s to send a request; "
+        "Ctrl-C stops",
+        flush=True,
+    )
+    if exposed(server):
+        print(
+            f"promptsearch: warning: {server.server_address[0]!s} may be reachable from other "
+            "machines and no API key is required; consider --api-key-env",
+            file=sys.stderr,
+        )
+    serve_forever(server)
+    print("promptsearch: server stopped", file=sys.stderr)
     return 0

@@ -1,7 +1,7 @@
 """``promptsearch worker``: join a stored study as one of many workers.
 
 The parser is built at every start, so this module imports nothing heavy; the
-worker itself (:mod:`promptsearch.worker`) loads only in :func:`cmd_worker`.
+worker itself (:mod:`promptsearch.study.worker`) loads only in :func:`cmd_worker`.
 """
 
 from __future__ import annotations
@@ -9,13 +9,14 @@ from __future__ import annotations
 import argparse
 import json
 
-__all__ = ["add_worker_parser", "cmd_worker"]
+from promptsearch.cli._arguments import Commands, add_batch_size, add_storage
+from promptsearch.cli.values import check_batch_size
+
+__all__ = ["add_parser", "cmd_worker"]
 
 
-def add_worker_parser(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser],
-) -> argparse.ArgumentParser:
-    """Add the ``worker`` command to the CLI's subcommands (the caller adds --storage)."""
+def add_parser(commands: Commands) -> None:
+    """Add the ``worker`` command to the CLI's subcommands."""
     worker = commands.add_parser(
         "worker",
         help="work on a stored study beside other workers (processes or machines) that "
@@ -47,7 +48,7 @@ def add_worker_parser(
     )
     worker.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: automatic)")
     worker.add_argument("--dtype", default=None, help="float32, bfloat16, float16 (as the study)")
-    worker.add_argument("--batch-size", type=int, default=16, help="examples per forward batch")
+    add_batch_size(worker)
     worker.add_argument(
         "--heartbeat-timeout",
         type=float,
@@ -58,12 +59,14 @@ def add_worker_parser(
     )
     worker.add_argument("--json", action="store_true", help="print the final counts as JSON")
     worker.add_argument("--quiet", action="store_true", help="no line per scored trial")
-    return worker
+    add_storage(worker)
+    worker.set_defaults(handler=cmd_worker)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
     from promptsearch.study.worker import run_worker
 
+    check_batch_size(args.batch_size)
     report = run_worker(
         args.study,
         storage=args.storage,

@@ -1,23 +1,19 @@
-"""Handler of ``promptsearch report`` (see :mod:`promptsearch.cli` and :mod:`promptsearch.report`).
-
-Kept out of :mod:`promptsearch._commands` so that the report's modules load only when
-the command runs.
-"""
+"""``promptsearch report``: a self-contained HTML page of a study (see
+:mod:`promptsearch.report`, which loads only when the command runs)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
+from promptsearch.cli._arguments import Commands, add_storage
 from promptsearch.errors import ConfigError
 
-__all__ = ["add_report_parser", "cmd_report"]
+__all__ = ["add_parser", "cmd_report"]
 
 
-def add_report_parser(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser],
-) -> argparse.ArgumentParser:
-    """Add the ``report`` command to the CLI's subcommands (the caller adds --storage)."""
+def add_parser(commands: Commands) -> None:
+    """Add the ``report`` command to the CLI's subcommands."""
     report = commands.add_parser(
         "report", help="write a self-contained HTML report of a study (charts and leaderboard)"
     )
@@ -38,7 +34,8 @@ def add_report_parser(
         help="the --task-seed the study ran with, if not one of 13, 21, 42, 87, 100",
     )
     report.add_argument("--top", type=int, default=20, help="leaderboard rows (default 20)")
-    return report
+    add_storage(report)
+    report.set_defaults(handler=cmd_report)
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -1,8 +1,8 @@
-"""Handler of ``promptsearch final``, the test-score columns of ``leaderboard``, and
-``run --task-seed 13,42,100`` (one study per k-shot seed).
+"""``promptsearch final``: score a study's best prompts and its seed prompts once on
+the test split, with intervals and paired tests (see :mod:`promptsearch.evaluation`).
 
-Kept out of :mod:`promptsearch._commands` (and light to import: the parser is built
-at every start) so that numpy, the storage and the model load only when needed.
+The parser is built at every start, so numpy, the storage and the model load only
+in :func:`cmd_final`.
 """
 
 from __future__ import annotations
@@ -11,23 +11,27 @@ import argparse
 import fnmatch
 import json
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from promptsearch.cli._arguments import Commands, add_batch_size, add_storage
+from promptsearch.cli._storages import open_cli_storage
+from promptsearch.cli._tables import clip, number
+from promptsearch.cli.values import check_batch_size
 from promptsearch.errors import ConfigError, StorageError
 
 if TYPE_CHECKING:
     from promptsearch.evaluation.reports import FinalReport, SeedSummary
-    from promptsearch.storage import HeldOutRecord, Storage
+    from promptsearch.storage import Storage
 
 __all__ = [
-    "add_final_parser",
+    "add_parser",
     "cmd_final",
     "expand_studies",
-    "held_out_cells",
-    "held_out_columns",
-    "run_task_seeds",
-    "task_seed_list",
+    "print_report",
+    "print_summary",
+    "report_dict",
+    "summary_dict",
 ]
 
 _GLOB = frozenset("*?[")
@@ -36,26 +40,8 @@ _GLOB = frozenset("*?[")
 # -- the parser -------------------------------------------------------------------------
 
 
-def task_seed_list(text: str) -> list[int]:
-    """``"13,42,100"`` → ``[13, 42, 100]`` (the type of ``run --task-seed``)."""
-    seeds: list[int] = []
-    for piece in text.split(","):
-        try:
-            seed = int(piece.strip())
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"{piece.strip()!r} is not a whole number; write one seed or a comma list "
-                "such as 13,42,100"
-            ) from None
-        if seed not in seeds:
-            seeds.append(seed)
-    return seeds
-
-
-def add_final_parser(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser],
-) -> argparse.ArgumentParser:
-    """Add the ``final`` command to the CLI's subcommands (the caller adds --storage)."""
+def add_parser(commands: Commands) -> None:
+    """Add the ``final`` command to the CLI's subcommands."""
     final = commands.add_parser(
         "final",
         help="score a study's best prompts and the seed prompts once on the test split",
@@ -88,7 +74,7 @@ def add_final_parser(
     final.add_argument(
         "--dtype", default=None, help="float32, bfloat16, float16 (default: automatic)"
     )
-    final.add_argument("--batch-size", type=int, default=16, help="examples per forward batch")
+    add_batch_size(final)
     final.add_argument(
         "--test-limit",
         type=int,
@@ -113,7 +99,8 @@ def add_final_parser(
     )
     final.add_argument("--format", choices=["table", "json"], default="table")
     final.add_argument("--quiet", action="store_true", help="no progress lines")
-    return final
+    add_storage(final)
+    final.set_defaults(handler=cmd_final)
 
 
 # -- final ------------------------------------------------------------------------------
@@ -142,12 +129,12 @@ def expand_studies(storage: Storage, patterns: Sequence[str]) -> list[str]:
 def cmd_final(args: argparse.Namespace) -> int:
     from promptsearch.api import final
     from promptsearch.evaluation.reports import summarize_studies
-    from promptsearch.storage import open_storage
     from promptsearch.study.rebuild import study_model
 
     if args.top < 1:
         raise ConfigError(f"--top must be at least 1; got {args.top}")
-    storage = open_storage(args.storage)
+    check_batch_size(args.batch_size)
+    storage = open_cli_storage(args.storage)
     names = expand_studies(storage, args.study)
     models: dict[str, Any] = {}  # one load per model name, shared by the studies
     reports = []
@@ -189,17 +176,6 @@ def cmd_final(args: argparse.Namespace) -> int:
     return 0
 
 
-def _clip(text: str, width: int) -> str:
-    text = text.replace("\n", "\\n")
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def _number(value: float | None, width: int = 6, signed: bool = False) -> str:
-    if value is None:
-        return f"{'-':>{width}}"
-    return f"{value:>+{width}.3f}" if signed else f"{value:>{width}.3f}"
-
-
 def print_report(report: FinalReport, out: Any = None) -> None:
     """The held-out table of one study."""
     out = out or sys.stdout
@@ -232,10 +208,10 @@ def print_report(report: FinalReport, out: Any = None) -> None:
         comparison = row.comparison
         interval = f"[{row.test.low:.3f}, {row.test.high:.3f}]"
         print(
-            f"{_clip(row.role, 14):<14}  {_number(row.dev_score)}  {_number(row.test.estimate)}  "
-            f"{interval:<16}  {_number(None if comparison is None else comparison.delta, 7, True)}"
-            f"  {_number(None if comparison is None else comparison.p_value)}  "
-            f"{row.content_hash[:10]:<10}  {_clip(row.prompt.describe(), 70)}",
+            f"{clip(row.role, 14):<14}  {number(row.dev_score)}  {number(row.test.estimate)}  "
+            f"{interval:<16}  {number(None if comparison is None else comparison.delta, 7, True)}"
+            f"  {number(None if comparison is None else comparison.p_value)}  "
+            f"{row.content_hash[:10]:<10}  {clip(row.prompt.describe(), 70)}",
             file=out,
         )
     pick = report.pick
@@ -253,7 +229,7 @@ def print_report(report: FinalReport, out: Any = None) -> None:
             "(the estimate the search never tuned to)",
             file=out,
         )
-        print(f"  {_clip(pick.text, 110)}", file=out)
+        print(f"  {clip(pick.text, 110)}", file=out)
     print(file=out)
 
 
@@ -319,71 +295,3 @@ def summary_dict(summary: SeedSummary) -> dict[str, Any]:
         "top1_test": pair(summary.top1),
         "delta": pair(summary.delta),
     }
-
-
-# -- leaderboard columns ----------------------------------------------------------------
-
-
-def held_out_columns(content_hash: str, tests: Mapping[str, HeldOutRecord]) -> dict[str, Any]:
-    """Held-out fields for a leaderboard row in JSON/CSV: none when the study has no
-    stored test results, else every field (``None`` for a prompt without one)."""
-    if not tests:
-        return {}
-    record = tests.get(content_hash)
-    return {
-        "test_score": None if record is None else record.value,
-        "test_ci_low": None if record is None else record.ci_low,
-        "test_ci_high": None if record is None else record.ci_high,
-        "test_p_value": None if record is None else record.p_value,
-        "test_name": None if record is None else record.test_name,
-        "test_n": None if record is None else record.n_examples,
-    }
-
-
-def held_out_cells(content_hash: str | None, tests: Mapping[str, HeldOutRecord]) -> str:
-    """The test, CI and p columns of a leaderboard table line (the header with
-    ``content_hash=None``)."""
-    if content_hash is None:
-        return f"{'test':>6}  {'95% CI':<16}  {'p':>6}  "
-    record = tests.get(content_hash)
-    if record is None:
-        return f"{'-':>6}  {'':<16}  {'-':>6}  "
-    interval = (
-        ""
-        if record.ci_low is None or record.ci_high is None
-        else f"[{record.ci_low:.3f}, {record.ci_high:.3f}]"
-    )
-    p_value = "base" if record.is_baseline else _number(record.p_value).strip()
-    return f"{record.value:>6.3f}  {interval:<16}  {p_value:>6}  "
-
-
-# -- run: one study per task seed ---------------------------------------------------------
-
-
-def run_task_seeds(args: argparse.Namespace, run_one: Callable[[argparse.Namespace], int]) -> int:
-    """``run`` with several ``--task-seed`` values: the model loads once, then one study
-    per seed, named ``<study or default name>-seed<N>``, runs through *run_one*."""
-    from promptsearch.api import default_study_name
-    from promptsearch.models.loading import load_model
-
-    seeds: list[int] = list(args.task_seed)
-    model = load_model(args.model, device=args.device, dtype=args.dtype)
-    base = args.study or default_study_name(args.task, model.name)
-    if not args.study and getattr(args, "calibrate", False):
-        base += "-calibrated"  # what the default name of a calibrated study ends with
-    for seed in seeds:
-        one = argparse.Namespace(**vars(args))
-        one.task_seed = seed
-        one.study = f"{base}-seed{seed}"
-        one.model = model
-        print(f"== task seed {seed}: study {one.study!r}", file=sys.stderr)
-        status = run_one(one)
-        if status != 0:
-            return status
-    names = ",".join(str(s) for s in seeds)
-    print(
-        f"ran {len(seeds)} studies (task seeds {names}); score them on test with "
-        f"`promptsearch final --study '{base}-seed*'`",
-        file=sys.stderr,
-    )
-    return 0
