@@ -152,17 +152,19 @@ def describe_searchers() -> list[SearcherInfo]:
     cannot be used is listed too, with the reason in :attr:`SearcherInfo.error`."""
     infos = []
     for name, entry in sorted(_registered().items()):
-        where = {"name": name, "target": entry.value, "package": _package(entry)}
+        package = _package(entry)
         try:
             cls = _load(name, entry)
             kinds = declared_task_kinds(cls)
         except ConfigError as error:
-            infos.append(SearcherInfo(**where, error=str(error)))
+            infos.append(SearcherInfo(name, entry.value, package, error=str(error)))
             continue
         doc = (cls.__doc__ or "").strip()
         infos.append(
             SearcherInfo(
-                **where,
+                name,
+                entry.value,
+                package,
                 summary=doc.splitlines()[0] if doc else "",
                 task_kinds=kinds,
                 needs_model=cls.needs_model,

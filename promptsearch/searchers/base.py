@@ -214,9 +214,9 @@ class Searcher(ABC):
     task_kinds: ClassVar[tuple[TaskKind, ...]] = TASK_KINDS
     """The task kinds the searcher can search: a non-empty tuple of
     :data:`~promptsearch.task.TASK_KINDS` (default: all of them).  Declare it in every
-    searcher (the contract suite checks that it is declared); a study on a task of
-    another kind stops before it starts, with one error naming the searcher and the
-    kind."""
+    searcher (the contract suite checks that it is declared).  On a task of another
+    kind, :meth:`setup` raises one error naming the searcher and the kind (and
+    :func:`promptsearch.search` raises it before any model loads)."""
 
     context: SearchContext | None = None
 
