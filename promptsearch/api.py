@@ -135,6 +135,7 @@ def search(
     with the default True it is off, with a logged warning, when dev is too small to split.
     """
     from promptsearch.scoring.scorer import Scorer
+    from promptsearch.searchers import make_searchers
     from promptsearch.study.loop import Study
     from promptsearch.study.racing import Racing
 
@@ -144,6 +145,8 @@ def search(
         )
     task_obj = _task(task, data_dir, task_seed)
     _check_calibrate(calibrate, task_obj)
+    # built and checked against the task kind before any model loads
+    searcher_objs = make_searchers(searchers, task_obj)
     chosen = choose_selection(selection, task_obj)  # fails before any model loads
     n_search = len(task_obj.dev) - (0 if chosen is None else chosen.confirm_size(len(task_obj.dev)))
     auto = racing == "auto"
@@ -168,7 +171,7 @@ def search(
         name,
         task_obj,
         scorer,
-        searchers,
+        searcher_objs,
         budget,
         store,
         seed=seed,

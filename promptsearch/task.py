@@ -10,16 +10,18 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from promptsearch.errors import ConfigError, DataError
 from promptsearch.example import Example, normalize_verbalizer
 from promptsearch.metrics import check_metric
 from promptsearch.prompt import Prompt
 
-__all__ = ["SPLITS", "Example", "Task", "TaskKind", "normalize_verbalizer"]
+__all__ = ["SPLITS", "TASK_KINDS", "Example", "Task", "TaskKind", "normalize_verbalizer"]
 
 TaskKind = Literal["classification", "generation"]
+TASK_KINDS: tuple[TaskKind, ...] = get_args(TaskKind)
+"""Every task kind, in the order of :data:`TaskKind`."""
 SPLITS = ("train", "dev", "test")
 
 
@@ -46,7 +48,7 @@ class Task:
     def __post_init__(self) -> None:
         if not self.name or not isinstance(self.name, str):
             raise ConfigError(f"task name must be a non-empty string; got {self.name!r}")
-        if self.kind not in ("classification", "generation"):
+        if self.kind not in TASK_KINDS:
             raise ConfigError(
                 f"task kind must be 'classification' or 'generation'; got {self.kind!r}"
             )

@@ -61,17 +61,17 @@ class ScriptedGenerator(TextGenerator):
         if infill_token is not None:
             self.infill_token = infill_token
 
-    def generate(
+    def _generate(
         self,
-        prompts: Sequence[str],
+        prompts: list[str],
         *,
-        n: int = 1,
-        max_new_tokens: int = 64,
-        temperature: float = 0.8,
-        top_p: float = 0.95,
-        seed: int = 0,
-        chat: bool = True,
-        stop: Sequence[str] = (),
+        n: int,
+        max_new_tokens: int,
+        temperature: float,
+        top_p: float,
+        seed: int,
+        chat: bool,
+        stop: tuple[str, ...],
     ) -> list[list[str]]:
         self.calls.append((list(prompts), n, chat, seed))
         if self.fail:
@@ -336,7 +336,7 @@ def test_empty_and_malformed_texts_are_skipped_and_counted() -> None:
 
 def test_missing_outputs_count_as_empty() -> None:
     class Short(ScriptedGenerator):
-        def generate(self, prompts: Sequence[str], **kwargs: object) -> list[list[str]]:
+        def _generate(self, prompts: list[str], **kwargs: object) -> list[list[str]]:
             return [["Keep it short."]]  # one text for the first request only
 
     searcher = ready(ApeSearcher(generator=Short([]), num_prompts=4, num_subsets=2))

@@ -87,6 +87,79 @@ def test_stop_strings_end_each_completion(generator: LocalGenerator) -> None:
             assert a.startswith(b) or not b  # same draw, cut at the first "e"
 
 
+def test_stop_strings_look_only_at_the_new_text(generator: LocalGenerator) -> None:
+    # a stop string made of the prompt's last character and the first new one: it is in
+    # the whole sequence but not in the new text, so it must neither stop nor cut
+    checked = 0
+    for prompt in ["The capital of France is", "Input: cat\nOutput:", *PROMPTS]:
+        [[plain]] = generator.generate([prompt], max_new_tokens=12, temperature=0.0)
+        marker = prompt[-1] + plain[:1]
+        if len(marker) < 2 or marker in plain or plain.startswith(" "):
+            continue
+        assert generator.generate([prompt], max_new_tokens=12, temperature=0.0, stop=[marker]) == [
+            [plain]
+        ]
+        checked += 1
+    assert checked >= 2
+
+
+def test_stop_strings_end_generation_early(
+    causal: LanguageModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    generator = LocalGenerator(causal)
+    [[plain]] = generator.generate(PROMPTS[:1], max_new_tokens=12, temperature=0.0)
+    # two plain letters early in the text (a byte-level piece of a longer character
+    # would not do: the text shows it as U+FFFD)
+    at = next(
+        i
+        for i in range(len(plain) - 1)
+        if plain[i : i + 2].isascii() and plain[i : i + 2].isalpha()
+    )
+    marker = plain[at : at + 2]
+    assert at < 6 and plain.find(marker) == at
+    lengths: list[int] = []
+    real = causal.model.generate
+
+    def counting(**options: Any) -> Any:
+        output = real(**options)
+        lengths.append(output.shape[1] - options["input_ids"].shape[1])
+        return output
+
+    monkeypatch.setattr(causal.model, "generate", counting)
+    [[cut]] = generator.generate(PROMPTS[:1], max_new_tokens=12, temperature=0.0, stop=[marker])
+    assert cut == plain[:at].strip()
+    assert lengths[0] < 12  # stopped before max_new_tokens
+
+
+def test_special_tokens_never_end_a_stop_string(causal: LanguageModel) -> None:
+    import torch
+    from transformers import StopStringCriteria
+
+    from promptsearch.generators.local import _generated_part_only
+
+    tokenizer = causal.tokenizer
+    criteria = _generated_part_only(
+        StopStringCriteria(tokenizer, ["e"]), 2, tokenizer.all_special_ids
+    )
+    [plain_e] = tokenizer("e", add_special_tokens=False)["input_ids"]
+    sentinel = tokenizer.convert_tokens_to_ids("<extra_id_0>")  # a special token with an "e"
+    prompt = tokenizer("he", add_special_tokens=False)["input_ids"][-1]
+    rows = torch.tensor(
+        [[prompt, prompt, plain_e], [prompt, prompt, sentinel], [prompt, prompt, 9]]
+    )
+    assert criteria(rows, None).tolist() == [True, False, False]
+
+
+def test_seq2seq_model_stops_at_stop_strings() -> None:
+    generator = LocalGenerator(tiny_model("seq2seq"))
+    plain = generator.generate(PROMPTS, n=3, max_new_tokens=10, seed=4)
+    stopped = generator.generate(PROMPTS, n=3, max_new_tokens=10, seed=4, stop=["e", "a"])
+    for full, cut in zip(plain, stopped, strict=True):
+        for a, b in zip(full, cut, strict=True):
+            assert "e" not in b and "a" not in b
+            assert a.startswith(b)
+
+
 def test_cut_at_stop() -> None:
     assert cut_at_stop("Give the antonym.\nText: x", ["\n"]) == "Give the antonym."
     assert cut_at_stop("  a, b; c", [";", ","]) == "a"
@@ -197,33 +270,98 @@ def test_a_named_model_loads_lazily_and_is_not_pickled(monkeypatch: pytest.Monke
     assert loads == ["some/model", "some/model"]
 
 
-def test_interface_is_small_enough_for_other_backends() -> None:
-    class Echo(TextGenerator):
-        def generate(
-            self,
-            prompts: Sequence[str],
-            *,
-            n: int = 1,
-            max_new_tokens: int = 64,
-            temperature: float = 0.8,
-            top_p: float = 0.95,
-            seed: int = 0,
-            chat: bool = True,
-            stop: Sequence[str] = (),
-        ) -> list[list[str]]:
-            items = check_generate_args(
-                prompts,
-                n=n,
-                max_new_tokens=max_new_tokens,
-                temperature=temperature,
-                top_p=top_p,
-                seed=seed,
-                chat=chat,
-                stop=stop,
-            )
-            return [[cut_at_stop(p, stop)] * n for p in items]
+class Echo(TextGenerator):
+    """A backend that implements _generate only, and records what it received."""
 
-    assert Echo().generate(["a\nb"], n=2, stop=["\n"]) == [["a", "a"]]
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+
+    def _generate(
+        self,
+        prompts: list[str],
+        *,
+        n: int,
+        max_new_tokens: int,
+        temperature: float,
+        top_p: float,
+        seed: int,
+        chat: bool,
+        stop: tuple[str, ...],
+    ) -> list[list[str]]:
+        self.calls.append(
+            {"prompts": prompts, "temperature": temperature, "top_p": top_p, "stop": stop}
+        )
+        return [[cut_at_stop(p, stop)] * n for p in prompts]
+
+
+def test_a_backend_implements_only_the_checked_hook() -> None:
+    echo = Echo()
+    assert echo.generate(("a\nb",), n=2, temperature=1, top_p=1, stop=["\n"]) == [["a", "a"]]
+    [call] = echo.calls
+    assert call["prompts"] == ["a\nb"] and isinstance(call["prompts"], list)
+    assert call["stop"] == ("\n",)
+    assert type(call["temperature"]) is float and type(call["top_p"]) is float
+    assert echo.generate([]) == []  # answered without the backend
+    assert len(echo.calls) == 1
+
+
+@pytest.mark.parametrize(
+    ("changes", "match"),
+    [
+        ({"n": 0}, "Echo.generate: n must be >= 1"),
+        ({"stop": "\n"}, "Echo.generate: stop must be a list"),
+        ({"prompts": "one prompt"}, "Echo.generate: prompts must be a list of strings"),
+    ],
+)
+def test_every_backend_refuses_bad_arguments_before_its_hook_runs(
+    changes: dict[str, Any], match: str
+) -> None:
+    echo = Echo()
+    arguments: dict[str, Any] = {"prompts": ["a"], **changes}
+    with pytest.raises(ConfigError, match=match):
+        echo.generate(**arguments)
+    assert echo.calls == []
+
+
+def test_a_subclass_that_still_overrides_generate_works_with_a_warning() -> None:
+    with pytest.warns(DeprecationWarning, match=r"Legacy overrides .*implement _generate"):
+
+        class Legacy(TextGenerator):
+            def generate(
+                self,
+                prompts: Sequence[str],
+                *,
+                n: int = 1,
+                max_new_tokens: int = 64,
+                temperature: float = 0.8,
+                top_p: float = 0.95,
+                seed: int = 0,
+                chat: bool = True,
+                stop: Sequence[str] = (),
+            ) -> list[list[str]]:
+                return [[p.upper()] * n for p in prompts]
+
+    # mypy, like the warning, says that Legacy lacks _generate
+    assert Legacy().generate(["a", "b"], n=2) == [["A", "A"], ["B", "B"]]  # type: ignore[abstract]
+
+    with pytest.warns(DeprecationWarning):
+
+        class CallsTheBase(TextGenerator):
+            def generate(self, prompts: Sequence[str], **kwargs: Any) -> list[list[str]]:
+                return super().generate(prompts, **kwargs)
+
+    with pytest.raises(NotImplementedError, match="move the body of its generate"):
+        CallsTheBase().generate(["a"])  # type: ignore[abstract]
+    with pytest.raises(ConfigError, match="n must be"):  # the base still checks first
+        CallsTheBase().generate(["a"], n=0)  # type: ignore[abstract]
+
+
+def test_a_subclass_with_neither_method_cannot_be_built() -> None:
+    class Empty(TextGenerator):
+        pass
+
+    with pytest.raises(TypeError, match="_generate"):
+        Empty()  # type: ignore[abstract]
 
 
 def test_import_does_not_load_torch() -> None:

@@ -51,17 +51,17 @@ class ScriptedGenerator(TextGenerator):
         self.fills = list(fills)
         self.calls: list[tuple[int, int]] = []
 
-    def generate(
+    def _generate(
         self,
-        prompts: Sequence[str],
+        prompts: list[str],
         *,
-        n: int = 1,
-        max_new_tokens: int = 64,
-        temperature: float = 0.8,
-        top_p: float = 0.95,
-        seed: int = 0,
-        chat: bool = True,
-        stop: Sequence[str] = (),
+        n: int,
+        max_new_tokens: int,
+        temperature: float,
+        top_p: float,
+        seed: int,
+        chat: bool,
+        stop: tuple[str, ...],
     ) -> list[list[str]]:
         self.calls.append((len(prompts), n))
         out = []

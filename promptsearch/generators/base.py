@@ -4,20 +4,26 @@ backend shares (:func:`check_generate_args`) and :func:`cut_at_stop`.
 A :class:`TextGenerator` turns instructions ("Paraphrase this: ...") into text.
 Searchers such as ``paraphrase`` and ``mining`` take one as a parameter, so the
 model that *writes* candidate prompts can differ from the model that *scores*
-them.  The interface is one method, :meth:`TextGenerator.generate`, so that several
-backends fit behind it: :class:`~promptsearch.generators.local.LocalGenerator` (a
-local transformers model) and
-:class:`~promptsearch.generators.openai_compat.OpenAICompatibleGenerator` (any
-OpenAI-compatible server).  Backends validate their arguments with
-:func:`check_generate_args`.
+them.  Several backends fit behind it:
+:class:`~promptsearch.generators.local.LocalGenerator` (a local transformers model)
+and :class:`~promptsearch.generators.openai_compat.OpenAICompatibleGenerator` (any
+OpenAI-compatible server).
+
+The public method, :meth:`TextGenerator.generate`, is written once, here: it checks
+every argument (:func:`check_generate_args`), answers an empty list of prompts
+itself, and hands the checked values to :meth:`TextGenerator._generate`, the one
+method a backend implements.  A backend therefore never repeats the checks, and
+every backend refuses the same bad arguments with the same messages.
 
 Importing this module does not import torch.
 """
 
 from __future__ import annotations
 
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from typing import Any
 
 from promptsearch.errors import ConfigError
 from promptsearch.validation import check_float, check_int
@@ -90,9 +96,28 @@ class TextGenerator(ABC):
 
     Call order: construct, then :meth:`generate` any number of times.  Generators
     must be picklable (searchers that hold one are pickled with the study).
+
+    A backend implements :meth:`_generate` only; :meth:`generate` checks the
+    arguments first.  A subclass that still overrides :meth:`generate` itself (the
+    interface before this split) keeps working, with a :class:`DeprecationWarning`
+    when the class is defined, but skips the shared checks.
     """
 
-    @abstractmethod
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "generate" not in cls.__dict__:
+            return
+        warnings.warn(
+            f"{cls.__module__}.{cls.__qualname__} overrides TextGenerator.generate(); "
+            "implement _generate() instead, which receives the checked arguments "
+            "(an override of generate() skips the shared argument checks, and support "
+            "for it will be removed)",
+            DeprecationWarning,
+            stacklevel=3,  # the class statement (through ABCMeta.__new__)
+        )
+        if getattr(cls._generate, "__isabstractmethod__", False):
+            cls._generate = _no_generate  # type: ignore[method-assign]
+
     def generate(
         self,
         prompts: Sequence[str],
@@ -112,7 +137,75 @@ class TextGenerator(ABC):
         wraps each prompt as a user message in the model's chat format, when it has
         one; ``chat=False`` continues the raw text.  Each completion ends before the
         first of the *stop* strings it contains (generation may stop there early).
+
+        Every argument is checked first (:func:`check_generate_args`; a bad one raises
+        :class:`~promptsearch.errors.ConfigError` naming it); an empty list of prompts
+        gives ``[]`` without calling the backend.
         """
+        items = check_generate_args(
+            prompts,
+            n=n,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            seed=seed,
+            chat=chat,
+            stop=stop,
+            owner=f"{type(self).__name__}.generate",
+        )
+        if not items:
+            return []
+        return self._generate(
+            items,
+            n=n,
+            max_new_tokens=max_new_tokens,
+            temperature=float(temperature),
+            top_p=float(top_p),
+            seed=seed,
+            chat=chat,
+            stop=tuple(stop),
+        )
+
+    @abstractmethod
+    def _generate(
+        self,
+        prompts: list[str],
+        *,
+        n: int,
+        max_new_tokens: int,
+        temperature: float,
+        top_p: float,
+        seed: int,
+        chat: bool,
+        stop: tuple[str, ...],
+    ) -> list[list[str]]:
+        """The backend's work behind :meth:`generate`, with checked arguments: at least
+        one prompt, ``1 <= n <= MAX_COMPLETIONS``, ``1 <= max_new_tokens <=
+        MAX_NEW_TOKENS``, ``0 <= temperature <= 5`` and ``0 < top_p <= 1`` as floats,
+        ``seed >= 0``, *chat* a bool and *stop* a tuple of at most
+        :data:`MAX_STOP_STRINGS` non-empty strings.  Return one list of *n* stripped
+        completions per prompt, in order, each cut before its first stop string
+        (:func:`cut_at_stop`)."""
+
+
+def _no_generate(
+    self: TextGenerator,
+    prompts: list[str],
+    *,
+    n: int,
+    max_new_tokens: int,
+    temperature: float,
+    top_p: float,
+    seed: int,
+    chat: bool,
+    stop: tuple[str, ...],
+) -> list[list[str]]:
+    """The ``_generate`` of a subclass that overrides ``generate()`` but not
+    ``_generate()``: reached only when its ``generate()`` calls ``super().generate()``."""
+    raise NotImplementedError(
+        f"{type(self).__name__} overrides generate() but implements no _generate(): "
+        "move the body of its generate() into _generate()"
+    )
 
 
 def cut_at_stop(text: str, stop: Sequence[str]) -> str:

@@ -7,19 +7,18 @@ first use.  Importing this module does not import torch.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
 from promptsearch.errors import ConfigError, ModelError
-from promptsearch.generators.base import (
-    TextGenerator,
-    check_generate_args,
-    cut_at_stop,
-)
+from promptsearch.generators.base import TextGenerator, cut_at_stop
 from promptsearch.models.base import LanguageModel
 from promptsearch.validation import check_int
 
 __all__ = ["LocalGenerator"]
+
+_log = logging.getLogger("promptsearch")
 
 
 class LocalGenerator(TextGenerator):
@@ -75,42 +74,30 @@ class LocalGenerator(TextGenerator):
             self._loaded = loaded
         return self._loaded
 
-    def generate(
+    def _generate(
         self,
-        prompts: Sequence[str],
+        prompts: list[str],
         *,
-        n: int = 1,
-        max_new_tokens: int = 64,
-        temperature: float = 0.8,
-        top_p: float = 0.95,
-        seed: int = 0,
-        chat: bool = True,
-        stop: Sequence[str] = (),
+        n: int,
+        max_new_tokens: int,
+        temperature: float,
+        top_p: float,
+        seed: int,
+        chat: bool,
+        stop: tuple[str, ...],
     ) -> list[list[str]]:
-        items = check_generate_args(
-            prompts,
-            n=n,
-            max_new_tokens=max_new_tokens,
-            temperature=temperature,
-            top_p=top_p,
-            seed=seed,
-            chat=chat,
-            stop=stop,
-            owner="LocalGenerator.generate",
-        )
-        if not items:
-            return []
         import torch
 
         lm = self.language_model
         sample = temperature > 0
         draws = n if sample else 1  # greedy gives the same text every time
+        stops = _stop_strings(lm, stop) if stop else None
         out: list[list[str]] = []
         with torch.random.fork_rng(devices=_fork_devices(lm)), torch.inference_mode():
             torch.manual_seed(seed)
-            for start in range(0, len(items), self.batch_size):
-                chunk = items[start : start + self.batch_size]
-                texts = self._run(lm, chunk, draws, max_new_tokens, temperature, top_p, chat, stop)
+            for start in range(0, len(prompts), self.batch_size):
+                chunk = prompts[start : start + self.batch_size]
+                texts = self._run(lm, chunk, draws, max_new_tokens, temperature, top_p, chat, stops)
                 texts = [cut_at_stop(t, stop) for t in texts]
                 for i in range(len(chunk)):
                     got = texts[i * draws : (i + 1) * draws]
@@ -142,7 +129,7 @@ class LocalGenerator(TextGenerator):
         temperature: float,
         top_p: float,
         chat: bool,
-        stop: Sequence[str],
+        stops: Any,
     ) -> list[str]:
         import torch
 
@@ -173,8 +160,11 @@ class LocalGenerator(TextGenerator):
         eos = _eos_ids(lm)
         if eos:
             options["eos_token_id"] = eos
-        if stop:
-            options["stopping_criteria"] = _stop_criteria(tokenizer, width if left else 0, stop)
+        if stops is not None:
+            # the new text: after the prompts (left-padded), or after the decoder's start token
+            options["stopping_criteria"] = _generated_part_only(
+                stops, width if left else 1, tokenizer.all_special_ids
+            )
         try:
             output = lm.model.generate(input_ids=input_ids, attention_mask=attention, **options)
         except (RuntimeError, ValueError) as error:
@@ -183,28 +173,49 @@ class LocalGenerator(TextGenerator):
         return [t.strip() for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
 
 
-def _stop_criteria(tokenizer: Any, start: int, stop: Sequence[str]) -> Any:
-    """Stopping criteria that end each sequence once its new text holds a stop string.
+def _stop_strings(lm: LanguageModel, stop: Sequence[str]) -> Any:
+    """transformers' :class:`~transformers.StopStringCriteria` for *stop*.
 
-    Each step decodes only a short window ending at the newest token: a stop string
-    first appears at the step its last character is generated, and every token holds
-    at least one character (or a piece of one), so the window needs at most as many
-    tokens as the longest stop string has characters, plus one.
+    It matches the stop strings against the token strings of the vocabulary (a
+    string may span several tokens and end inside one) and stops a sequence at the
+    step where one first appears.  Building it walks the whole vocabulary once per
+    tokenizer and set of stop strings; transformers caches the result.  ``None`` when
+    the vocabulary cannot end any of the strings (then nothing stops early).
+    """
+    from transformers import StopStringCriteria
+
+    try:
+        return StopStringCriteria(lm.tokenizer, list(stop))
+    except ValueError as error:  # no token of the vocabulary can end any of the strings
+        _log.debug("no early stop at %r for model %r: %s", list(stop), lm.name, error)
+        return None  # generate to max_new_tokens; cut_at_stop still cuts the text
+
+
+def _generated_part_only(criterion: Any, start: int, special_ids: Sequence[int]) -> Any:
+    """Stopping criteria that apply *criterion* to the new text only.
+
+    *criterion* sees the tokens after column *start*: with left padding the prompts
+    fill the first *start* columns of every row, and a stop string that began in the
+    prompt and ended in the first new token would otherwise stop a sequence whose new
+    text holds no stop string (so that :func:`cut_at_stop` would cut nothing).  It
+    sees no special token either: those are replaced by an id past the vocabulary,
+    which :class:`~transformers.StopStringCriteria` matches with nothing, as the
+    decoded text (``skip_special_tokens=True``) holds none of them.
     """
     import torch
     from transformers import StoppingCriteria, StoppingCriteriaList
 
-    window = max(len(s) for s in stop) + 1
+    class _NewText(StoppingCriteria):
+        # the signature transformers calls; the extra keywords are its own
+        def __call__(self, input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> torch.Tensor:
+            new = input_ids[:, start:]
+            if special_ids:
+                special = torch.isin(new, torch.tensor(list(special_ids), device=new.device))
+                new = new.masked_fill(special, torch.iinfo(new.dtype).max)
+            done: torch.Tensor = criterion(new, scores, **kwargs)
+            return done
 
-    class _StopStrings(StoppingCriteria):
-        # the signature transformers calls; the extra keywords are its, and unused
-        def __call__(self, input_ids: torch.Tensor, scores: Any, **_: Any) -> torch.Tensor:
-            first = max(start, input_ids.shape[1] - window)
-            texts = tokenizer.batch_decode(input_ids[:, first:], skip_special_tokens=True)
-            done = [any(marker in text for marker in stop) for text in texts]
-            return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
-
-    return StoppingCriteriaList([_StopStrings()])
+    return StoppingCriteriaList([_NewText()])
 
 
 def _check_kind(lm: LanguageModel) -> None:

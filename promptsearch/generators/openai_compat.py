@@ -53,7 +53,7 @@ from http.client import HTTPException
 from typing import Any
 
 from promptsearch.errors import ConfigError, GeneratorError
-from promptsearch.generators.base import TextGenerator, check_generate_args, cut_at_stop
+from promptsearch.generators.base import TextGenerator, cut_at_stop
 from promptsearch.generators.http_config import (
     DEFAULT_KEY_ENV,
     OWNER,
@@ -260,35 +260,22 @@ class OpenAICompatibleGenerator(TextGenerator):
 
     # -- generation ------------------------------------------------------------------------------
 
-    def generate(
+    def _generate(
         self,
-        prompts: Sequence[str],
+        prompts: list[str],
         *,
-        n: int = 1,
-        max_new_tokens: int = 64,
-        temperature: float = 0.8,
-        top_p: float = 0.95,
-        seed: int = 0,
-        chat: bool = True,
-        stop: Sequence[str] = (),
+        n: int,
+        max_new_tokens: int,
+        temperature: float,
+        top_p: float,
+        seed: int,
+        chat: bool,
+        stop: tuple[str, ...],
     ) -> list[list[str]]:
-        items = check_generate_args(
-            prompts,
-            n=n,
-            max_new_tokens=max_new_tokens,
-            temperature=temperature,
-            top_p=top_p,
-            seed=seed,
-            chat=chat,
-            stop=stop,
-            owner=f"{OWNER}.generate",
-        )
-        if not items:
-            return []
         model = self.served_model()
         stops = list(stop)
         draws = n if temperature > 0 else 1  # greedy gives the same text every time
-        texts = [[""] * draws for _ in items]
+        texts = [[""] * draws for _ in prompts]
         abort = threading.Event()
 
         def run(i: int, j: int) -> None:
@@ -302,13 +289,13 @@ class OpenAICompatibleGenerator(TextGenerator):
             if stops:
                 body["stop"] = stops[:_API_STOP_LIMIT]
             if chat:
-                body["messages"] = [{"role": "user", "content": items[i]}]
+                body["messages"] = [{"role": "user", "content": prompts[i]}]
             else:
-                body["prompt"] = items[i]
+                body["prompt"] = prompts[i]
             raw = self._request("chat/completions" if chat else "completions", body, abort)
             texts[i][j] = self._read_completion(raw, chat, stops)
 
-        jobs = [(i, j) for i in range(len(items)) for j in range(draws)]
+        jobs = [(i, j) for i in range(len(prompts)) for j in range(draws)]
         workers = min(self.max_concurrency, len(jobs))
         if workers == 1:
             for i, j in jobs:

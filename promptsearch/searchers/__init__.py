@@ -1,21 +1,32 @@
 """Searchers and their registry.
 
-Searchers are found by name.  The built-in ones are listed here; third-party
-packages add theirs through the ``promptsearch.searchers`` entry-point group::
+Searchers are found by name, through the ``promptsearch.searchers`` entry-point group
+(:mod:`promptsearch.searchers._registry`): promptsearch's ``pyproject.toml`` registers
+the built-in ones there, and third-party packages add theirs the same way::
 
     [project.entry-points."promptsearch.searchers"]
     my-method = "my_package.searcher:MyMethodSearcher"
+
+The registry is read from the installed package metadata, so promptsearch must be
+installed (``pip install -e .`` for a source tree) for names to resolve.  Each
+searcher declares the task kinds it can search (``task_kinds``);
+:func:`make_searchers` builds searchers from specs and checks them against a task.
 """
 
 from __future__ import annotations
 
-import difflib
-import importlib
 import inspect
-from importlib.metadata import entry_points
+from collections.abc import Sequence
 from typing import Any
 
 from promptsearch.errors import ConfigError
+from promptsearch.searchers._registry import (
+    ENTRY_POINT_GROUP,
+    SearcherInfo,
+    available_searchers,
+    describe_searchers,
+    get_searcher_class,
+)
 from promptsearch.searchers._spec import convert_value, split_items
 from promptsearch.searchers.base import (
     Candidate,
@@ -26,65 +37,29 @@ from promptsearch.searchers.base import (
     Searcher,
     TrainView,
     TrialResult,
+    check_task_kind,
 )
+from promptsearch.task import Task
 
 __all__ = [
+    "ENTRY_POINT_GROUP",
     "Candidate",
     "MetricLog",
     "RemainingBudget",
     "ScoredPrompt",
     "SearchContext",
     "Searcher",
+    "SearcherInfo",
     "TrainView",
     "TrialResult",
     "available_searchers",
+    "check_task_kind",
+    "describe_searchers",
     "get_searcher_class",
     "make_searcher",
+    "make_searchers",
     "parse_searcher_spec",
 ]
-
-ENTRY_POINT_GROUP = "promptsearch.searchers"
-
-# name -> "module:Class"; imported only when asked for
-BUILTIN_SEARCHERS: dict[str, str] = {
-    "ape": "promptsearch.searchers.ape:ApeSearcher",
-    "autoprompt": "promptsearch.searchers.autoprompt:AutoPromptSearcher",
-    "label-words": "promptsearch.searchers.label_words:LabelWordsSearcher",
-    "manual": "promptsearch.searchers.manual:ManualSearcher",
-    "mining": "promptsearch.searchers.mining:MiningSearcher",
-    "optuna": "promptsearch.searchers.optuna_search:OptunaSearcher",
-    "paraphrase": "promptsearch.searchers.paraphrase:ParaphraseSearcher",
-    "random-edit": "promptsearch.searchers.random_edit:RandomEditSearcher",
-    "rl": "promptsearch.searchers.rl:RLSearcher",
-}
-
-
-def _targets() -> dict[str, str]:
-    targets = dict(BUILTIN_SEARCHERS)
-    for entry in entry_points(group=ENTRY_POINT_GROUP):
-        targets.setdefault(entry.name, entry.value)
-    return targets
-
-
-def available_searchers() -> list[str]:
-    """Names of all registered searchers (built-in and from entry points), sorted."""
-    return sorted(_targets())
-
-
-def get_searcher_class(name: str) -> type[Searcher]:
-    """The searcher class registered under *name*."""
-    targets = _targets()
-    if name not in targets:
-        close = difflib.get_close_matches(name, list(targets), n=3)
-        hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise ConfigError(
-            f"unknown searcher {name!r}{hint}; known searchers: {', '.join(sorted(targets))}"
-        )
-    module_name, _, attr = targets[name].partition(":")
-    cls = getattr(importlib.import_module(module_name), attr)
-    if not (inspect.isclass(cls) and issubclass(cls, Searcher)):
-        raise ConfigError(f"searcher {name!r} points to {targets[name]}, which is not a Searcher")
-    return cls
 
 
 def parse_searcher_spec(spec: str) -> tuple[str, dict[str, Any]]:
@@ -139,3 +114,20 @@ def make_searcher(spec: str | Searcher) -> Searcher:
         if isinstance(error, ConfigError):
             raise
         raise ConfigError(f"searcher spec {spec!r}: {error}") from None
+
+
+def make_searchers(
+    specs: Sequence[str | Searcher], task: Task | TrainView | None = None
+) -> list[Searcher]:
+    """:func:`make_searcher` of each spec; with *task*, also check that each searcher
+    searches tasks of its kind (its ``task_kinds``), before anything is loaded."""
+    if isinstance(specs, (str, Searcher)) or not isinstance(specs, Sequence):
+        raise ConfigError(
+            "searchers must be a list of searcher specs or Searcher instances, e.g. "
+            f"['manual', 'random-edit']; got {specs!r:.80}"
+        )
+    searchers = [make_searcher(spec) for spec in specs]
+    if task is not None:
+        for searcher in searchers:
+            check_task_kind(searcher, task)
+    return searchers

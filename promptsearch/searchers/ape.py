@@ -126,6 +126,7 @@ class ApeSearcher(Searcher):
 
     name = "ape"
     needs_model = True  # the default generator is the study's model
+    task_kinds = ("classification", "generation")
 
     def __init__(
         self,

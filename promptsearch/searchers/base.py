@@ -8,7 +8,10 @@ drives every searcher through the same call order:
 2. ``setup(context)``: called once, before anything else.  The
    :class:`SearchContext` holds the *train* side of the task only (never dev or
    test labels), a seeded random generator, the model and scorer (for searchers
-   that need them), the remaining budget and a metric log.
+   that need them), the remaining budget and a metric log.  The base class's
+   ``setup`` refuses a task whose kind is not in the searcher's ``task_kinds``
+   (:func:`check_task_kind`; :func:`promptsearch.search` checks it before any model
+   loads, too), so an override calls ``super().setup(context)`` first.
 3. Repeatedly ``propose(n)`` then ``observe(results)``: ``propose`` returns at most
    *n* :class:`Candidate` objects (an empty list means the searcher is exhausted);
    ``observe`` receives one :class:`TrialResult` per candidate, in order, with its
@@ -51,7 +54,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from promptsearch.errors import ConfigError
 from promptsearch.prompt import Prompt
-from promptsearch.task import Example, Task
+from promptsearch.task import TASK_KINDS, Example, Task, TaskKind
 
 if TYPE_CHECKING:
     from promptsearch.models.base import LanguageModel
@@ -67,6 +70,8 @@ __all__ = [
     "Searcher",
     "TrainView",
     "TrialResult",
+    "check_task_kind",
+    "declared_task_kinds",
 ]
 
 LEADERBOARD_SIZE = 20
@@ -194,9 +199,11 @@ class SearchContext:
 class Searcher(ABC):
     """Base class of all searchers; see the module docstring for the call order.
 
-    Subclasses set ``name`` (the registry name, e.g. ``"random-edit"``) and
-    ``needs_model`` (True for white-box or generating searchers), store every
-    constructor argument under its own name, and validate it in ``__init__``.
+    Subclasses set ``name`` (the registry name, e.g. ``"random-edit"``),
+    ``needs_model`` (True for white-box or generating searchers) and ``task_kinds``
+    (the task kinds they can search, from :data:`~promptsearch.task.TASK_KINDS`),
+    store every constructor argument under its own name, and validate it in
+    ``__init__``.
     """
 
     name: ClassVar[str] = ""
@@ -204,14 +211,30 @@ class Searcher(ABC):
     uses_model: ClassVar[bool] = False
     """True for searchers that read the model (its tokenizer's chat template, say) when
     the study has one but work without it; the study then hands it over too."""
+    task_kinds: ClassVar[tuple[TaskKind, ...]] = TASK_KINDS
+    """The task kinds the searcher can search: a non-empty tuple of
+    :data:`~promptsearch.task.TASK_KINDS` (default: all of them).  Declare it in every
+    searcher (the contract suite checks that it is declared).  On a task of another
+    kind, :meth:`setup` raises one error naming the searcher and the kind (and
+    :func:`promptsearch.search` raises it before any model loads)."""
 
     context: SearchContext | None = None
 
     def setup(self, context: SearchContext) -> None:
-        """Receive the context; called once before the first :meth:`propose`."""
-        if self.needs_model and context.model is None:
+        """Receive the context; called once before the first :meth:`propose`.
+
+        Refuses a task of a kind the searcher does not declare in :attr:`task_kinds`,
+        and a context without a model when :meth:`_model_required` says one is needed.
+        """
+        check_task_kind(self, context.task)
+        if self._model_required() and context.model is None:
             raise ConfigError(f"searcher {self.name!r} needs a model, but the context has none")
         self.context = context
+
+    def _model_required(self) -> bool:
+        """Whether :meth:`setup` needs a model in the context: ``needs_model`` unless a
+        searcher's parameters make it unnecessary (``mining`` with a corpus, say)."""
+        return self.needs_model
 
     @property
     def ctx(self) -> SearchContext:
@@ -254,3 +277,35 @@ class Searcher(ABC):
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({params})"
+
+
+def declared_task_kinds(searcher: Searcher | type[Searcher]) -> tuple[TaskKind, ...]:
+    """The ``task_kinds`` of *searcher* (a class or an instance), checked: a
+    non-empty tuple of distinct :data:`~promptsearch.task.TASK_KINDS`."""
+    cls = searcher if isinstance(searcher, type) else type(searcher)
+    kinds: Any = getattr(cls, "task_kinds", None)
+    if (
+        not isinstance(kinds, tuple)
+        or not kinds
+        or len(set(kinds)) != len(kinds)
+        or not all(isinstance(k, str) and k in TASK_KINDS for k in kinds)
+    ):
+        raise ConfigError(
+            f"searcher {cls.name!r} ({cls.__module__}.{cls.__qualname__}) declares "
+            f"task_kinds={kinds!r}; it must be a non-empty tuple of distinct task kinds "
+            f"from {TASK_KINDS}, e.g. task_kinds = ('classification',)"
+        )
+    return kinds
+
+
+def check_task_kind(searcher: Searcher | type[Searcher], task: Task | TrainView) -> None:
+    """Raise :class:`~promptsearch.errors.ConfigError` unless *searcher* (a class or an
+    instance) declares the kind of *task* in its ``task_kinds``."""
+    kinds = declared_task_kinds(searcher)
+    if task.kind not in kinds:
+        name = searcher.name
+        raise ConfigError(
+            f"searcher {name!r} searches {' and '.join(kinds)} tasks only; task "
+            f"{task.name!r} is a {task.kind} task: leave {name!r} out of the searchers "
+            "for it"
+        )

@@ -24,6 +24,7 @@ class ManualSearcher(Searcher):
     """
 
     name = "manual"
+    task_kinds = ("classification", "generation")
 
     def __init__(
         self, prompts: Sequence[Prompt | str] = (), include_seed_prompts: bool = True

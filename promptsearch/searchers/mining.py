@@ -173,6 +173,7 @@ class MiningSearcher(Searcher):
 
     name = "mining"
     needs_model = True
+    task_kinds = ("classification", "generation")
 
     def __init__(
         self,
@@ -233,11 +234,12 @@ class MiningSearcher(Searcher):
 
     # -- setup: corpus, mining, ranking ----------------------------------------------------------
 
+    def _model_required(self) -> bool:
+        # the model writes the fallback samples; a given corpus or generator needs none
+        return self.corpus is None and self.samples_per_input > 0 and self.generator is None
+
     def setup(self, context: SearchContext) -> None:
-        if self.corpus is None and self.samples_per_input > 0 and self.generator is None:
-            super().setup(context)  # the model writes the fallback samples: require one
-        else:
-            self.context = context  # a given corpus or generator needs no model here
+        super().setup(context)
         self.summary = {}
         task = context.task
         groups = self._verbalizers()

@@ -116,6 +116,7 @@ class OptunaSearcher(Searcher):
 
     name = "optuna"
     uses_model = True  # for the tokenizer's chat template
+    task_kinds = ("classification", "generation")
 
     def __init__(
         self,

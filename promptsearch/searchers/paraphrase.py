@@ -147,6 +147,7 @@ class ParaphraseSearcher(PopulationSearcher):
 
     name = "paraphrase"
     needs_model = True
+    task_kinds = ("classification", "generation")
 
     def __init__(
         self,

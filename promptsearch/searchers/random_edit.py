@@ -50,6 +50,7 @@ class RandomEditSearcher(PopulationSearcher):
     """
 
     name = "random-edit"
+    task_kinds = ("classification", "generation")
 
     def __init__(
         self,

@@ -9,10 +9,11 @@ built-in ones::
     def test_contract(check):
         run_check(check, lambda: MyMethodSearcher(steps=2))
 
-Each check builds fresh searchers from the factory, drives them as a study
-would (``setup``, then ``propose``/``observe`` rounds with synthetic scores) and
-raises ``AssertionError`` on a breach.  The synthetic task's dev and test
-examples carry sentinel strings, so a searcher that reads them gets caught.
+Each check builds fresh searchers from the factory, drives them as a study would
+(``setup`` on a contract task of each kind the searcher declares in ``task_kinds``,
+then ``propose``/``observe`` rounds with synthetic scores) and raises
+``AssertionError`` on a breach.  The synthetic task's dev and test examples carry
+sentinel strings, so a searcher that reads them gets caught.
 """
 
 from __future__ import annotations
@@ -23,10 +24,18 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
+from promptsearch.errors import ConfigError
 from promptsearch.prompt import Prompt
-from promptsearch.searchers.base import Candidate, SearchContext, Searcher, TrainView, TrialResult
+from promptsearch.searchers.base import (
+    Candidate,
+    SearchContext,
+    Searcher,
+    TrainView,
+    TrialResult,
+    declared_task_kinds,
+)
 from promptsearch.study.state_codec import decode_state, encode_state
-from promptsearch.task import Example, Task
+from promptsearch.task import TASK_KINDS, Example, Task
 
 __all__ = [
     "LEAK_SENTINEL",
@@ -65,7 +74,10 @@ _NEGATIVE = [
 
 
 def contract_task(kind: str = "classification") -> Task:
-    """A small task whose dev and test inputs and targets carry :data:`LEAK_SENTINEL`."""
+    """A small task whose dev and test inputs and targets carry :data:`LEAK_SENTINEL`:
+    a classification task, or for ``kind="generation"`` a generation one."""
+    if kind not in TASK_KINDS:
+        raise ConfigError(f"contract_task: kind must be one of {TASK_KINDS}; got {kind!r}")
     if kind == "classification":
         train = tuple(
             Example(id=f"train-{i}", inputs={"sentence": text}, target=label)
@@ -200,8 +212,40 @@ def _hashes(history: Sequence[Sequence[Candidate]]) -> list[list[str]]:
 
 
 def _tasks_for(searcher: Searcher) -> list[Task]:
-    kinds = getattr(searcher, "task_kinds", ("classification", "generation"))
-    return [contract_task(kind) for kind in kinds]
+    """A contract task of each kind the searcher declares."""
+    return [contract_task(kind) for kind in declared_task_kinds(searcher)]
+
+
+def check_declares_task_kinds(make: SearcherFactory) -> None:
+    """``task_kinds`` is declared (not just inherited from :class:`Searcher`), a
+    non-empty tuple of distinct :data:`~promptsearch.task.TASK_KINDS`, and ``setup``
+    refuses a task of any other kind with a ConfigError naming the searcher and the kind."""
+    cls = type(make())
+    owner = next(c for c in cls.__mro__ if "task_kinds" in vars(c))
+    assert owner is not Searcher, (
+        f"{cls.__name__} does not declare task_kinds; say which task kinds it searches, "
+        f"e.g. task_kinds = {TASK_KINDS!r}"
+    )
+    try:
+        kinds = declared_task_kinds(cls)
+    except ConfigError as error:
+        raise AssertionError(str(error)) from None
+    for kind in TASK_KINDS:
+        if kind in kinds:
+            continue
+        searcher = make()
+        try:
+            searcher.setup(make_context(searcher, contract_task(kind)))
+        except ConfigError as error:
+            message = str(error)
+            assert repr(cls.name) in message and kind in message, (
+                f"the error for a {kind} task must name the searcher and the kind; got {message!r}"
+            )
+        else:
+            raise AssertionError(
+                f"setup() accepted a {kind} task, which task_kinds={kinds!r} leaves out "
+                "(call super().setup(context) first)"
+            )
 
 
 def check_proposes_no_more_than_asked(make: SearcherFactory) -> None:
@@ -312,6 +356,7 @@ def check_tolerates_failed_trials(make: SearcherFactory) -> None:
 
 
 SEARCHER_CHECKS: list[Callable[[SearcherFactory], None]] = [
+    check_declares_task_kinds,
     check_proposes_no_more_than_asked,
     check_reproducible_with_seed,
     check_never_sees_held_out_labels,
