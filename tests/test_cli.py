@@ -87,6 +87,9 @@ def test_studies_and_searchers_listing(
     assert main(["searchers"]) == 0
     out = capsys.readouterr().out
     assert "manual" in out and "random-edit" in out
+    rows = {line.split()[0]: line for line in out.splitlines()}
+    assert "tasks: classification  params:" in rows["label-words"]
+    assert "tasks: classification/generation  params:" in rows["manual"]
 
 
 @pytest.mark.slow

@@ -16,10 +16,12 @@ def add_parser(commands: Commands) -> None:
 
 
 def cmd_searchers(args: argparse.Namespace) -> int:
-    from promptsearch.searchers import available_searchers, get_searcher_class
+    from promptsearch.searchers import describe_searchers
 
-    for name in available_searchers():
-        cls = get_searcher_class(name)
-        doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
-        print(f"{name:<14} {doc}  params: {', '.join(cls.param_names())}")
+    for info in describe_searchers():
+        if info.error:
+            print(f"{info.name:<14} unusable ({info.package}): {info.error}")
+            continue
+        kinds = "/".join(info.task_kinds)
+        print(f"{info.name:<14} {info.summary}  tasks: {kinds}  params: {', '.join(info.params)}")
     return 0
