@@ -47,6 +47,7 @@ __all__ = [
     "is_remote",
     "load_remote",
     "parse_remote_spec",
+    "short_name",
 ]
 
 REMOTE_PREFIX = "openai:"
@@ -190,6 +191,14 @@ def parse_remote_spec(spec: str) -> RemoteSpec:
         key_env=key_env,
         **{k: v for k, v in numbers.items() if v is not None},
     )
+
+
+def short_name(spec: str) -> str:
+    """A short name for default study names: ``remote-`` and the model's last path part
+    (or the host when the spec names no model)."""
+    parsed = parse_remote_spec(spec)
+    name = parsed.model or urllib.parse.urlsplit(parsed.base_url).hostname or "model"
+    return "remote-" + (name.rstrip("/").split("/")[-1] or "model")
 
 
 def _listed(answer: Any) -> list[dict[str, Any]]:
