@@ -56,6 +56,7 @@ class FakeServer(ThreadingHTTPServer):
         self.max_in_flight = 0
         self.lock = threading.Lock()
         self.no_echo = False
+        self.bos = ""  # a leading special token to echo (and count in text_offset)
 
     @property
     def base_url(self) -> str:
@@ -91,22 +92,21 @@ class FakeHandler(BaseHTTPRequestHandler):
             failure = srv.failures.pop(0) if srv.failures else None
             srv.in_flight += 1
             srv.max_in_flight = max(srv.max_in_flight, srv.in_flight)
-        try:
-            time.sleep(srv.delay)
-            if failure is not None:
-                status, headers = failure
-                self._send(status, {"error": {"message": f"planted {status}"}}, headers)
-                return
-            prompts = body["prompt"] if isinstance(body["prompt"], list) else [body["prompt"]]
-            self._send(200, {"choices": [self._choice(i, p, body) for i, p in enumerate(prompts)]})
-        finally:
-            with srv.lock:
-                srv.in_flight -= 1
+        time.sleep(srv.delay)
+        with srv.lock:  # no longer in flight once the answer is ready (the client may go on)
+            srv.in_flight -= 1
+        if failure is not None:
+            status, headers = failure
+            self._send(status, {"error": {"message": f"planted {status}"}}, headers)
+            return
+        prompts = body["prompt"] if isinstance(body["prompt"], list) else [body["prompt"]]
+        self._send(200, {"choices": [self._choice(i, p, body) for i, p in enumerate(prompts)]})
 
     def _choice(self, index: int, prompt: str, body: dict[str, Any]) -> dict[str, Any]:
         if not body.get("echo"):
             return {"index": index, "text": self.server.generated, "logprobs": None}
-        tokens = [*fake_tokens(prompt), " x"]  # one generated token after the prompt
+        lead = [self.server.bos] if self.server.bos else []
+        tokens = [*lead, *fake_tokens(prompt), " x"]  # one generated token after the prompt
         offsets, position = [], 0
         for token in tokens:
             offsets.append(position)
@@ -230,6 +230,15 @@ def _lse(*values: float) -> float:
 
     top = max(values)
     return top + math.log(sum(math.exp(v - top) for v in values))
+
+
+def test_an_echoed_bos_token_does_not_move_the_answer(fake: FakeServer) -> None:
+    model = load_model(spec(fake))
+    task = word_task()
+    plain = Scorer(model).score(PROMPT, task.dev[:2], task)
+    fake.bos = "<s>"
+    shifted = Scorer(model).score(PROMPT, task.dev[:2], task)
+    assert [r.label_logprobs for r in shifted.results] == [r.label_logprobs for r in plain.results]
 
 
 def test_identical_prompts_are_sent_once_and_one_prompt_goes_as_a_string(

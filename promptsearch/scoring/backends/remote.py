@@ -74,9 +74,21 @@ def _choices(answer: Any, count: int, url: str) -> list[dict[str, Any]]:
     return choices
 
 
-def answer_logprob(logprobs: Any, start: int, end: int, url: str) -> float:
+def _lead_shift(prompt: str, tokens: list[Any], offsets: list[Any]) -> int:
+    """How far a leading special token (a BOS such as ``"<s>"`` that some servers echo
+    and count in ``text_offset``) moves the prompt's characters; 0 when none."""
+    if len(tokens) < 2 or not isinstance(tokens[0], str) or not tokens[0]:
+        return 0
+    if prompt.startswith(tokens[0]) or not all(isinstance(o, int) for o in offsets[:2]):
+        return 0
+    step: int = offsets[1] - offsets[0]
+    return step if step == len(tokens[0]) else 0
+
+
+def answer_logprob(logprobs: Any, start: int, end: int, url: str, prompt: str = "") -> float:
     """The sum of ``token_logprobs`` over the echoed tokens that end after character
-    *start* and begin before *end* (the answer's span in the prompt)."""
+    *start* and begin before *end* (the answer's span in *prompt*); offsets count from
+    the first token's, past a leading special token the prompt does not start with."""
     if not isinstance(logprobs, dict):
         raise ModelError(
             f"{url} answered without logprobs; the server must support 'echo' with "
@@ -91,6 +103,9 @@ def answer_logprob(logprobs: Any, start: int, end: int, url: str) -> float:
         for token in tokens:
             offsets.append(position)
             position += len(token) if isinstance(token, str) else 0
+    base = offsets[0] if offsets and isinstance(offsets[0], int) else 0
+    shift = base + _lead_shift(prompt, tokens, offsets)
+    start, end = start + shift, end + shift
     total, seen = 0.0, 0
     for k, (token, value) in enumerate(zip(tokens, values, strict=True)):
         begin = offsets[k]
@@ -170,7 +185,7 @@ class RemoteBackend:
         options = {"max_tokens": 1, "temperature": 0, "echo": True, "logprobs": 1}
         choices = self._completions(unique, options)
         values = {
-            prompt: answer_logprob(choice.get("logprobs"), *spans[prompt], self.url)
+            prompt: answer_logprob(choice.get("logprobs"), *spans[prompt], self.url, prompt)
             for prompt, choice in zip(unique, choices, strict=True)
         }
         results = [[0.0] * len(item.answers) for item in items]
