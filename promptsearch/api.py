@@ -86,7 +86,12 @@ def _check_calibrate(calibrate: object, task: Task) -> None:
 
 
 def default_study_name(task_name: str, model_name: str) -> str:
-    """``<task>-<model>``: rerunning the same task on the same model resumes that study."""
+    """``<task>-<model>``: rerunning the same task on the same model resumes that study.
+    A remote model (``openai:`` spec) is ``remote-<its model name>``."""
+    from promptsearch.models.remote import REMOTE_PREFIX, short_name
+
+    if model_name.startswith(REMOTE_PREFIX):
+        return f"{task_name}-{short_name(model_name)}"
     short = model_name.rstrip("/").split("/")[-1]
     return f"{task_name}-{short}"
 

@@ -18,7 +18,8 @@ from promptsearch.generators._server_requests import (
     Refusal,
     conversation,
     generation_options,
-    prompt_text,
+    logprob_options,
+    prompt_list,
 )
 from promptsearch.models.base import LanguageModel
 
@@ -230,28 +231,44 @@ class Handler(BaseHTTPRequestHandler):
         if body.get("stream"):
             raise Refusal(400, "streaming is not supported", param="stream")
         lm = server.generator.language_model
+        echo, top = False, None
         if chat:
             prompt, templated = conversation(body.get("messages"), lm)
+            prompts = [prompt]
         else:
-            prompt, templated = prompt_text(body.get("prompt")), False
-        options = generation_options(body, chat=chat)
-        try:
-            texts = server.complete(prompt, templated, options)
-        except ConfigError as error:
-            raise Refusal(400, str(error)) from None
-        except ModelError as error:
-            raise Refusal(500, str(error), "server_error") from None
+            prompts, templated = prompt_list(body.get("prompt")), False
+            echo, top = logprob_options(body)
+        options = generation_options(body, chat=chat, zero_tokens=echo)
         count = _token_counter(lm)
-        used = [count(t) for t in texts]
-        choices = []
-        for i, (text, tokens) in enumerate(zip(texts, used, strict=True)):
-            finish = "length" if tokens >= options["max_new_tokens"] else "stop"
-            if chat:
-                choice = {"index": i, "message": {"role": "assistant", "content": text}}
-            else:
-                choice = {"index": i, "text": text}
-            choices.append({**choice, "finish_reason": finish, "logprobs": None})
-        prompt_tokens = count(prompt)
+        choices: list[dict[str, Any]] = []
+        used: list[int] = []
+        # one greedy token with log-probabilities: read off the scoring pass itself
+        greedy = top is not None and options["max_new_tokens"] == 1 and options["n"] == 1
+        greedy = greedy and options["temperature"] == 0 and not options["stop"]
+        for prompt in prompts:
+            try:
+                texts: list[str | None] = (
+                    [None] if greedy else list(server.complete(prompt, templated, options))
+                )
+            except ConfigError as error:
+                raise Refusal(400, str(error)) from None
+            except ModelError as error:
+                raise Refusal(500, str(error), "server_error") from None
+            for generated in texts:
+                logprobs = None
+                if top is not None:
+                    generated, logprobs = server.token_logprobs(prompt, generated, top, echo)
+                text = generated or ""
+                tokens = count(text)
+                used.append(tokens)
+                finish = "length" if tokens >= options["max_new_tokens"] else "stop"
+                index = len(choices)
+                if chat:
+                    choice = {"index": index, "message": {"role": "assistant", "content": text}}
+                else:
+                    choice = {"index": index, "text": prompt + text if echo else text}
+                choices.append({**choice, "finish_reason": finish, "logprobs": logprobs})
+        prompt_tokens = sum(count(prompt) for prompt in prompts)
         return {
             "id": f"{'chatcmpl' if chat else 'cmpl'}-{secrets.token_hex(12)}",
             "object": "chat.completion" if chat else "text_completion",

@@ -23,6 +23,8 @@ __all__ = [
     "Refusal",
     "conversation",
     "generation_options",
+    "logprob_options",
+    "prompt_list",
     "prompt_text",
 ]
 
@@ -32,6 +34,12 @@ DEFAULT_MAX_TOKENS = 256
 MAX_TOKENS_ASKED = 1 << 16
 """Largest ``max_tokens`` accepted; at most ``MAX_NEW_TOKENS`` (1024) are generated, and a
 longer ask gets ``finish_reason: "length"``."""
+
+MAX_PROMPTS = 64
+"""Most prompts one ``/v1/completions`` request may list."""
+
+MAX_LOGPROBS = 5
+"""Largest ``logprobs`` (top tokens per position) on ``/v1/completions``, as OpenAI's API."""
 
 MAX_SEED = (1 << 63) - 1
 """Largest ``seed`` accepted (a signed 64-bit integer, as OpenAI's API takes)."""
@@ -95,11 +103,15 @@ def _number(
     return int(value) if integer else float(value)
 
 
-def generation_options(body: dict[str, Any], *, chat: bool) -> dict[str, Any]:
+def generation_options(
+    body: dict[str, Any], *, chat: bool, zero_tokens: bool = False
+) -> dict[str, Any]:
     """The :class:`~promptsearch.generators.LocalGenerator` arguments of a request, every
-    number checked; the numeric OpenAI fields the server ignores are checked too."""
+    number checked; the numeric OpenAI fields the server ignores are checked too.
+    *zero_tokens*: ``max_tokens`` may be 0 (an ``echo`` request: the prompt only)."""
     key = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
-    tokens = _number(body, key, DEFAULT_MAX_TOKENS, integer=True, low=1, high=MAX_TOKENS_ASKED)
+    low = 0 if zero_tokens else 1
+    tokens = _number(body, key, DEFAULT_MAX_TOKENS, integer=True, low=low, high=MAX_TOKENS_ASKED)
     stop = body.get("stop") or []
     if isinstance(stop, str):
         stop = [stop]
@@ -120,7 +132,7 @@ def generation_options(body: dict[str, Any], *, chat: bool) -> dict[str, Any]:
         if body.get("logprobs") not in (None, False, True):
             raise Refusal(400, "'logprobs' must be true or false", param="logprobs")
     else:
-        _number(body, "logprobs", 0, integer=True, low=0, high=5)
+        _number(body, "logprobs", 0, integer=True, low=0, high=MAX_LOGPROBS)
     seed = _number(body, "seed", None, integer=True, low=0, high=MAX_SEED)
     return {
         "n": _number(body, "n", 1, integer=True, low=1, high=MAX_COMPLETIONS),
@@ -174,3 +186,33 @@ def prompt_text(raw: Any) -> str:
     if not isinstance(raw, str):
         raise Refusal(400, "'prompt' must be a string", param="prompt")
     return raw
+
+
+def prompt_list(raw: Any) -> list[str]:
+    """The prompts of a ``/v1/completions`` request: a string, or a list of 1 to
+    ``MAX_PROMPTS`` strings (answered in order, ``n`` choices each)."""
+    if isinstance(raw, str):
+        return [raw]
+    if isinstance(raw, list) and raw and all(isinstance(p, str) for p in raw):
+        if len(raw) > MAX_PROMPTS:
+            raise Refusal(
+                400, f"'prompt' lists {len(raw)} prompts; at most {MAX_PROMPTS}", param="prompt"
+            )
+        return list(raw)
+    raise Refusal(
+        400,
+        f"'prompt' must be a string or a list of 1 to {MAX_PROMPTS} strings (token ids are "
+        "not taken)",
+        param="prompt",
+    )
+
+
+def logprob_options(body: dict[str, Any]) -> tuple[bool, int | None]:
+    """``echo`` and ``logprobs`` of a ``/v1/completions`` request: whether to return the
+    prompt with the completion, and how many top tokens per position (``None``: no
+    log-probabilities)."""
+    echo = body.get("echo")
+    if echo not in (None, False, True):
+        raise Refusal(400, "'echo' must be true or false", param="echo")
+    top = _number(body, "logprobs", None, integer=True, low=0, high=MAX_LOGPROBS)
+    return bool(echo), top

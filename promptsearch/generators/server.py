@@ -184,7 +184,19 @@ class ModelServer(HTTPServer):
     def complete(self, prompt: str, chat: bool, options: dict[str, Any]) -> list[str]:
         """*n* completions of one prompt (one generation at a time)."""
         with self._generate_lock:
+            if options["max_new_tokens"] == 0:  # an echo request: the prompt only
+                return [""] * options["n"]
             return self.generator.generate([prompt], chat=chat, **options)[0]
+
+    def token_logprobs(
+        self, prompt: str, completion: str | None, top: int, echo: bool
+    ) -> tuple[str, dict[str, Any]]:
+        """The completion and ``logprobs`` of one choice (see
+        :mod:`promptsearch.generators._server_logprobs`), one model call at a time."""
+        from promptsearch.generators._server_logprobs import token_logprobs
+
+        with self._generate_lock:
+            return token_logprobs(self.generator.language_model, prompt, completion, top, echo)
 
     # -- connections: one thread each, at most max_connections ------------------------------
 

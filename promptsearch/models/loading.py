@@ -13,6 +13,7 @@ from pathlib import Path
 from promptsearch.errors import ConfigError
 from promptsearch.models import gguf as _gguf
 from promptsearch.models import hub as _hub
+from promptsearch.models import remote as _remote
 from promptsearch.models.base import (
     EMBEDDED_ALIASES,
     EMBEDDED_MODEL,
@@ -43,7 +44,10 @@ def load_model(
     ----------
     name:
         ``None`` or ``"smollm2-135m-instruct"`` (also ``"embedded"``, ``"default"``) for
-        the embedded model; a local model folder; a local ``.gguf`` file; or a hub id.
+        the embedded model; a local model folder; a local ``.gguf`` file; a hub id; or
+        ``openai:URL#model=M&key_env=VAR``, a model behind an OpenAI-compatible server
+        (see :mod:`promptsearch.models.remote`; *kind*, *device*, *dtype*,
+        *trust_remote_code* and *cache_dir* do not apply to it).
     kind:
         ``"causal"``, ``"masked"`` or ``"seq2seq"``; detected from the config if ``None``.
     device, dtype:
@@ -61,6 +65,13 @@ def load_model(
             f"{EMBEDDED_MODEL!r}); got {name!r}"
         )
     checked = _check_kind(kind)
+    if name is not None and name.strip().startswith(_remote.REMOTE_PREFIX):
+        if checked not in (None, "causal"):
+            raise ConfigError(
+                f"kind={kind!r} does not fit a remote model, which continues text (causal); "
+                "leave kind=None or use 'causal'"
+            )
+        return _remote.load_remote(name)
     if not isinstance(trust_remote_code, bool):
         raise ConfigError(f"trust_remote_code must be True or False; got {trust_remote_code!r}")
     torch_device = resolve_device(device)

@@ -24,6 +24,7 @@ __all__ = [
     "SpecialTokens",
     "accepted_kwargs",
     "encode_text",
+    "first_line",
     "left_pad",
     "length_batches",
     "right_pad",
@@ -91,6 +92,12 @@ def split_trailing_space(prefix: str) -> tuple[str, str]:
     """``"Sentiment: "`` → ``("Sentiment:", " ")``: the space belongs to the answer."""
     context = prefix.rstrip()
     return context, prefix[len(context) :]
+
+
+def first_line(text: str) -> str:
+    """The answer in generated *text*: its first non-blank line, stripped."""
+    stripped = text.strip()
+    return stripped.splitlines()[0].strip() if stripped else ""
 
 
 def encode_text(tokenizer: Any, text: str) -> list[int]:

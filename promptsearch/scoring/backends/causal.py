@@ -37,6 +37,7 @@ from promptsearch.scoring.backends.base import (
     accepted_kwargs,
     cache_argument,
     encode_text,
+    first_line,
     left_pad,
     special_tokens,
     split_trailing_space,
@@ -63,12 +64,6 @@ class _Row:
     sequence: list[int]
     keep: int
     targets: list[tuple[int, list[int]]]  # (answer index, token ids, one per kept position)
-
-
-def first_line(text: str) -> str:
-    """The answer in generated *text*: its first non-blank line, stripped."""
-    stripped = text.strip()
-    return stripped.splitlines()[0].strip() if stripped else ""
 
 
 class _StopAtNewline(StoppingCriteria):

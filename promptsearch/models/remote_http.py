@@ -1,0 +1,265 @@
+"""The HTTP client of remote scoring models (see :mod:`promptsearch.models.remote`).
+
+Standard library only (``urllib``), no torch.  It speaks the OpenAI-compatible API
+that vLLM, llama-cpp-python's server and ``promptsearch serve`` share:
+
+* The API key is read from the environment variable *key_env* at each request and
+  sent as ``Authorization: Bearer``; it is never stored on the object, so it is in
+  no ``repr``, fingerprint, model name or database row.  With the variable unset,
+  no key is sent (fine for local servers).
+* 408, 409, 429 and 5xx answers, timeouts and dropped connections are retried up to
+  *max_retries* times, after ``backoff * 2**attempt`` seconds with jitter (or the
+  server's ``Retry-After``, capped at 60 s).  Anything else (a refused connection,
+  an unknown host, 400, 401/403, 404, an answer that is not JSON) raises one
+  :class:`~promptsearch.errors.ModelError` that says what to fix.
+* :meth:`RemoteClient.run_all` runs jobs on at most *concurrency* threads; the first
+  failure stops the others from retrying and is raised.
+
+The generator's client (:mod:`promptsearch.generators.openai_compat`) follows the
+same rules; it sits a floor above ``models`` in the package layout, so it cannot be
+imported from here.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import json
+import os
+import random
+import socket
+import threading
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from http.client import HTTPException
+from typing import Any, TypeVar
+
+from promptsearch.errors import ModelError
+
+__all__ = ["MAX_DELAY", "RemoteClient"]
+
+MAX_DELAY = 60.0
+"""Upper bound, in seconds, on one wait between retries (``Retry-After`` included)."""
+
+_JITTER = random.SystemRandom()  # leaves the global random state alone
+_UNREACHABLE = {errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EADDRNOTAVAIL}
+T = TypeVar("T")
+
+
+def _retryable(status: int) -> bool:
+    return status in (408, 409, 429) or (500 <= status < 600 and status not in (501, 505))
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _retry_after(headers: Any) -> float | None:
+    value = headers.get("Retry-After") if headers is not None else None
+    try:
+        return max(float(value), 0.0) if value else None
+    except ValueError:
+        return None
+
+
+def _detail(error: urllib.error.HTTPError) -> str:
+    """The server's own error message, as ``": message"`` (or ``""``)."""
+    try:
+        raw = error.read(4096)
+    except (OSError, HTTPException):
+        return ""
+    finally:
+        error.close()
+    text = raw.decode("utf-8", "replace").strip()
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        data = None
+    if isinstance(data, dict):
+        inner = data.get("error", data)
+        message = inner.get("message") if isinstance(inner, dict) else inner
+        if isinstance(message, str) and message.strip():
+            text = message.strip()
+    text = " ".join(text.split())
+    return f": {text[:300]}" if text else ""
+
+
+class RemoteClient:
+    """Requests to one OpenAI-compatible server (see the module docstring)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        key_env: str | None,
+        timeout: float,
+        max_retries: int,
+        backoff: float,
+        concurrency: int,
+    ) -> None:
+        self.base_url = base_url
+        self.key_env = key_env
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.backoff = backoff
+        self.concurrency = concurrency
+        self.requests = 0
+        """HTTP requests sent, retries included."""
+        self.retries = 0
+        """Requests sent again after a retryable failure."""
+        self._lock = threading.Lock()
+        host = urllib.parse.urlsplit(base_url).hostname or ""
+        # a local server is reached directly, whatever proxy the environment names
+        handlers = [urllib.request.ProxyHandler({})] if _is_loopback(host) else []
+        self._opener = urllib.request.build_opener(*handlers)
+        self._abort = threading.Event()  # never set: requests outside run_all
+        self._thread_abort = threading.local()  # the abort event of run_all's current job
+
+    def __repr__(self) -> str:
+        return (
+            f"RemoteClient(base_url={self.base_url!r}, key_env={self.key_env!r}, "
+            f"timeout={self.timeout:g}, max_retries={self.max_retries}, "
+            f"concurrency={self.concurrency})"
+        )
+
+    def get(self, path: str) -> Any:
+        """The JSON answer of ``GET {base_url}/{path}``."""
+        return self._request(path, None)
+
+    def post(self, path: str, body: dict[str, Any]) -> Any:
+        """The JSON answer of ``POST {base_url}/{path}`` with *body*."""
+        return self._request(path, body)
+
+    def run_all(self, function: Callable[[T], Any], jobs: Sequence[T]) -> list[Any]:
+        """``[function(job) for job in jobs]`` on at most ``concurrency`` threads; the first
+        error is raised, and requests still waiting to retry give up."""
+        if len(jobs) <= 1 or self.concurrency == 1:
+            return [function(job) for job in jobs]
+        abort = threading.Event()
+        with ThreadPoolExecutor(
+            max_workers=min(self.concurrency, len(jobs)), thread_name_prefix="promptsearch-remote"
+        ) as pool:
+            futures = [pool.submit(self._guarded, function, job, abort) for job in jobs]
+            wait(futures, return_when=FIRST_EXCEPTION)
+            errors = [f.exception() for f in futures if f.done()]
+            error = next((e for e in errors if e is not None), None)
+            if error is not None:
+                abort.set()
+                for future in futures:
+                    future.cancel()
+                raise error
+            return [future.result() for future in futures]
+
+    def _guarded(self, function: Callable[[T], Any], job: T, abort: threading.Event) -> Any:
+        self._thread_abort.abort = abort
+        try:
+            return function(job)
+        finally:
+            self._thread_abort.abort = None
+
+    # -- one request ---------------------------------------------------------------------------
+
+    def _request(self, path: str, body: dict[str, Any] | None) -> Any:
+        url = f"{self.base_url}/{path}"
+        payload = None if body is None else json.dumps(body).encode("utf-8")
+        abort: threading.Event = getattr(self._thread_abort, "abort", None) or self._abort
+        attempt = 0
+        while True:
+            headers = {"Content-Type": "application/json", "User-Agent": "promptsearch"}
+            key = os.environ.get(self.key_env) if self.key_env else None
+            if key:
+                headers["Authorization"] = f"Bearer {key}"
+            request = urllib.request.Request(url, data=payload, headers=headers)
+            with self._lock:
+                self.requests += 1
+            wait_for: float | None = None
+            try:
+                with self._opener.open(request, timeout=self.timeout) as response:
+                    raw: bytes = response.read()
+                return self._json(url, raw)
+            except urllib.error.HTTPError as error:
+                detail = _detail(error)
+                if not _retryable(error.code):
+                    raise self._refused(url, error.code, detail, bool(key)) from None
+                wait_for = _retry_after(error.headers)
+                failure = f"HTTP {error.code}{detail}"
+            except (urllib.error.URLError, OSError, HTTPException) as error:
+                reason: Any = error.reason if isinstance(error, urllib.error.URLError) else error
+                failure = self._transport_failure(url, reason)
+            if attempt >= self.max_retries or abort.is_set():
+                tries = f"{attempt + 1} attempt{'s' if attempt else ''}"
+                hint = (
+                    "; the server is rate-limiting: lower concurrency, or raise max_retries or "
+                    "backoff (options of the model spec)"
+                    if failure.startswith("HTTP 429")
+                    else "; raise timeout= in the model spec if the server is slow"
+                    if "timed out" in failure
+                    else ""
+                )
+                raise ModelError(f"{url} failed after {tries}: {failure}{hint}")
+            delay = self.backoff * 2**attempt * (0.5 + _JITTER.random())
+            if wait_for is not None:
+                delay = wait_for
+            with self._lock:
+                self.retries += 1
+            if abort.wait(min(delay, MAX_DELAY)):
+                raise ModelError(f"{url}: request abandoned after another request failed")
+            attempt += 1
+
+    @staticmethod
+    def _json(url: str, raw: bytes) -> Any:
+        try:
+            return json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            raise ModelError(
+                f"{url} answered 200 with a body that is not JSON ({len(raw)} bytes); is the "
+                "base URL an OpenAI-compatible API root (usually ending in /v1)?"
+            ) from None
+
+    def _transport_failure(self, url: str, reason: Any) -> str:
+        """Describe a retryable transport failure; raise at once for a hopeless one."""
+        if isinstance(reason, (TimeoutError, socket.timeout)):
+            return f"timed out after {self.timeout:g} s"
+        unreachable = isinstance(reason, socket.gaierror) or (
+            isinstance(reason, OSError) and reason.errno in _UNREACHABLE
+        )
+        if unreachable:
+            raise ModelError(
+                f"cannot reach {url}: {reason}; is the server running, and are the host and "
+                f"port of {self.base_url!r} right?"
+            ) from None
+        if not isinstance(reason, BaseException):
+            raise ModelError(f"cannot send a request to {url}: {reason}") from None
+        return f"{type(reason).__name__}: {reason}"
+
+    def _refused(self, url: str, status: int, detail: str, sent_key: bool) -> ModelError:
+        if status in (401, 403):
+            env = self.key_env
+            if sent_key:
+                why = (
+                    f"it refused the API key from the environment variable {env}; check that "
+                    f"{env} holds a valid key for this server"
+                )
+            elif env:
+                why = (
+                    f"no API key was sent because the environment variable {env} is not set; "
+                    f"set it (export {env}=...) or name another variable with key_env= in the "
+                    "model spec"
+                )
+            else:
+                why = "no API key is configured; name its environment variable with key_env="
+            return ModelError(f"{url} answered HTTP {status}{detail}: {why}")
+        if status == 404:
+            return ModelError(
+                f"{url} answered HTTP 404{detail}: either the server does not know the model "
+                f"(see {self.base_url}/models) or the base URL is wrong (it usually ends in /v1)"
+            )
+        return ModelError(f"{url} rejected the request with HTTP {status}{detail}")
