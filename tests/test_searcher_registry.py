@@ -220,6 +220,29 @@ def test_search_refuses_the_task_kind_before_loading_a_model(
     assert not (tmp_path / "db.sqlite").exists()
 
 
+class _NoScorer:
+    """A scorer that must never be asked: the study refuses its searchers first."""
+
+    model = None
+    fingerprint = "n" * 64
+
+    def score(self, *args: object) -> Any:
+        raise AssertionError("scored before the task kind was checked")
+
+
+def test_a_study_built_directly_refuses_the_task_kind_before_storing(tmp_path: Path) -> None:
+    from promptsearch.storage import open_storage
+    from promptsearch.study import Study
+
+    storage = open_storage(str(tmp_path / "db.sqlite"))
+    try:
+        with pytest.raises(ConfigError, match="searcher 'rl' searches classification tasks only"):
+            Study("direct", contract_task("generation"), _NoScorer(), ["manual", "rl"], 4, storage)
+        assert storage.list_studies() == []
+    finally:
+        storage.close()
+
+
 @pytest.mark.parametrize(
     "kinds",
     [(), ("classification", "classification"), ("classify",), "classification", ["generation"]],

@@ -22,7 +22,13 @@ from typing import TYPE_CHECKING, Any
 
 from promptsearch.errors import ConfigError
 from promptsearch.searchers import make_searcher
-from promptsearch.searchers.base import RemainingBudget, SearchContext, Searcher, TrainView
+from promptsearch.searchers.base import (
+    RemainingBudget,
+    SearchContext,
+    Searcher,
+    TrainView,
+    check_task_kind,
+)
 from promptsearch.study.budget import Budget, limit_reached
 from promptsearch.study.dev_scoring import DevScoring
 from promptsearch.study.final_pick import check_same_selection, search_and_confirm, select_final
@@ -109,6 +115,8 @@ class Study:
         names = [s.name for s in self.searchers]
         if len(set(names)) != len(names):
             raise ConfigError(f"searchers: each searcher may appear once; got {names}")
+        for searcher in self.searchers:  # before anything is stored
+            check_task_kind(searcher, task)
         self.budget = Budget.coerce(budget)
         self.storage = storage
         self.seed = check_int(seed, "seed", owner="study")
