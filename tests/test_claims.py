@@ -9,6 +9,7 @@ separate worker process would.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter
 
@@ -132,8 +133,14 @@ def test_heartbeat_keeps_a_trial_and_a_stale_one_is_reclaimed_once(storage_url: 
         assert storage.reclaim_trial("study", "w0", stale_after=30) is None
         time.sleep(0.6)
 
+    # Every thread opens its database first and then all reclaim at once: opening takes
+    # long on a loaded machine, and a reclaim more than stale_after after the first one
+    # would rightly take the (unbeaten) trial again.
+    opened = threading.Barrier(6)
+
     def work(i: int) -> int | None:
         with open_storage(storage_url) as own:
+            opened.wait()
             taken = own.reclaim_trial("study", f"w{i}", stale_after=0.5)
             return None if taken is None else taken.id
 
