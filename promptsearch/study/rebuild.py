@@ -145,7 +145,9 @@ def study_model(
     return loaded
 
 
-def study_scorer(record: StudyRecord, model: LanguageModel, *, batch_size: int = 16) -> Scorer:
+def study_scorer(
+    record: StudyRecord, model: LanguageModel, *, batch_size: int | str = 16
+) -> Scorer:
     """A scorer over *model* with the settings the study recorded (its calibration);
     the caller checks the fingerprint against the study's."""
     from promptsearch.scoring.scorer import Scorer
@@ -187,7 +189,7 @@ def rebuild_study(
     task_seed: int | None = None,
     device: str | None = None,
     dtype: str | None = None,
-    batch_size: int = 16,
+    batch_size: int | str = 16,
 ) -> Rebuilt:
     """The task and scorer of the stored study *record*, for ``final`` and workers.
 

@@ -401,7 +401,7 @@ def run_worker(
     task_seed: int | None = None,
     device: str | None = None,
     dtype: str | None = None,
-    batch_size: int = 16,
+    batch_size: int | str = 16,
     heartbeat_timeout: float = DEFAULT_HEARTBEAT_TIMEOUT,
     progress: bool = False,
 ) -> WorkerReport:
