@@ -32,8 +32,6 @@ Choices made here:
 
 from __future__ import annotations
 
-import errno
-import ipaddress
 import json
 import os
 import random
@@ -52,6 +50,14 @@ from email.utils import parsedate_to_datetime
 from http.client import HTTPException
 from typing import Any
 
+from promptsearch._http import (
+    JITTER,
+    MAX_DELAY,
+    UNREACHABLE,
+    error_detail,
+    is_loopback,
+    retryable,
+)
 from promptsearch.errors import ConfigError, GeneratorError
 from promptsearch.generators.base import TextGenerator, cut_at_stop
 from promptsearch.generators.http_config import (
@@ -65,16 +71,7 @@ from promptsearch.validation import check_float, check_int
 
 __all__ = ["DEFAULT_KEY_ENV", "GeneratorStats", "OpenAICompatibleGenerator", "from_spec"]
 
-MAX_DELAY = 60.0
-"""Upper bound, in seconds, on one wait between retries (``Retry-After`` included)."""
-
 _API_STOP_LIMIT = 4  # OpenAI accepts at most 4 stop strings; the rest are cut client-side
-_JITTER = random.SystemRandom()  # leaves the global random state alone
-_UNREACHABLE = {errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EADDRNOTAVAIL}
-
-
-def _retryable(status: int) -> bool:
-    return status in (408, 409, 429) or (500 <= status < 600 and status not in (501, 505))
 
 
 @dataclass
@@ -94,15 +91,6 @@ class GeneratorStats:
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _draw_seed(seed: int, draw: int) -> int:
@@ -134,28 +122,6 @@ def _retry_after(headers: Message | None) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(when.timestamp() - time.time(), 0.0)
-
-
-def _detail(error: urllib.error.HTTPError) -> str:
-    """The server's own error message, as ``": message"`` (or ``""``)."""
-    try:
-        raw = error.read(4096)
-    except (OSError, HTTPException):
-        return ""
-    finally:
-        error.close()
-    text = raw.decode("utf-8", "replace").strip()
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
-        data = None
-    if isinstance(data, dict):
-        inner = data.get("error", data)
-        message = inner.get("message") if isinstance(inner, dict) else inner
-        if isinstance(message, str) and message.strip():
-            text = message.strip()
-    text = " ".join(text.split())
-    return f": {text[:300]}" if text else ""
 
 
 def _completion_text(raw: bytes, chat: bool) -> str | None:
@@ -364,7 +330,7 @@ class OpenAICompatibleGenerator(TextGenerator):
         if self._opener is None:
             host = urllib.parse.urlsplit(self.base_url).hostname or ""
             # a local server is reached directly, whatever proxy the environment names
-            handlers = [urllib.request.ProxyHandler({})] if _is_loopback(host) else []
+            handlers = [urllib.request.ProxyHandler({})] if is_loopback(host) else []
             self._opener = urllib.request.build_opener(*handlers)
         with self._opener.open(request, timeout=self.timeout) as response:
             data: bytes = response.read()
@@ -386,8 +352,8 @@ class OpenAICompatibleGenerator(TextGenerator):
             try:
                 return self._open(request)
             except urllib.error.HTTPError as error:
-                detail = _detail(error)
-                if not _retryable(error.code):
+                detail = error_detail(error)
+                if not retryable(error.code):
                     raise self._refused(url, error.code, detail, bool(key)) from None
                 wait_for = _retry_after(error.headers)
                 failure = f"HTTP {error.code}{detail}"
@@ -405,7 +371,7 @@ class OpenAICompatibleGenerator(TextGenerator):
                     else ""
                 )
                 raise GeneratorError(f"{url} failed after {tries}: {failure}{hint}")
-            delay = self.backoff * 2**attempt * (0.5 + _JITTER.random())
+            delay = self.backoff * 2**attempt * (0.5 + JITTER.random())
             if wait_for is not None:
                 delay = wait_for
             self._count("retries")
@@ -418,7 +384,7 @@ class OpenAICompatibleGenerator(TextGenerator):
         if isinstance(reason, (TimeoutError, socket.timeout)):
             return f"timed out after {self.timeout:g} s"
         unreachable = isinstance(reason, socket.gaierror) or (
-            isinstance(reason, OSError) and reason.errno in _UNREACHABLE
+            isinstance(reason, OSError) and reason.errno in UNREACHABLE
         )
         if unreachable:
             raise GeneratorError(

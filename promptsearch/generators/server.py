@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import contextlib
 import hmac
-import ipaddress
 import json
 import logging
 import os
@@ -45,6 +44,7 @@ import time
 from http.server import HTTPServer
 from typing import Any
 
+from promptsearch._http import is_loopback
 from promptsearch.errors import ConfigError
 from promptsearch.generators._server_http import MAX_BODY_BYTES, Handler, clean
 from promptsearch.generators._server_requests import DEFAULT_MAX_TOKENS
@@ -272,13 +272,6 @@ class ModelServer(HTTPServer):
                 thread.join()
 
 
-def _is_loopback(host: str) -> bool:
-    try:
-        return host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def make_server(
     model: LanguageModel | str | None = None,
     *,
@@ -356,7 +349,7 @@ def make_server(
 
 def exposed(server: ModelServer) -> bool:
     """Whether *server* may be reachable from other machines with no API key required."""
-    return not _is_loopback(str(server.server_address[0])) and not server.requires_key
+    return not is_loopback(str(server.server_address[0])) and not server.requires_key
 
 
 def serve_forever(server: ModelServer) -> None:

@@ -17,16 +17,14 @@ that vLLM, llama-cpp-python's server and ``promptsearch serve`` share:
 
 The generator's client (:mod:`promptsearch.generators.openai_compat`) follows the
 same rules; it sits a floor above ``models`` in the package layout, so it cannot be
-imported from here.
+imported from here.  What both clients share (which answers are retried, loopback
+hosts, the server's error text) is in :mod:`promptsearch._http`.
 """
 
 from __future__ import annotations
 
-import errno
-import ipaddress
 import json
 import os
-import random
 import socket
 import threading
 import urllib.error
@@ -37,29 +35,19 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from http.client import HTTPException
 from typing import Any, TypeVar
 
+from promptsearch._http import (
+    JITTER,
+    MAX_DELAY,
+    UNREACHABLE,
+    error_detail,
+    is_loopback,
+    retryable,
+)
 from promptsearch.errors import ModelError
 
 __all__ = ["MAX_DELAY", "RemoteClient"]
 
-MAX_DELAY = 60.0
-"""Upper bound, in seconds, on one wait between retries (``Retry-After`` included)."""
-
-_JITTER = random.SystemRandom()  # leaves the global random state alone
-_UNREACHABLE = {errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EADDRNOTAVAIL}
 T = TypeVar("T")
-
-
-def _retryable(status: int) -> bool:
-    return status in (408, 409, 429) or (500 <= status < 600 and status not in (501, 505))
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _retry_after(headers: Any) -> float | None:
@@ -68,28 +56,6 @@ def _retry_after(headers: Any) -> float | None:
         return max(float(value), 0.0) if value else None
     except ValueError:
         return None
-
-
-def _detail(error: urllib.error.HTTPError) -> str:
-    """The server's own error message, as ``": message"`` (or ``""``)."""
-    try:
-        raw = error.read(4096)
-    except (OSError, HTTPException):
-        return ""
-    finally:
-        error.close()
-    text = raw.decode("utf-8", "replace").strip()
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
-        data = None
-    if isinstance(data, dict):
-        inner = data.get("error", data)
-        message = inner.get("message") if isinstance(inner, dict) else inner
-        if isinstance(message, str) and message.strip():
-            text = message.strip()
-    text = " ".join(text.split())
-    return f": {text[:300]}" if text else ""
 
 
 class RemoteClient:
@@ -118,7 +84,7 @@ class RemoteClient:
         self._lock = threading.Lock()
         host = urllib.parse.urlsplit(base_url).hostname or ""
         # a local server is reached directly, whatever proxy the environment names
-        handlers = [urllib.request.ProxyHandler({})] if _is_loopback(host) else []
+        handlers = [urllib.request.ProxyHandler({})] if is_loopback(host) else []
         self._opener = urllib.request.build_opener(*handlers)
         self._abort = threading.Event()  # never set: requests outside run_all
         self._thread_abort = threading.local()  # the abort event of run_all's current job
@@ -186,8 +152,8 @@ class RemoteClient:
                     raw: bytes = response.read()
                 return self._json(url, raw)
             except urllib.error.HTTPError as error:
-                detail = _detail(error)
-                if not _retryable(error.code):
+                detail = error_detail(error)
+                if not retryable(error.code):
                     raise self._refused(url, error.code, detail, bool(key)) from None
                 wait_for = _retry_after(error.headers)
                 failure = f"HTTP {error.code}{detail}"
@@ -205,7 +171,7 @@ class RemoteClient:
                     else ""
                 )
                 raise ModelError(f"{url} failed after {tries}: {failure}{hint}")
-            delay = self.backoff * 2**attempt * (0.5 + _JITTER.random())
+            delay = self.backoff * 2**attempt * (0.5 + JITTER.random())
             if wait_for is not None:
                 delay = wait_for
             with self._lock:
@@ -229,7 +195,7 @@ class RemoteClient:
         if isinstance(reason, (TimeoutError, socket.timeout)):
             return f"timed out after {self.timeout:g} s"
         unreachable = isinstance(reason, socket.gaierror) or (
-            isinstance(reason, OSError) and reason.errno in _UNREACHABLE
+            isinstance(reason, OSError) and reason.errno in UNREACHABLE
         )
         if unreachable:
             raise ModelError(
