@@ -43,6 +43,8 @@ __all__ = [
     "TemplateError",
     "__version__",
     "evaluate",
+    "export_prompt",
+    "export_study",
     "final",
     "load_model",
     "load_task",
@@ -58,6 +60,8 @@ _LAZY = {
     "search": "promptsearch.api",
     "evaluate": "promptsearch.api",
     "final": "promptsearch.api",
+    "export_prompt": "promptsearch.export.formats",
+    "export_study": "promptsearch.export.study",
     "Scorer": "promptsearch.scoring.scorer",
     "load_model": "promptsearch.models.loading",
     "load_task": "promptsearch.tasks",
@@ -65,6 +69,8 @@ _LAZY = {
 
 if TYPE_CHECKING:
     from promptsearch.api import evaluate, final, search
+    from promptsearch.export.formats import export_prompt
+    from promptsearch.export.study import export_study
     from promptsearch.models.loading import load_model
     from promptsearch.scoring.scorer import Scorer
     from promptsearch.study.budget import Budget

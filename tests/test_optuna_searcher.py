@@ -167,21 +167,27 @@ def test_seed_prompts_come_first() -> None:
     assert {c.operation for c in first} == {"seed"}
 
 
-def test_duplicates_cost_nothing_and_a_small_space_runs_dry() -> None:
+@pytest.mark.parametrize(("calibrate", "size"), [(False, 4), ("auto", 8)])
+def test_duplicates_cost_nothing_and_a_small_space_runs_dry(
+    calibrate: str | bool, size: int
+) -> None:
     task = contract_task()
     seeds = tuple(p for p in task.seed_prompts if not p.instruction)
     small = replace(task, seed_prompts=seeds[:1])
-    # pool: 1 instruction (none), 4 templates, 1 verbalizer; separators are inert
-    searcher = _setup(OptunaSearcher(max_demonstrations=0), small)
+    # pool: 1 instruction (none), 4 templates, 1 verbalizer; separators are inert;
+    # calibration on or off doubles the space when searched
+    searcher = _setup(OptunaSearcher(max_demonstrations=0, calibrate=calibrate), small)
     assert len(searcher.space.templates) == 4
-    proposed: list[str] = []
+    proposed: list[Prompt] = []
     for _ in range(10):
         batch = searcher.propose(3)
         if not batch:
             break
-        proposed.extend(c.prompt.content_hash for c in batch)
+        proposed.extend(c.prompt for c in batch)
         searcher.observe([_result(c, synthetic_score(c.prompt)) for c in batch])
-    assert len(proposed) == len(set(proposed)) == 4, "each distinct prompt exactly once"
+    hashes = [p.content_hash for p in proposed]
+    assert len(hashes) == len(set(hashes)) == size, "each distinct prompt exactly once"
+    assert sum(p.calibrate for p in proposed) == size - 4
     assert searcher.propose(3) == []  # exhausted: every point maps to a scored prompt
 
 

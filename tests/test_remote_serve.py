@@ -40,6 +40,9 @@ MIN_AGREEMENT = 0.95
 SST2_EXAMPLES = 12
 """Test examples per prompt (x 2 label words each)."""
 
+NEXT_TOKEN_EXAMPLES = 40
+"""Test examples per prompt in next-token mode (one request row each)."""
+
 
 def _stop(process: subprocess.Popen[str]) -> None:
     process.send_signal(2)  # Ctrl-C
@@ -155,6 +158,63 @@ def test_remote_scores_through_serve_equal_local_scores(
     print(f"\npromptsearch serve, sst2: {agree}/{total} agree, max |d logprob| {worst:.2e}")
     assert agree / total >= MIN_AGREEMENT
     assert worst < 1e-3
+
+
+def test_serve_answers_next_token_top_logprobs_without_echo(served: str) -> None:
+    base = served.removeprefix("openai:").split("#")[0]
+    prompt = "Review: a great movie.\nSentiment:"
+    body = {"prompt": [prompt], "max_tokens": 1, "logprobs": 5, "temperature": 0}
+    choice = _post(f"{base}/completions", body)["choices"][0]
+    logprobs = choice["logprobs"]
+    assert logprobs["tokens"] == [choice["text"]]  # the greedy token only, no echo
+    (row,) = logprobs["top_logprobs"]
+    assert 5 <= len(row) <= 6 and " positive" in row
+    assert max(row, key=row.get) == choice["text"]
+    assert logprobs["token_logprobs"] == [row[choice["text"]]]
+    assert logprobs["text_offset"] == [len(prompt)]
+
+
+def test_next_token_mode_through_serve_agrees_with_local(
+    served: str, local: LanguageModel, shared_data: Path
+) -> None:
+    from promptsearch.tasks import load_task
+
+    remote = load_model(served + "&mode=next-token")
+    task = load_task("sst2", data_dir=str(shared_data), seed=13)
+    examples = list(task.test)[:NEXT_TOKEN_EXAMPLES]
+    agree = total = found = decided = agree_decided = 0
+    # the seed prompts whose answer follows "Sentiment:", where " positive" and " negative"
+    # are among the model's 5 likeliest next tokens ("It was {answer}." expects " a", " the"...)
+    prompts = [p for p in task.seed_prompts if "Sentiment: {answer}" in p.template]
+    assert prompts
+    for prompt in prompts:
+        mine = Scorer(local).score(prompt, examples, task)
+        theirs = Scorer(remote).score(prompt, examples, task)
+        assert theirs.forward_passes == len(examples)  # one request row per example
+        for a, b in zip(mine.results, theirs.results, strict=True):
+            total += 1
+            agree += a.prediction == b.prediction
+            here = 0
+            for label, value in (b.label_logprobs or {}).items():
+                local_value = (a.label_logprobs or {})[label]
+                if value < local_value - 1e-3:  # a floor bounds the true value from above
+                    pytest.fail(f"label {label}: remote {value} below local {local_value}")
+                here += abs(value - local_value) < 1e-3
+            found += here
+            if here:  # a label in the top 5 outranks one outside it, whose floor is lower
+                decided += 1
+                agree_decided += a.prediction == b.prediction
+    print(
+        f"\npromptsearch serve, next-token mode, sst2: {agree}/{total} predictions agree; "
+        f"{agree_decided}/{decided} where a label word is in the top 5; {found}/{2 * total} "
+        "label log-probabilities found there"
+    )
+    assert agree_decided / decided >= MIN_AGREEMENT
+    assert decided >= 0.75 * total
+    assert agree / total >= 0.75  # both words outside the top 5: a tie, the first label
+    other = next(p for p in task.seed_prompts if "It was {answer}." in p.template)
+    with pytest.raises(ModelError, match="cannot be scored in next-token mode"):
+        Scorer(remote).score(other, examples[:4], task)
 
 
 def test_remote_generation_through_serve_equals_local(served: str, local: LanguageModel) -> None:

@@ -409,3 +409,63 @@ def test_searcher_table_counts_pruned_and_failed_trials(tmp_path: Path) -> None:
     assert rows["random-edit"]["trials"] == "3" and rows["random-edit"]["complete"] == "0"
     assert rows["random-edit"]["pruned"] == "2" and rows["random-edit"]["failed"] == "1"
     assert rows["manual"]["complete"] == "2" and rows["manual"]["pruned"] == "0"
+
+
+def _trial_dots(svg: str) -> list[dict[str, str | None]]:
+    return [a for tag, a in _parse(svg).tags if tag == "circle" and a.get("class") == "trial"]
+
+
+@needs_chromium
+def test_search_curve_shows_each_trial_as_a_dot_beside_the_best_so_far_line(
+    tmp_path: Path,
+) -> None:
+    """A racing study (complete and pruned trials): one dot per trial with a score, in
+    its searcher's colour, hollow when pruned; the browser draws them all inside the
+    plot area."""
+    pytest.importorskip("torch")
+    from promptsearch.scoring.scorer import Scorer
+    from promptsearch.study.loop import Study
+    from promptsearch.study.racing import Racing
+    from promptsearch.testing import tiny_model
+    from promptsearch.testing.searchers import contract_task_with_dev
+
+    task = contract_task_with_dev(30)
+    racing = Racing(min_examples=4, eta=3, min_trials=2, seed=0)
+    with open_storage(str(tmp_path / "dots.db")) as storage:
+        scorer = Scorer(tiny_model("causal"), batch_size=16)
+        searchers = ["manual", "random-edit"]
+        Study("dots", task, scorer, searchers, 14, storage, racing=racing, progress=False).run()
+        trials = storage.trials("dots")
+        html = write_report(storage, "dots", tmp_path / "dots.html", task=task).read_text()
+    scored = [t for t in trials if t.state in ("complete", "pruned")]
+    pruned = [t for t in scored if t.state == "pruned"]
+    assert pruned and len(pruned) < len(scored)  # both kinds of dot
+    start = html.index('data-chart="progress"')
+    chart = html[start : html.index("</svg>", start)]
+    dots = _trial_dots("<svg " + chart)
+    assert len(dots) == len(scored)
+    assert sum(1 for d in dots if d.get("fill") == "none") == len(pruned)
+    assert "each trial (hollow: pruned by racing)" in chart
+    tips = "".join(page_text for page_text in _parse("<svg " + chart).text)
+    for trial in scored:
+        assert f"trial #{trial.number} by {trial.searcher}" in tips
+
+    # in the browser: every dot is drawn, inside the plot rectangle of its chart
+    check = (
+        "<script>window.addEventListener('load',()=>{const out=[];"
+        "for(const svg of document.querySelectorAll('svg[data-chart^=progress]')){"
+        "const box=svg.querySelector('rect.plot').getBoundingClientRect();let inside=0;"
+        "const dots=svg.querySelectorAll('circle.trial');for(const d of dots){"
+        "const r=d.getBoundingClientRect();if(r.width>0&&r.left>=box.left-3&&"
+        "r.right<=box.right+3&&r.top>=box.top-3&&r.bottom<=box.bottom+3)inside++;}"
+        "out.push(inside+'/'+dots.length);}"
+        "document.documentElement.setAttribute('data-dots',out.join(' '));});</script>"
+    )
+    page = tmp_path / "dots-checked.html"
+    page.write_text(html.replace("</body>", check + "</body>", 1), encoding="utf-8")
+    dom = _chromium(page, tmp_path / "profile", "--dump-dom")
+    root = _root_attributes(dom.stdout)
+    assert root.get("data-report-rendered") == "yes", dom.stderr[-2000:]
+    assert "data-report-errors" not in root, root.get("data-report-errors")
+    n = len(scored)
+    assert root.get("data-dots") == f"{n}/{n} {n}/{n}", dom.stderr[-2000:]

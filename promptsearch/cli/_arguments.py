@@ -1,6 +1,7 @@
-"""Arguments several subcommands share: ``--storage``, ``--task`` (with ``--data-dir``
-and ``--task-seed``), ``--model`` (with ``--device``, ``--dtype`` and
-``--batch-size``), ``--calibrate`` and ``--verbose``."""
+"""Arguments several subcommands share: ``--storage``, ``--task`` (with ``--data-dir``,
+``--task-seed`` and the field options of a task from a file or data set), ``--model``
+(with ``--device``, ``--dtype`` and ``--batch-size``), ``--calibrate``,
+``--chat-template`` and ``--verbose``."""
 
 from __future__ import annotations
 
@@ -15,9 +16,11 @@ __all__ = [
     "Commands",
     "add_batch_size",
     "add_calibrate",
+    "add_chat_template",
     "add_model",
     "add_storage",
     "add_task",
+    "add_task_fields",
     "add_verbose",
 ]
 
@@ -36,10 +39,17 @@ def add_storage(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_task(parser: argparse.ArgumentParser, *, several_seeds: bool = False) -> None:
-    parser.add_argument(
-        "--task", required=True, help="built-in task name (see 'promptsearch tasks')"
-    )
+TASK_HELP = (
+    "built-in task name (see 'promptsearch tasks'), a data file (.csv .tsv .jsonl .json; "
+    "a 'split' column, else train with dev and test drawn), a folder of train/dev/test "
+    "files, a comma list of them, hf:NAME[:CONFIG] or hf-disk:PATH (see docs/tasks.md)"
+)
+
+
+def add_task(
+    parser: argparse.ArgumentParser, *, several_seeds: bool = False, required: bool = True
+) -> None:
+    parser.add_argument("--task", required=required, default=None, help=TASK_HELP)
     parser.add_argument(
         "--data-dir", default=None, help="folder of the data sets (default: $PROMPTSEARCH_DATA)"
     )
@@ -52,7 +62,63 @@ def add_task(parser: argparse.ArgumentParser, *, several_seeds: bool = False) ->
             "; a comma list (13,42,100) runs one study per seed, named <study>-seed<N>"
             if several_seeds
             else ""
-        ),
+        )
+        + "; for a task from a file or data set, the seed of the splits it draws",
+    )
+    add_task_fields(parser)
+
+
+def add_task_fields(parser: argparse.ArgumentParser) -> None:
+    """The options of a task from a data file or data set (see docs/tasks.md)."""
+    group = parser.add_argument_group("a task from a data file or data set")
+    group.add_argument(
+        "--input-field",
+        action="append",
+        dest="input_fields",
+        default=None,
+        metavar="FIELD",
+        help="field the prompt shows as {FIELD}; repeat or comma-separate for several "
+        "(default: the one field besides the target)",
+    )
+    group.add_argument(
+        "--label-field",
+        default=None,
+        help="field holding the label: a classification task (default: 'label' if present)",
+    )
+    group.add_argument(
+        "--output-field",
+        default=None,
+        help="field holding the answer text: a generation task (default: 'output', 'answer' "
+        "or 'target' if present)",
+    )
+    group.add_argument(
+        "--verbalizer",
+        default=None,
+        help="label words, e.g. '0=negative,1=positive' or '0=bad|awful,1=good' (default: "
+        "the labels themselves when they are words, or a ClassLabel's names); with a "
+        "built-in task, evaluate takes them as the prompt's label words",
+    )
+    group.add_argument(
+        "--split-map",
+        default=None,
+        metavar="NAME=SPLIT,...",
+        help="which split each file name, 'split' value or data set split is, e.g. "
+        "'holdout=test,validation_matched=dev' (added to train, dev, validation, test)",
+    )
+    group.add_argument(
+        "--metric",
+        default=None,
+        help="accuracy or macro_f1 (classification), exact_match, token_f1, contains, "
+        "precision_at_1 (generation); default accuracy / exact_match",
+    )
+    group.add_argument(
+        "--seed-prompt",
+        action="append",
+        dest="seed_prompts",
+        default=None,
+        metavar="TEMPLATE",
+        help=r"a seed prompt with {field} slots and one {answer}; \n means newline; repeat "
+        "for several (default: one line per input field, then 'Answer: {answer}')",
     )
 
 
@@ -86,6 +152,17 @@ def add_calibrate(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="contextual calibration of classification scores (Zhao et al. 2021): divide out "
         "the label probabilities the prompt gives content-free inputs",
+    )
+
+
+def add_chat_template(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--chat-template",
+        choices=["auto", "on", "off"],
+        default="off",
+        help="on: score each prompt as a user turn of the model's chat template, the answer "
+        "opening the assistant's turn; auto: on where the model has a chat template; "
+        "default off (plain text); see docs/scoring.md",
     )
 
 

@@ -6,7 +6,14 @@ from __future__ import annotations
 import argparse
 import json
 
-from promptsearch.cli._arguments import Commands, add_calibrate, add_model, add_task
+from promptsearch.cli._arguments import (
+    Commands,
+    add_calibrate,
+    add_chat_template,
+    add_model,
+    add_task,
+)
+from promptsearch.cli._task import check_task_fields, cli_task
 from promptsearch.cli.values import (
     check_at_least_one,
     check_batch_size,
@@ -24,17 +31,13 @@ def add_parser(commands: Commands) -> None:
     add_task(evaluate)
     add_model(evaluate)
     add_calibrate(evaluate)
+    add_chat_template(evaluate)
     evaluate.add_argument(
         "--prompt",
         required=True,
         help=r"template with {field} slots and one {answer}; \n means newline",
     )
     evaluate.add_argument("--instruction", default="", help="optional instruction before it")
-    evaluate.add_argument(
-        "--verbalizer",
-        default=None,
-        help="label words, e.g. '0=negative,1=positive' or '0=bad|awful,1=good'",
-    )
     evaluate.add_argument("--split", default="dev", choices=["train", "dev", "test"])
     evaluate.add_argument("--limit", type=int, default=None, help="score only the first N examples")
     evaluate.add_argument("--json", action="store_true", help="print JSON")
@@ -46,12 +49,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from promptsearch.prompt import Prompt
     from promptsearch.tasks import load_task
 
-    verbalizer = parse_verbalizer(args.verbalizer) if args.verbalizer is not None else None
+    check_task_fields(args, prompt_verbalizer=True)
     check_at_least_one(args.limit, "--limit")
     check_batch_size(args.batch_size)
-    task = load_task(args.task, data_dir=args.data_dir, seed=args.task_seed)
-    if verbalizer is not None and task.kind != "generation":
-        check_verbalizer_labels(verbalizer, task.name, task.labels)
+    chosen = cli_task(args, args.task_seed)
+    verbalizer = None  # a file task's --verbalizer is the task's, so the prompt's too
+    if isinstance(chosen, str):  # built in: --verbalizer is the prompt's label words
+        task = load_task(chosen, data_dir=args.data_dir, seed=args.task_seed)
+        verbalizer = parse_verbalizer(args.verbalizer) if args.verbalizer is not None else None
+        if verbalizer is not None and task.kind != "generation":
+            check_verbalizer_labels(verbalizer, task.name, task.labels)
+    else:
+        task = chosen
     prompt = Prompt(
         template=unescape(args.prompt),
         instruction=unescape(args.instruction),
@@ -69,9 +78,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         device=args.device,
         dtype=args.dtype,
         calibrate=args.calibrate,
+        chat_template=args.chat_template,
     )
     summary = {
-        "task": args.task,
+        "task": task.name,
         "split": args.split,
         "metric": report.metric,
         "value": report.value,
@@ -80,13 +90,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         "forward_passes": report.forward_passes,
         "seconds": round(report.seconds, 3),
         "calibrated": args.calibrate,
+        "chat_template": "on" if report.chat else "off",
     }
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
         calibrated = ", calibrated" if args.calibrate else ""
+        calibrated += ", as chat turns" if report.chat else ""
         print(
-            f"{args.task} {args.split}: {report.metric} = {report.value:.4f} "
+            f"{task.name} {args.split}: {report.metric} = {report.value:.4f} "
             f"on {len(report.results)} examples{calibrated} ({report.n_truncated} truncated, "
             f"{report.forward_passes} forward passes, {report.seconds:.1f} s)"
         )

@@ -42,8 +42,8 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         score, picked = held.get(key, (None, False))
         return {"held_back_score": score, "picked": picked} | held_out_columns(key, tests)
 
-    if args.format == "json":
-        dicts = [row_dict(r) | columns(r.content_hash) for r in rows]
+    if args.format == "json":  # with the structured prompt; CSV has its one-line text
+        dicts = [row_dict(r) | {"prompt": r.body} | columns(r.content_hash) for r in rows]
         print(json.dumps(dicts, indent=2, default=str))
     elif args.format == "csv":
         dicts = [row_dict(r) | columns(r.content_hash) for r in rows]

@@ -16,11 +16,22 @@ from typing import Any
 from promptsearch.cli._arguments import (
     Commands,
     add_calibrate,
+    add_chat_template,
     add_model,
     add_storage,
     add_task,
 )
+from promptsearch.cli._optuna import add_optuna_storage
 from promptsearch.cli._tables import clip, held_back, print_table
+from promptsearch.cli._task import check_task_fields, cli_task, task_name
+from promptsearch.cli.run_config import (
+    GIVEN,
+    apply_options,
+    read_config,
+    stored_options,
+    stored_run_options,
+    track_given,
+)
 from promptsearch.cli.values import check_run_values
 from promptsearch.errors import ConfigError
 
@@ -32,9 +43,32 @@ def add_parser(commands: Commands) -> None:
     run = commands.add_parser(
         "run", help="run (or resume) a prompt search and print its leaderboard"
     )
-    add_task(run, several_seeds=True)
+    add_arguments(run)
+    track_given(run)  # a --config file fills the options not given
+    run.set_defaults(handler=cmd_run)
+
+
+def run_options_parser() -> argparse.ArgumentParser:
+    """A parser with ``run``'s options alone: what a ``--config`` file's keys are."""
+    parser = argparse.ArgumentParser(prog="promptsearch run", add_help=False)
+    add_arguments(parser)
+    return parser
+
+
+def add_arguments(run: argparse.ArgumentParser) -> None:
+    """Every option of ``run`` (the keys of a ``--config`` file too)."""
+    run.add_argument(
+        "--config",
+        default=None,
+        metavar="FILE",
+        help="a study spec file (TOML) whose keys are these options without the dashes, "
+        "e.g. task, model, searchers, budget, storage; options given here win (see "
+        "docs/cli.md)",
+    )
+    add_task(run, several_seeds=True, required=False)
     add_model(run)
     add_calibrate(run)
+    add_chat_template(run)
     run.add_argument(
         "--searcher",
         action="append",
@@ -98,8 +132,16 @@ def add_parser(commands: Commands) -> None:
         "--selection-alpha",
         type=float,
         default=None,
-        help="level of the paired tests a challenger must pass to replace the best seed "
-        "prompt (default 0.1, Holm-corrected)",
+        help="family-wise level of the paired tests a challenger must pass to replace the "
+        "best seed prompt (default 0.1)",
+    )
+    run.add_argument(
+        "--selection-procedure",
+        choices=("sequence", "holm"),
+        default=None,
+        help="how the tests of several challengers are corrected: 'sequence' tests them "
+        "in a fixed order and stops at the first without evidence (default), 'holm' "
+        "corrects over all of them",
     )
     run.add_argument("--top", type=int, default=10, help="leaderboard rows to print at the end")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -110,7 +152,7 @@ def add_parser(commands: Commands) -> None:
         "then start `promptsearch worker --study NAME` processes on it",
     )
     add_storage(run)
-    run.set_defaults(handler=cmd_run)
+    add_optuna_storage(run)
 
 
 def _budget(args: argparse.Namespace) -> Any:
@@ -139,13 +181,17 @@ def _racing(args: argparse.Namespace) -> Any:
 def _selection(args: argparse.Namespace) -> Any:
     """The selection of `run`'s options: True (the defaults where dev allows), False, or
     the settings given."""
-    given = {"confirm_fraction": args.confirm_fraction, "alpha": args.selection_alpha}
+    given = {
+        "confirm_fraction": args.confirm_fraction,
+        "alpha": args.selection_alpha,
+        "procedure": args.selection_procedure,
+    }
     chosen = {k: v for k, v in given.items() if v is not None}
     if args.no_selection:
         if chosen:
             raise ConfigError(
-                "--no-selection turns selection off; drop --confirm-fraction and "
-                "--selection-alpha, or drop --no-selection"
+                "--no-selection turns selection off; drop --confirm-fraction, "
+                "--selection-alpha and --selection-procedure, or drop --no-selection"
             )
         return False
     if not chosen:
@@ -174,7 +220,7 @@ def print_pick(result: Any, out: Any = None) -> None:
             f"  beats the best seed prompt on the {n_confirm} held-back dev examples "
             f"({seed['confirm_score']:.3f}; paired {pick.get('test', 'sign')} test "
             f"p={pick['p_value']:.3g}, "
-            f"Holm {pick['adjusted_p']:.3g})",
+            f"{record['settings'].get('procedure', 'holm')}-adjusted {pick['adjusted_p']:.3g})",
             file=out,
         )
     else:
@@ -185,7 +231,34 @@ def print_pick(result: Any, out: Any = None) -> None:
         )
 
 
+def _fill_options(args: argparse.Namespace) -> None:
+    """Options from ``--config FILE``, or, for ``run --study NAME`` with no task, the
+    options study NAME stored; those given on the command line win.  Notes which
+    options were chosen in ``args.run_options`` (stored with the study)."""
+    if getattr(args, "run_options", None) is not None:
+        return  # filled already (one study of several task seeds)
+    given = set(getattr(args, GIVEN, None) or ())
+    values: dict[str, Any] = {}
+    if args.config is not None:
+        values = read_config(args.config, run_options_parser())
+    elif args.task is None and args.study:
+        from promptsearch.cli._storages import open_cli_storage
+
+        record = open_cli_storage(args.storage).get_study(args.study)
+        stored = None if record is None else stored_run_options(record.config)
+        if stored is None:
+            what = "does not exist" if record is None else "stores no run options"
+            raise ConfigError(
+                f"study {args.study!r} {what}, so --task is needed (a built-in task name, a "
+                "data file, hf:NAME), or --config FILE"
+            )
+        values = {k: v for k, v in stored.items() if k != "study"}
+    apply_options(args, values)
+    args.run_options = stored_options(args, run_options_parser(), given | set(values))
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    _fill_options(args)
     if isinstance(args.task_seed, list):  # `--task-seed 13,42,100`: one study per seed
         if len(args.task_seed) > 1:
             return run_task_seeds(args, cmd_run)
@@ -193,17 +266,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     from promptsearch.api import DEFAULT_SEARCHERS, search
     from promptsearch.searchers import make_searcher
 
+    check_task_fields(args)
     check_run_values(args)  # validate cheap arguments before loading anything heavy
     budget = _budget(args)
     racing = _racing(args)
     selection = _selection(args)
     searchers = [make_searcher(spec) for spec in (args.searchers or DEFAULT_SEARCHERS)]
+    task = cli_task(args, args.task_seed)
+    from promptsearch.cli._storages import open_cli_storage
+
     result = search(
-        args.task,
+        task,
         model=args.model,
         searchers=searchers,
         budget=budget,
-        storage=args.storage,
+        storage=open_cli_storage(args.storage),  # closed when the command ends
         study=args.study,
         seed=args.seed,
         batch_size=args.batch_size,
@@ -217,6 +294,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         racing=racing,
         selection=selection,
         create_only=args.create_only,
+        optuna_storage=args.optuna_storage,
+        optuna_study=args.optuna_study,
+        run_config={"options": args.run_options, "config_file": _config_file(args)},
+        chat_template=args.chat_template,
     )
     if args.create_only:
         print(
@@ -243,22 +324,34 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _config_file(args: argparse.Namespace) -> str | None:
+    from pathlib import Path
+
+    return None if args.config is None else str(Path(args.config).expanduser().resolve())
+
+
 def run_task_seeds(args: argparse.Namespace, run_one: Callable[[argparse.Namespace], int]) -> int:
     """``run`` with several ``--task-seed`` values: the model loads once, then one study
     per seed, named ``<study or default name>-seed<N>``, runs through *run_one*."""
     from promptsearch.api import default_study_name
     from promptsearch.models.loading import load_model
+    from promptsearch.scoring.chat import resolve_chat_template
 
     seeds: list[int] = list(args.task_seed)
     model = load_model(args.model, device=args.device, dtype=args.dtype)
-    base = args.study or default_study_name(args.task, model.name)
+    check_task_fields(args)
+    base = args.study or default_study_name(task_name(args), model.name)
     if not args.study and getattr(args, "calibrate", False):
         base += "-calibrated"  # what the default name of a calibrated study ends with
+    chat = getattr(args, "chat_template", "off")
+    if not args.study and resolve_chat_template(model, chat) is not None:
+        base += "-chat"  # likewise for prompts scored as chat turns
     for seed in seeds:
         one = argparse.Namespace(**vars(args))
         one.task_seed = seed
         one.study = f"{base}-seed{seed}"
         one.model = model
+        one.run_options = {**(getattr(args, "run_options", None) or {}), "task_seed": [seed]}
         print(f"== task seed {seed}: study {one.study!r}", file=sys.stderr)
         status = run_one(one)
         if status != 0:

@@ -19,6 +19,7 @@ __all__ = [
     "check_run_values",
     "check_study_option",
     "check_verbalizer_labels",
+    "parse_split_map",
     "parse_verbalizer",
     "task_seed_list",
     "unescape",
@@ -104,6 +105,22 @@ def parse_verbalizer(text: str) -> dict[str, list[str]]:
             owner[word] = label
         verbalizer[label] = list(dict.fromkeys(chosen))
     return verbalizer
+
+
+def parse_split_map(text: str) -> dict[str, str]:
+    """``'validation_matched=dev,holdout=test'`` → ``{"validation_matched": "dev", ...}``."""
+    mapping: dict[str, str] = {}
+    for item in text.split(","):
+        name, sep, split = (part.strip() for part in item.partition("="))
+        if not sep or not name or split not in ("train", "dev", "test"):
+            raise ConfigError(
+                f"--split-map: {item.strip()!r} is not NAME=train|dev|test; write e.g. "
+                "'holdout=test,validation_matched=dev'"
+            )
+        if name in mapping:
+            raise ConfigError(f"--split-map: {name!r} is given twice; map each name once")
+        mapping[name] = split
+    return mapping
 
 
 def check_verbalizer_labels(

@@ -10,6 +10,7 @@ import argparse
 import json
 
 from promptsearch.cli._arguments import Commands, add_batch_size, add_storage
+from promptsearch.cli._optuna import add_optuna_storage
 from promptsearch.cli.values import check_batch_size
 
 __all__ = ["add_parser", "cmd_worker"]
@@ -60,16 +61,24 @@ def add_parser(commands: Commands) -> None:
     worker.add_argument("--json", action="store_true", help="print the final counts as JSON")
     worker.add_argument("--quiet", action="store_true", help="no line per scored trial")
     add_storage(worker)
+    add_optuna_storage(
+        worker,
+        study=False,
+        help="copy the trials this worker finishes into the study's Optuna study in this "
+        "storage (default: the one `run --optuna-storage` recorded, without its password); "
+        "an Optuna RDB URL or journal:PATH",
+    )
     worker.set_defaults(handler=cmd_worker)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    from promptsearch.cli._storages import open_cli_storage
     from promptsearch.study.worker import run_worker
 
     check_batch_size(args.batch_size)
     report = run_worker(
         args.study,
-        storage=args.storage,
+        storage=open_cli_storage(args.storage),  # closed when the command ends
         worker=args.worker_id,
         data_dir=args.data_dir,
         task_seed=args.task_seed,
@@ -79,6 +88,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         heartbeat_timeout=args.heartbeat_timeout,
         progress=not args.quiet,
+        optuna_storage=args.optuna_storage,
     )
     print(json.dumps(report.to_dict()) if args.json else report.summary())
     return 130 if report.stopped_by == "interrupted" else 0

@@ -29,6 +29,7 @@ __all__ = [
     "EMBEDDED_PACKAGE",
     "converted_folder",
     "embedded_gguf_path",
+    "file_key",
     "load_gguf",
     "quiet_transformers",
 ]
@@ -95,7 +96,7 @@ def embedded_gguf_path() -> Path:
     return path
 
 
-def _file_key(path: Path) -> str:
+def file_key(path: Path) -> str:
     """Short hash of a file's size, first and last MiB (stable across reinstalls)."""
     size = path.stat().st_size
     digest = hashlib.sha256(str(size).encode())
@@ -111,7 +112,7 @@ def converted_folder(path: Path, name: str, root: Path) -> Path:
     """Where the converted weights of GGUF file *path* are cached under *root*."""
     stem = "".join(c if c.isalnum() or c in "-_." else "-" for c in Path(name).name)
     stem = stem.removesuffix(".gguf")
-    return root / "models" / f"{stem}-{_file_key(path)}"
+    return root / "models" / f"{stem}-{file_key(path)}"
 
 
 def _complete(folder: Path) -> bool:
@@ -190,7 +191,8 @@ def load_gguf(path: Path, name: str, dtype: torch.dtype, root: Path) -> tuple[An
     if not path.is_file():
         raise ModelError(
             f"model {name!r}: GGUF file {str(path)!r} does not exist; give an existing .gguf "
-            "file, a model folder, a hub id, or the embedded model 'smollm2-135m-instruct'"
+            "file, a GGUF file on the hub as 'owner/name:file.gguf', a model folder, a hub id, "
+            "or the embedded model 'smollm2-135m-instruct'"
         )
     folder = converted_folder(path, name, root)
     if _complete(folder):

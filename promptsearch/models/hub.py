@@ -15,7 +15,7 @@ from typing import Any
 from promptsearch.errors import ModelError
 from promptsearch.models.base import EMBEDDED_MODEL, ModelKind, detect_kind
 
-__all__ = ["load_pretrained"]
+__all__ = ["download_gguf", "load_pretrained", "parse_hub_gguf"]
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
@@ -113,3 +113,82 @@ def load_pretrained(
                 f"embedded model is {EMBEDDED_MODEL!r}"
             ) from error
     return model, tokenizer, resolved, source
+
+
+# -- GGUF files on the hub: ``owner/name:file.gguf`` ------------------------------------------
+
+_HUB_GGUF = re.compile(
+    r"^(?P<repo>[A-Za-z0-9][\w.-]*/[\w.-]+)(?:@(?P<revision>[\w./-]+))?:(?P<file>[^:@]+\.gguf)$",
+    re.IGNORECASE,
+)
+
+
+def parse_hub_gguf(name: str) -> tuple[str, str | None, str] | None:
+    """``(repo, revision, filename)`` of a hub GGUF spec ``owner/name[@revision]:file.gguf``,
+    or ``None`` when *name* is not one (a local file of that name is never a spec)."""
+    found = _HUB_GGUF.match(name.strip())
+    if found is None or Path(name).expanduser().is_file():
+        return None
+    filename = found.group("file")
+    if filename.startswith("/") or ".." in filename.split("/"):
+        return None
+    return found.group("repo"), found.group("revision"), filename
+
+
+def _commit(path: Path) -> str | None:
+    """The commit of a file in huggingface_hub's cache layout (``snapshots/<commit>/...``)."""
+    parts = path.parts
+    if "snapshots" in parts[:-1]:
+        commit = parts[parts.index("snapshots") + 1]
+        if re.fullmatch(r"[0-9a-f]{40}", commit):
+            return commit
+    return None
+
+
+def download_gguf(name: str, cache_dir: str | Path | None) -> tuple[Path, dict[str, Any]]:
+    """The local path of hub GGUF spec *name* (see :func:`parse_hub_gguf`), downloaded
+    through ``huggingface_hub`` (its cache; *cache_dir* if given) when it is not cached,
+    and what identifies the file: repo, filename, requested revision and the commit the
+    cached copy came from.  Offline and not cached: one :class:`ModelError` line."""
+    parsed = parse_hub_gguf(name)
+    if parsed is None:
+        raise ModelError(f"model {name!r} is not a hub GGUF spec 'owner/name:file.gguf'")
+    repo, revision, filename = parsed
+    try:
+        from huggingface_hub import hf_hub_download
+    except ImportError:  # pragma: no cover - transformers depends on huggingface_hub
+        raise ModelError(
+            f"model {name!r}: downloading from the hub needs the package huggingface_hub "
+            "(pip install huggingface_hub), or give a local path to the .gguf file"
+        ) from None
+    options: dict[str, Any] = {"revision": revision}
+    if cache_dir is not None:
+        options["cache_dir"] = str(cache_dir)
+    command = f"hf download {repo} {filename}" + (f" --revision {revision}" if revision else "")
+    fix = (
+        f"download it first on a machine with network ({command}, into the same hub "
+        "cache) or give the local path of the .gguf file"
+    )
+    try:
+        path = hf_hub_download(repo, filename, local_files_only=True, **options)
+    except Exception as local_error:
+        if not _hub_reachable():
+            raise ModelError(
+                f"model {name!r}: the GGUF file is not in the local hub cache and the hub "
+                f"cannot be reached (offline, or HF_HUB_OFFLINE is set); {fix}"
+            ) from local_error
+        try:
+            path = hf_hub_download(repo, filename, **options)
+        except Exception as error:
+            raise ModelError(
+                f"model {name!r}: the GGUF file could not be downloaded ({_one_line(error)}); "
+                f"check the repo and file names, or {fix}"
+            ) from error
+    local = Path(path)
+    identity = {
+        "repo": repo,
+        "file": filename,
+        "revision": revision or "main",
+        "commit": _commit(local),
+    }
+    return local, identity

@@ -8,9 +8,12 @@ read).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from promptsearch.errors import ConfigError
+from promptsearch.hashing import content_hash
 from promptsearch.models import gguf as _gguf
 from promptsearch.models import hub as _hub
 from promptsearch.models import remote as _remote
@@ -44,7 +47,9 @@ def load_model(
     ----------
     name:
         ``None`` or ``"smollm2-135m-instruct"`` (also ``"embedded"``, ``"default"``) for
-        the embedded model; a local model folder; a local ``.gguf`` file; a hub id; or
+        the embedded model; a local model folder; a local ``.gguf`` file; a GGUF file
+        on the hub, ``owner/name:file.gguf`` (``owner/name@revision:file.gguf``),
+        downloaded through ``huggingface_hub``'s cache; a hub id; or
         ``openai:URL#model=M&key_env=VAR``, a model behind an OpenAI-compatible server
         (see :mod:`promptsearch.models.remote`; *kind*, *device*, *dtype*,
         *trust_remote_code* and *cache_dir* do not apply to it).
@@ -79,15 +84,23 @@ def load_model(
     requested = EMBEDDED_MODEL if name is None or name.strip().lower() in EMBEDDED_ALIASES else name
 
     with _gguf.quiet_transformers():
+        identity: dict[str, Any] | None = None
         if requested == EMBEDDED_MODEL or requested.lower().endswith(".gguf"):
             if checked not in (None, "causal"):
                 raise ConfigError(
                     f"kind={kind!r} does not fit model {requested!r}, a causal language model; "
                     "leave kind=None or use 'causal'"
                 )
-            path = _gguf.embedded_gguf_path() if requested == EMBEDDED_MODEL else Path(requested)
+            stem = requested
+            if requested == EMBEDDED_MODEL:
+                path = _gguf.embedded_gguf_path()
+            elif _hub.parse_hub_gguf(requested) is not None:
+                path, identity = _hub.download_gguf(requested, cache_dir)
+                stem = str(identity["file"])
+            else:
+                path = Path(requested).expanduser()
             model, tokenizer, source = _gguf.load_gguf(
-                path, requested, torch_dtype, cache_root(cache_dir)
+                path, stem, torch_dtype, cache_root(cache_dir)
             )
             resolved: ModelKind = "causal"
         else:
@@ -96,4 +109,9 @@ def load_model(
             )
         if torch_device.type != "cuda" or source in ("gguf", "cache"):
             model = model.to(device=torch_device, dtype=torch_dtype)
-        return wrap_model(model, tokenizer, name=requested, kind=resolved, source=source)
+        loaded = wrap_model(model, tokenizer, name=requested, kind=resolved, source=source)
+        if identity is not None:  # a hub GGUF file: the file itself is part of the identity
+            identity["file_key"] = _gguf.file_key(path)
+            fingerprint = content_hash({"model": loaded.fingerprint, "gguf": identity})
+            loaded = replace(loaded, fingerprint=fingerprint)
+        return loaded

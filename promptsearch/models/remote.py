@@ -19,12 +19,19 @@ The spec is ``openai:`` + the API root (``http://127.0.0.1:8000/v1``) + options 
 ``batch``         prompts per request, in the ``prompt`` list form (16)
 ``max_length``    the model's context in tokens (default: the server's
                   ``max_model_len`` if ``/models`` gives one, else 2048)
+``mode``          how classification is scored: ``echo`` (default; the prompt echoed
+                  with its token log-probabilities) or ``next-token`` (the top
+                  ``logprobs`` next tokens after the context, for servers without
+                  ``echo``, such as OpenAI's API; label words must be single tokens;
+                  see :mod:`promptsearch.scoring.backends.remote`)
+``logprobs``      top tokens asked for in ``next-token`` mode (5, OpenAI's limit;
+                  1 to 20)
 
 The fingerprint is a hash of the API root, the model name and the model id the server
-reports, so scores of a remote model never share a cache entry with a local model's
-(or another server's).  The key is never part of it, nor of the model's name: a spec
-with an option that looks like a key (``key=``, ``api_key=``, ``token=``...) or a URL
-with a user part is refused.
+reports (and, in ``next-token`` mode, the mode and ``logprobs``), so scores of a remote
+model never share a cache entry with a local model's (or another server's).  The key is
+never part of it, nor of the model's name: a spec with an option that looks like a key
+(``key=``, ``api_key=``, ``token=``...) or a URL with a user part is refused.
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ from promptsearch.models.remote_http import RemoteClient
 __all__ = [
     "DEFAULT_KEY_ENV",
     "REMOTE_PREFIX",
+    "SCORING_MODES",
     "RemoteScoringHandle",
     "RemoteSpec",
     "is_remote",
@@ -67,7 +75,15 @@ _OPTIONS = (
     "concurrency",
     "batch",
     "max_length",
+    "mode",
+    "logprobs",
 )
+
+SCORING_MODES = ("echo", "next-token")
+"""The ways a remote model scores classification (the ``mode`` option)."""
+
+DEFAULT_TOP_LOGPROBS = 5
+"""Top tokens asked for in ``next-token`` mode (OpenAI's ``/completions`` limit)."""
 
 
 @dataclass(frozen=True)
@@ -83,6 +99,8 @@ class RemoteSpec:
     concurrency: int = 4
     batch: int = 16
     max_length: int | None = None
+    mode: str = "echo"
+    logprobs: int = DEFAULT_TOP_LOGPROBS
 
 
 def _shown(url: str) -> str:
@@ -182,13 +200,21 @@ def parse_remote_spec(spec: str) -> RemoteSpec:
             "concurrency": _number(values, "concurrency", int, 1, 256),
             "batch": _number(values, "batch", int, 1, 1024),
             "max_length": _number(values, "max_length", int, 2, 1 << 20),
+            "logprobs": _number(values, "logprobs", int, 1, 20),
         }
     except ConfigError as error:
         raise ConfigError(f"{where}: {error}") from None
+    mode = values.get("mode", "echo").strip().lower().replace("_", "-")
+    if mode not in SCORING_MODES:
+        raise ConfigError(
+            f"{where}: option mode must be one of {', '.join(SCORING_MODES)}; got "
+            f"{values['mode']!r:.40}"
+        )
     return RemoteSpec(
         base_url=base_url,
         model=values.get("model") or None,
         key_env=key_env,
+        mode=mode,
         **{k: v for k, v in numbers.items() if v is not None},
     )
 
@@ -244,9 +270,15 @@ def load_remote(spec: str) -> LanguageModel:
         max_length = server_length
     else:
         max_length = MAX_SCORING_LENGTH
-    fingerprint = content_hash(
-        {"remote": parsed.base_url, "model": model, "served": served["id"], "version": 1}
-    )
+    identity: dict[str, Any] = {
+        "remote": parsed.base_url,
+        "model": model,
+        "served": served["id"],
+        "version": 1,
+    }
+    if parsed.mode != "echo":  # other scores: never the echo mode's cache entries
+        identity.update(mode=parsed.mode, logprobs=parsed.logprobs)
+    fingerprint = content_hash(identity)
     return LanguageModel(
         name=spec.strip(),
         kind="causal",

@@ -42,10 +42,11 @@ def progress_chart(data: ReportData, by_passes: bool) -> str:
     overall: list[Point] = []
     per: dict[str, list[Point]] = defaultdict(list)
     best_of: dict[str, float] = {}
+    dots: dict[tuple[str, bool], list[Point]] = defaultdict(list)  # (searcher, pruned)
     for index, trial in enumerate(data.trials, start=1):
         spent += trial.forward_passes
         x = float(spent if by_passes else index)
-        if trial.state != "complete" or trial.dev_score is None:
+        if trial.state not in ("complete", "pruned") or trial.dev_score is None:
             continue
         score = trial.dev_score
         where = f"{spent:,} forward passes" if by_passes else f"evaluation {index}"
@@ -53,6 +54,11 @@ def progress_chart(data: ReportData, by_passes: bool) -> str:
             f"{where}, trial #{trial.number} by {trial.searcher} ({trial.operation}): "
             f"{score:.4f}, prompt {trial.content_hash[:10]}"
         )
+        pruned = trial.state == "pruned"
+        note = f" (pruned: on its first {trial.n_examples} dev examples)" if pruned else ""
+        dots[trial.searcher, pruned].append(Point(x, score, f"trial — {tip}{note}"))
+        if pruned:
+            continue
         if trial.searcher not in best_of or score > best_of[trial.searcher]:
             best_of[trial.searcher] = score
             per[trial.searcher].append(Point(x, score, f"best of {trial.searcher} — {tip}"))
@@ -61,6 +67,10 @@ def progress_chart(data: ReportData, by_passes: bool) -> str:
             overall.append(Point(x, score, f"best overall — {tip}"))
     series = [Series("all searchers", OVERALL_COLOR, overall, width=4.5)]
     series += [Series(name, colors[name], per[name], dashed=True) for name in data.searchers]
+    trial_dots = [
+        Series(name, colors[name], points, dashed=pruned, opacity=0.6)
+        for (name, pruned), points in dots.items()
+    ]
     axis = "forward passes spent" if by_passes else "prompt evaluations spent (trial order)"
     title = "Best dev score by " + ("forward passes" if by_passes else "evaluations")
     return _svg.line_chart(
@@ -71,6 +81,10 @@ def progress_chart(data: ReportData, by_passes: bool) -> str:
         f"best dev {data.study.task_spec.get('metric', 'score')} so far",
         x_end=float(spent if by_passes else len(data.trials)),
         empty="no complete trial yet",
+        dots=trial_dots,
+        dots_name="each trial (hollow: pruned by racing)"
+        if any(pruned for _, pruned in dots)
+        else "each trial",
     )
 
 

@@ -307,7 +307,9 @@ def render_report(data: ReportData) -> str:
     charts = [
         f"<figure>{_charts.progress_chart(data, by_passes=False)}<figcaption>Best dev score so far "
         "after each prompt evaluation, in trial order; one dashed line per searcher (its "
-        "own best) and a solid line for the study as a whole.</figcaption></figure>",
+        "own best) and a solid line for the study as a whole. Each trial is a dot in its "
+        "searcher's colour beside the lines (hollow: stopped early by racing, at its score "
+        "on the examples it reached).</figcaption></figure>",
         f"<figure>{_charts.progress_chart(data, by_passes=True)}<figcaption>The same against "
         "forward passes spent; prompts answered from the evaluation cache cost "
         "none.</figcaption></figure>",

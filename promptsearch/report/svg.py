@@ -9,10 +9,11 @@ hold any characters (``<script>``, quotes, braces).
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from html import escape
+
+from promptsearch.report.ticks import Format, nice_ticks, tick_format
 
 __all__ = [
     "PALETTE",
@@ -45,7 +46,6 @@ PALETTE = (
 WIDTH, HEIGHT = 640, 380  # of a chart, in pixels
 _CHAR = 6.6  # estimated width of one character of 12px sans-serif text
 _LEFT, _RIGHT, _BOTTOM = 62, 20, 52
-Format = Callable[[float], str]
 
 
 def esc(text: object) -> str:
@@ -60,31 +60,6 @@ def _num(value: float) -> str:
 
 def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
-    """Round tick values covering [*low*, *high*], about *count* of them."""
-    if not (math.isfinite(low) and math.isfinite(high)):
-        return [0.0, 1.0]
-    if high <= low:
-        high = low + (abs(low) or 1.0)
-    raw = (high - low) / max(count, 1)
-    magnitude = 10 ** math.floor(math.log10(raw))
-    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
-    first = math.floor(low / step + 1e-9) * step
-    ticks, value = [], first
-    while value < high + step * 0.999:
-        ticks.append(round(value, 10))
-        value += step
-    return ticks
-
-
-def _tick_format(ticks: Sequence[float]) -> Format:
-    step = abs(ticks[1] - ticks[0]) if len(ticks) > 1 else 1.0
-    digits = max(0, min(4, -math.floor(math.log10(step) + 1e-9))) if step > 0 else 0
-    if digits == 0 and max((abs(t) for t in ticks), default=0) >= 10_000:
-        return lambda v: f"{v:,.0f}"
-    return lambda v: f"{v:.{digits}f}"
 
 
 @dataclass(frozen=True)
@@ -152,8 +127,8 @@ class _Frame:
         y_label: str,
         x_format: Format | None = None,
     ) -> list[str]:
-        fx = x_format or _tick_format(x_ticks)
-        fy = _tick_format(y_ticks)
+        fx = x_format or tick_format(x_ticks)
+        fy = tick_format(y_ticks)
         parts = [
             f'<rect class="plot" x="{_num(self.left)}" y="{_num(self.top)}" '
             f'width="{_num(self.right - self.left)}" height="{_num(self.bottom - self.top)}"/>'
@@ -269,18 +244,31 @@ def line_chart(
     x_end: float | None = None,
     empty: str = "nothing to plot yet",
     extend: bool = True,
+    dots: Sequence[Series] = (),
+    dots_name: str = "",
 ) -> str:
     """Step lines (a value holds until the next point), one per series, drawn on to
-    *x_end* (default: the last point of any series), or ``extend=False`` to their own."""
+    *x_end* (default: the last point of any series), or ``extend=False`` to their own;
+    under them, small *dots* (one group per colour, hollow where ``dashed``), named
+    *dots_name* in the legend."""
     points = [p for s in series for p in s.points]
     if not points:
         return _empty(kind, title, empty)
-    end = max([1.0] + [p.x for p in points] + ([] if x_end is None else [x_end]))
-    legend, used = _legend([(s.name, s.color, "dash" if s.dashed else "line") for s in series])
+    scattered = [p for d in dots for p in d.points]
+    end = max([1.0] + [p.x for p in points + scattered] + ([] if x_end is None else [x_end]))
+    entries = [(s.name, s.color, "dash" if s.dashed else "line") for s in series]
+    legend, used = _legend(entries + ([(dots_name, "#737373", "dot")] if scattered else []))
     x_ticks = nice_ticks(*_range([0.0, end]))
-    y_ticks = _score_ticks([p.y for p in points])
+    y_ticks = _score_ticks([p.y for p in points + scattered])
     frame = _Frame((x_ticks[0], x_ticks[-1]), (y_ticks[0], y_ticks[-1]), top=52 + used)
     body = [*legend, *frame.axes(x_ticks, y_ticks, x_label, y_label)]
+    for d in dots:
+        paint = f'fill="none" stroke="{d.color}"' if d.dashed else f'fill="{d.color}"'
+        body.extend(
+            f'<circle class="trial" cx="{_num(frame.x(p.x))}" cy="{_num(frame.y(p.y))}" '
+            f'r="2.4" {paint} opacity="{d.opacity}"><title>{esc(p.tip)}</title></circle>'
+            for p in d.points
+        )
     for s in series:
         if not s.points:
             continue

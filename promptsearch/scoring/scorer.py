@@ -1,32 +1,38 @@
 """Scoring a prompt on a task's examples with a language model.
 
-:class:`Scorer` renders every example with the prompt, asks the model how likely
-each label's verbalizer word(s) are in the answer slot (classification) or generates
-an answer greedily (generation), and returns a :class:`ScoreReport` with the task
-metric and one :class:`ExampleResult` per example.
+:class:`Scorer` renders every example with the prompt, asks the model how likely each label's
+verbalizer word(s) are in the answer slot (classification) or generates an answer greedily
+(generation), and returns a :class:`ScoreReport` with the task metric and one
+:class:`ExampleResult` per example.
 
-Classification: a label's log-probability is the log-sum-exp over its verbalizer
-words, each word scored in full (the sum of its tokens' log-probabilities); the
-prediction is the label with the highest one (ties: the first label).
+Classification: a label's log-probability is the log-sum-exp over its verbalizer words, each
+word scored in full (the sum of its tokens' log-probabilities); the prediction is the label with
+the highest one (ties: the first label).
 
-Generation: ``gold_logprob`` is the log-likelihood of the gold target in the answer
-slot, and with ``generate=True`` (the default) the prediction is the greedy answer
-(up to ``max_new_tokens`` tokens, first line only for causal LMs) scored with the
-task metric.  With ``generate=False`` nothing is generated: every prediction is
-``""`` and the report ranks by likelihood instead, with metric ``"gold_logprob"``,
-each example's score its gold log-likelihood and the value their mean.
+Generation: ``gold_logprob`` is the log-likelihood of the gold target in the answer slot, and
+with ``generate=True`` (the default) the prediction is the greedy answer (up to
+``max_new_tokens`` tokens, first line only for causal LMs) scored with the task metric. With
+``generate=False`` nothing is generated: every prediction is ``""`` and the report ranks by
+likelihood instead, with metric ``"gold_logprob"``, each example's score its gold log-likelihood
+and the value their mean.
 
-Inputs longer than the model's context are cut from the end of the example's input
-field values (never the template, instruction, demonstrations or answer); such
-examples are marked ``truncated``.  A model that gives NaN log-probabilities raises
+Inputs longer than the model's context are cut from the end of the example's input field values
+(never the template, instruction, demonstrations or answer); such examples are marked
+``truncated``. A model that gives NaN log-probabilities raises
 :class:`~promptsearch.errors.ModelError` naming the example, instead of a score.
 
-Contextual calibration (``calibrate=True``, classification only; Zhao et al. 2021,
-see :mod:`promptsearch.scoring.calibration`): each ``score()`` call also scores the prompt
-on the content-free inputs (each string of ``content_free_inputs`` in every input
-field), once per call and counted in ``forward_passes``.  ``label_logprobs`` stay
-the raw ones; ``calibrated_logprobs``, the prediction, the score and the metric
-come from the raw ones divided by the content-free label distribution.
+Contextual calibration (``calibrate=True``, classification only; Zhao et al. 2021, see
+:mod:`promptsearch.scoring.calibration`): each ``score()`` call also scores the prompt on the
+content-free inputs (each string of ``content_free_inputs`` in every input field), once per call
+and counted in ``forward_passes``. ``label_logprobs`` stay the raw ones;
+``calibrated_logprobs``, the prediction, the score and the metric come from the raw ones divided
+by the content-free label distribution. A prompt built with ``calibrate=True``
+(:attr:`promptsearch.prompt.Prompt.calibrate`) is scored so by any scorer: calibration is on for
+a prompt when the scorer or the prompt says so. The scorer's own setting is part of its
+fingerprint; the prompt's is part of its content hash, so cached scores of the two never mix.
+
+With ``chat_template="on"`` each prompt is scored as one exchange of the model's chat template
+(see :mod:`promptsearch.scoring.chat`).
 
 Importing this module does not import torch; the model code loads on first use.
 """
@@ -53,6 +59,7 @@ from promptsearch.scoring.calibration import (
     content_free_prior,
     predict_label,
 )
+from promptsearch.scoring.chat import ChatFormat, resolve_chat_template
 from promptsearch.scoring.finite import check_finite_results
 from promptsearch.task import Example, Task
 
@@ -100,6 +107,7 @@ class ScoreReport:
     through the model (a generated sequence counts once, content-free inputs count
     too); ``seconds`` is wall time.  ``content_free_probs``: with contextual
     calibration only, ``p_cf``, the mean label distribution of the content-free inputs.
+    ``chat``: the prompt was scored as a chat exchange (``chat_template``).
     """
 
     metric: str
@@ -109,6 +117,7 @@ class ScoreReport:
     seconds: float
     n_truncated: int
     content_free_probs: dict[str, float] | None = None
+    chat: bool = False
 
     @property
     def examples_per_second(self) -> float:
@@ -145,8 +154,9 @@ class Scorer:
     generate:
         Generate answers for generation tasks; ``False`` ranks by gold likelihood only.
     calibrate:
-        Contextual calibration of classification tasks (see the module docstring);
-        scoring a generation task with it raises :class:`ConfigError`.
+        Contextual calibration of every prompt of classification tasks (see the module
+        docstring); scoring a generation task with it raises :class:`ConfigError`.
+        Without it, only prompts with ``calibrate=True`` are calibrated.
     content_free_inputs:
         The content-free strings calibration shows the prompt, each in every input
         field (default ``("N/A", "", "[MASK]")``).
@@ -155,6 +165,9 @@ class Scorer:
         demonstrations, template text) once and share their keys and values (see
         :mod:`promptsearch.scoring.backends.prefix_cache`); results equal the plain path up
         to rounding.
+    chat_template:
+        ``"off"`` (plain text), ``"on"`` or ``"auto"`` (on where the model has one):
+        prompts as chat exchanges (see :mod:`promptsearch.scoring.chat`).
     """
 
     def __init__(
@@ -167,12 +180,11 @@ class Scorer:
         calibrate: bool = False,
         content_free_inputs: Sequence[str] = CONTENT_FREE_INPUTS,
         share_prefix: bool = True,
+        chat_template: str | bool | ChatFormat = "off",
     ) -> None:
         if not isinstance(model, LanguageModel):
-            raise ConfigError(
-                "model must be a LanguageModel from promptsearch.load_model() or "
-                f"promptsearch.models.wrap_model(); got {type(model).__name__}"
-            )
+            kind = type(model).__name__
+            raise ConfigError(f"model must be a LanguageModel from load_model(); got {kind}")
         self.model = model
         """The model that scores (read it; build a new Scorer for another model)."""
         self._sizer = BatchSize(batch_size, device_type=model.device.type)
@@ -192,6 +204,7 @@ class Scorer:
         if not isinstance(share_prefix, bool):
             raise ConfigError(f"share_prefix must be True or False; got {share_prefix!r}")
         self._share_prefix = share_prefix
+        self._chat = resolve_chat_template(model, chat_template)
         self._backend: Backend | None = None
         self._backend_model: LanguageModel | None = None
 
@@ -225,6 +238,11 @@ class Scorer:
         return self._content_free
 
     @property
+    def chat(self) -> ChatFormat | None:
+        """The chat turns prompts are scored in, or ``None`` when they are plain text."""
+        return self._chat
+
+    @property
     def calibration(self) -> dict[str, object] | None:
         """The calibration settings (JSON-able), or ``None`` when calibration is off."""
         if not self._calibrate:
@@ -243,6 +261,8 @@ class Scorer:
         }
         if self._calibrate:  # absent when off, so raw fingerprints stay as they were
             settings["calibration"] = self.calibration
+        if self._chat is not None:  # likewise absent when prompts are plain text
+            settings["chat_template"] = self._chat.to_dict()
         return content_hash(settings)
 
     def __repr__(self) -> str:
@@ -250,7 +270,7 @@ class Scorer:
             f"Scorer(model={self.model.name!r}, "
             f"batch_size={'auto' if self._sizer.auto else self._sizer.size!r}, "
             f"max_new_tokens={self._max_new_tokens}, generate={self._generate}, "
-            f"calibrate={self._calibrate})"
+            f"calibrate={self._calibrate}, chat_template={'on' if self._chat else 'off'!r})"
         )
 
     # -- scoring ---------------------------------------------------------------------------
@@ -326,10 +346,13 @@ class Scorer:
             )
         started = time.perf_counter()
         prompt = prompt.resolve(task)
+        if self._chat is not None:
+            prompt = self._chat.scored(prompt)
         if not examples:
             likelihood = task.kind == "generation" and not self._generate
             metric = GOLD_LOGPROB if likelihood else task.metric
-            return ScoreReport(metric, 0.0, [], 0, time.perf_counter() - started, 0)
+            seconds = time.perf_counter() - started
+            return ScoreReport(metric, 0.0, [], 0, seconds, 0, chat=self._chat is not None)
 
         import torch
 
@@ -341,7 +364,7 @@ class Scorer:
             with torch.inference_mode():
                 if task.kind == "classification":
                     results, passes = self._classify(prompt, examples, task)
-                    if self._calibrate:
+                    if self._calibrate or prompt.calibrate:
                         results, prior, extra = self._calibrated(prompt, task, examples, results)
                         passes += extra
                 else:
@@ -371,6 +394,7 @@ class Scorer:
             seconds=time.perf_counter() - started,
             n_truncated=sum(r.truncated for r in results),
             content_free_probs=prior,
+            chat=self._chat is not None,
         )
 
     def _content_free_logprobs(

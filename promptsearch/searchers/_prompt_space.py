@@ -7,6 +7,8 @@ A point of the space is a dict of small integers, one per parameter:
 * ``verbalizer``: index into the verbalizer pool (classification tasks only);
 * ``separator``: index into :data:`SEPARATORS`, what joins instruction,
   demonstrations and query;
+* ``calibrate``: 0 or 1, contextual calibration off or on (classification tasks, and
+  only when the space searches it);
 * ``n_demonstrations`` (0 to *max_demonstrations*) and ``demonstration_0`` ...
   ``demonstration_{k-1}``: indices into the demonstration pool, a fixed sample of
   train examples.  Every slot is always part of a point, so the space keeps one
@@ -26,6 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 from promptsearch.errors import ConfigError
 from promptsearch.prompt import Prompt
+from promptsearch.scoring.chat import chat_turns as chat_turns
+from promptsearch.scoring.chat import chat_variant
 from promptsearch.searchers.base import TrainView
 from promptsearch.task import Example
 from promptsearch.template import Template
@@ -72,64 +76,6 @@ def format_variants(template: str) -> list[str]:
     return [one_line] if one_line != template else []
 
 
-def chat_turns(tokenizer: Any) -> tuple[str, str] | None:
-    """How the tokenizer's chat template opens a user turn and hands over to the
-    assistant: ``(user_open, assistant_open)``, read off a two-exchange rendering (so a
-    default system prompt before the first turn is left out).  ``None`` when the
-    tokenizer has no chat template or it renders in a way this cannot read."""
-    if not getattr(tokenizer, "chat_template", None):
-        return None
-    marks = ["\x00u1\x00", "\x00a1\x00", "\x00u2\x00", "\x00a2\x00"]
-    messages = [
-        {"role": role, "content": mark}
-        for role, mark in zip(["user", "assistant"] * 2, marks, strict=True)
-    ]
-    try:
-        text = tokenizer.apply_chat_template(messages, tokenize=False)
-    except Exception:  # a template that refuses these messages: no chat format
-        return None
-    if not isinstance(text, str) or any(text.count(mark) != 1 for mark in marks):
-        return None
-    at = [text.index(mark) for mark in marks]
-    if at != sorted(at):
-        return None
-    assistant_open = text[at[0] + len(marks[0]) : at[1]]
-    between = text[at[1] + len(marks[1]) : at[2]]
-    end_of_turn = text[at[3] + len(marks[3]) :]
-    user_open = (
-        between[len(end_of_turn) :] if end_of_turn and between.startswith(end_of_turn) else between
-    )
-    if not user_open.strip() or not assistant_open.strip():
-        return None
-    return user_open, assistant_open
-
-
-def chat_variant(template: str, turns: tuple[str, str]) -> str | None:
-    """*template* as one chat exchange: the input lines as the user's turn, the line
-    with the answer slot as the start of the assistant's (``<|im_start|>user\nReview:
-    {sentence}<|im_end|>\n<|im_start|>assistant\nSentiment: {answer}``).  A one-line
-    template splits after its last input slot.  ``None`` if it cannot be split so."""
-    user_open, assistant_open = (_brace(t) for t in turns)
-    answer = template.find("{answer}")
-    if answer < 0:
-        return None
-    line_start = template.rfind("\n", 0, answer)
-    if line_start > 0:
-        user, assistant = template[:line_start].rstrip(), template[line_start + 1 :].lstrip()
-    else:
-        last_slot = max(template.rfind("}", 0, answer), -1)
-        if last_slot < 0:
-            return None
-        user, assistant = template[: last_slot + 1], template[last_slot + 1 :].strip()
-    if not user.strip() or "{answer}" not in assistant:
-        return None
-    return f"{user_open}{user}{assistant_open}{assistant}"
-
-
-def _brace(text: str) -> str:
-    return text.replace("{", "{{").replace("}", "}}")
-
-
 def _demo_pool(train: Sequence[Example], rng: random.Random, size: int) -> tuple[Example, ...]:
     """A seeded sample of at most *size* train examples, taking each target in turn so
     that a classification pool holds every label."""
@@ -157,6 +103,8 @@ class PromptSpace:
     templates: list[str] = field(default_factory=list)
     verbalizers: list[Verbalizer | None] = field(default_factory=list)
     demonstrations: tuple[Example, ...] = ()
+    calibration: bool = False
+    """Whether contextual calibration on or off is a parameter (classification only)."""
 
     @classmethod
     def build(
@@ -170,13 +118,19 @@ class PromptSpace:
         rng: random.Random,
         owner: str,
         chat: tuple[str, str] | None = None,
+        calibration: bool = False,
     ) -> PromptSpace:
         """The space for *task*: seed prompts' parts, format variants, and the extras
         given (checked against the task: a template may use only the task's input
         fields, a verbalizer must have words for every label).  *chat* (see
-        :func:`chat_turns`): the seed templates also as chat exchanges."""
-        space = cls(task=task, max_demonstrations=max_demonstrations)
+        :func:`chat_turns`): the seed templates also as chat exchanges.  *calibration*:
+        calibration on or off is a parameter too (classification tasks only)."""
         classification = task.kind == "classification"
+        space = cls(
+            task=task,
+            max_demonstrations=max_demonstrations,
+            calibration=calibration and classification,
+        )
         space.verbalizers.append(_verbalizer(task.verbalizer) if classification else None)
         seeds = list(task.seed_prompts)
         for prompt in seeds:
@@ -254,6 +208,8 @@ class PromptSpace:
         if self.classification:
             names.append("verbalizer")
         names.append("separator")
+        if self.calibration:
+            names.append("calibrate")
         if self.max_demonstrations:
             names.append("n_demonstrations")
             names.extend(f"demonstration_{i}" for i in range(self.max_demonstrations))
@@ -266,6 +222,7 @@ class PromptSpace:
             "template": len(self.templates),
             "verbalizer": len(self.verbalizers),
             "separator": len(SEPARATORS),
+            "calibrate": 2,
             "n_demonstrations": self.max_demonstrations + 1,
         }
         demos = max(len(self.demonstrations), 1)
@@ -304,6 +261,7 @@ class PromptSpace:
             verbalizer=self.verbalizers[point["verbalizer"]] if self.classification else None,
             demonstrations=demos,
             separator=SEPARATORS[point["separator"]],
+            calibrate=self.calibration and bool(point.get("calibrate", 0)),
         )
 
     def describe(self, point: Mapping[str, int]) -> dict[str, Any]:
@@ -314,6 +272,8 @@ class PromptSpace:
             "separator": SEPARATORS[point["separator"]],
             "demonstrations": [self.demonstrations[i].id for i in self.demo_indices(point)],
         }
+        if self.calibration:
+            out["calibrate"] = bool(point.get("calibrate", 0))
         verbalizer = self.verbalizers[point["verbalizer"]] if self.classification else None
         if verbalizer is not None:
             out["verbalizer"] = "/".join(verbalizer[label][0] for label in self.task.labels)
@@ -321,12 +281,14 @@ class PromptSpace:
 
     def point(self, prompt: Prompt) -> Point | None:
         """The point whose prompt is *prompt* (after :meth:`absorb`), or ``None`` when
-        the space cannot express it (demonstrations outside the pool, too many, or an
-        unusual separator)."""
+        the space cannot express it (demonstrations outside the pool, too many, an
+        unusual separator, or calibration where the space does not search it)."""
         instruction = prompt.instruction if prompt.instruction.strip() else ""
         if instruction not in self.instructions or prompt.template not in self.templates:
             return None
         if prompt.separator not in SEPARATORS:
+            return None
+        if prompt.calibrate and not self.calibration:
             return None
         point: Point = {
             "instruction": self.instructions.index(instruction),
@@ -338,6 +300,8 @@ class PromptSpace:
             if verbalizer not in self.verbalizers:
                 return None
             point["verbalizer"] = self.verbalizers.index(verbalizer)
+        if self.calibration:
+            point["calibrate"] = int(prompt.calibrate)
         demos = list(prompt.demonstrations)
         if len(demos) > self.max_demonstrations or len({d.id for d in demos}) != len(demos):
             return None

@@ -51,7 +51,13 @@ from promptsearch.searchers._text.ape_text import (
     INSERT_TEMPLATE,
     RESAMPLE_TEMPLATE,
 )
-from promptsearch.searchers.base import Candidate, SearchContext, Searcher, TrialResult
+from promptsearch.searchers.base import (
+    Candidate,
+    SearchContext,
+    Searcher,
+    TrainView,
+    TrialResult,
+)
 from promptsearch.task import Example
 from promptsearch.template import Template
 from promptsearch.validation import check_choice, check_float, check_int
@@ -63,6 +69,9 @@ __all__ = [
     "MODES",
     "RESAMPLE_TEMPLATE",
     "ApeSearcher",
+    "base_prompt",
+    "build_generator",
+    "show_example",
 ]
 
 MODES = ("forward", "insert", "both")
@@ -204,17 +213,7 @@ class ApeSearcher(Searcher):
         if not isinstance(chat, bool):
             raise ConfigError(f"{_OWNER}: chat must be True or False; got {chat!r}")
         self.chat = chat
-        if (
-            isinstance(stop, str)
-            or not isinstance(stop, Sequence)
-            or len(stop) > 8
-            or not all(isinstance(s, str) and s for s in stop)
-        ):
-            raise ConfigError(
-                f"{_OWNER}: stop must be a list of at most 8 non-empty strings, e.g. ['\\n']; "
-                f"got {stop!r}"
-            )
-        self.stop = tuple(stop)
+        self.stop = at.check_stop(stop, owner=_OWNER)
         self.max_chars = check_int(max_chars, "max_chars", minimum=1, owner=_OWNER)
         if not isinstance(first_sentence, bool):
             raise ConfigError(
@@ -254,50 +253,12 @@ class ApeSearcher(Searcher):
     def _gen(self) -> TextGenerator:
         """The generator, built on first use (and again after unpickling)."""
         if self._generator is None:
-            model = self.ctx.model
-            if self.generator is not None:
-                self._generator = make_generator(self.generator, model=model)
-            elif model is not None and getattr(model, "kind", None) in ("causal", "seq2seq"):
-                self._generator = LocalGenerator(model)
-            else:
-                if model is not None:
-                    warnings.warn(
-                        f"ape: the study's model is a {model.kind} model, which cannot write "
-                        "text; the embedded model writes the instructions (pass generator= "
-                        "to choose another)",
-                        stacklevel=3,
-                    )
-                self._generator = LocalGenerator(None)
+            self._generator = build_generator(self.generator, self.ctx.model, self.name)
         return self._generator
 
     def _base_prompt(self) -> Prompt:
         """The prompt an instruction is put in: template, verbalizer, separator."""
-        task = self.ctx.task
-        labels = dict(task.verbalizer) if task.kind == "classification" else None
-        if self.template is not None:
-            base = Prompt(template=self.template, verbalizer=labels)
-        elif task.seed_prompts:
-            seed = task.seed_prompts[0]
-            verbalizer = seed.verbalizer if seed.verbalizer is not None else labels
-            if task.kind != "classification":
-                verbalizer = None
-            base = Prompt(template=seed.template, verbalizer=verbalizer, separator=seed.separator)
-        else:
-            lines = [
-                f"{field.replace('_', ' ').capitalize()}: {{{field}}}"
-                for field in task.input_fields
-            ]
-            cue = "Answer" if task.kind == "classification" else "Output"
-            base = Prompt(template="\n".join(lines) + f"\n{cue}: {{answer}}", verbalizer=labels)
-        Template(base.template).check_fields(task.input_fields)
-        if base.verbalizer is not None:
-            missing = [label for label in task.labels if label not in base.verbalizer]
-            if missing:
-                raise ConfigError(
-                    f"{_OWNER}: the verbalizer {dict(base.verbalizer)} has no word for "
-                    f"label(s) {missing}"
-                )
-        return base
+        return base_prompt(self.ctx.task, self.template, _OWNER)
 
     # -- requests -------------------------------------------------------------------------
 
@@ -308,14 +269,7 @@ class ApeSearcher(Searcher):
         return at.DEMO_SEPARATOR.join(self._show(example) for example in picked)
 
     def _show(self, example: Example) -> str:
-        fields = self.ctx.task.input_fields
-        if len(fields) == 1:
-            shown = example.inputs[fields[0]]
-        else:
-            shown = "\n".join(f"{field}: {example.inputs[field]}" for field in fields)
-        base = self._base
-        output = example.target if base is None else base.answer_text(example.target)
-        return at.fill(self.demo_template, {"input": shown, "output": output})
+        return show_example(example, self.ctx.task, self._base, self.demo_template)
 
     def _proposal_requests(self) -> list[_Request]:
         kinds = ["forward", "insert"] if self.mode == "both" else [self.mode]
@@ -459,3 +413,62 @@ def _infill_token(generator: TextGenerator) -> str:
         f"such as a T5-style seq2seq model (generator='local:google/flan-t5-base'); the "
         f"generator here is a {what}, which only continues text: use mode='forward'"
     )
+
+
+def build_generator(spec: TextGenerator | str | None, model: Any, searcher: str) -> TextGenerator:
+    """The generator *spec* names (a :class:`TextGenerator`, a spec string, or ``None``
+    for the study's *model*, or the embedded model when that cannot write text)."""
+    if spec is not None:
+        return make_generator(spec, model=model)
+    if model is not None and getattr(model, "kind", None) in ("causal", "seq2seq"):
+        return LocalGenerator(model)
+    if model is not None:
+        warnings.warn(
+            f"{searcher}: the study's model is a {model.kind} model, which cannot write "
+            "text; the embedded model writes the instructions (pass generator= to choose "
+            "another)",
+            stacklevel=4,
+        )
+    return LocalGenerator(None)
+
+
+def base_prompt(task: TrainView, template: str | None, owner: str) -> Prompt:
+    """The prompt a generated instruction is put in: *template* (with the task's label
+    words), else the task's first seed prompt's template, verbalizer and separator, else
+    one ``Field: {field}`` line per input field and an answer line."""
+    labels = dict(task.verbalizer) if task.kind == "classification" else None
+    if template is not None:
+        base = Prompt(template=template, verbalizer=labels)
+    elif task.seed_prompts:
+        seed = task.seed_prompts[0]
+        verbalizer = seed.verbalizer if seed.verbalizer is not None else labels
+        if task.kind != "classification":
+            verbalizer = None
+        base = Prompt(template=seed.template, verbalizer=verbalizer, separator=seed.separator)
+    else:
+        lines = [
+            f"{field.replace('_', ' ').capitalize()}: {{{field}}}" for field in task.input_fields
+        ]
+        cue = "Answer" if task.kind == "classification" else "Output"
+        base = Prompt(template="\n".join(lines) + f"\n{cue}: {{answer}}", verbalizer=labels)
+    Template(base.template).check_fields(task.input_fields)
+    if base.verbalizer is not None:
+        missing = [label for label in task.labels if label not in base.verbalizer]
+        if missing:
+            raise ConfigError(
+                f"{owner}: the verbalizer {dict(base.verbalizer)} has no word for "
+                f"label(s) {missing}"
+            )
+    return base
+
+
+def show_example(example: Example, task: TrainView, base: Prompt | None, demo_template: str) -> str:
+    """One train example as a meta-prompt shows it: its input (``name: value`` lines
+    when there are several fields) and its answer as *base* would say it."""
+    fields = task.input_fields
+    if len(fields) == 1:
+        shown = example.inputs[fields[0]]
+    else:
+        shown = "\n".join(f"{field}: {example.inputs[field]}" for field in fields)
+    output = example.target if base is None else base.answer_text(example.target)
+    return at.fill(demo_template, {"input": shown, "output": output})

@@ -117,6 +117,7 @@ class AutoPromptSearcher(Searcher):
 
     name = "autoprompt"
     needs_model = True
+    needs_local_model = True  # gradients through the model's input embeddings
     task_kinds = ("classification",)
 
     def __init__(

@@ -37,7 +37,9 @@ trials so far from *all* searchers, best first (at most :data:`LEADERBOARD_SIZE`
 :class:`ScoredPrompt` rows: prompt, content hash, dev score, searcher).  It holds
 prompts and dev scores only, never dev or test examples, so a searcher may learn
 from the others' best (the ``optuna`` searcher grows its pools from it).
-``study_name`` names the study (empty outside one).
+``study_name`` names the study (empty outside one).  ``calibrated`` is True when the
+study's scorer calibrates every prompt (study-level ``calibrate=True``), so that a
+prompt's own ``calibrate`` changes nothing and a searcher need not search it.
 
 Searchers must be picklable and, given the same seed and the same observed
 scores, propose the same candidates.
@@ -54,6 +56,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from promptsearch.errors import ConfigError
 from promptsearch.prompt import Prompt
+from promptsearch.searchers._optuna_mirror import MirrorParams
 from promptsearch.task import TASK_KINDS, Example, Task, TaskKind
 
 if TYPE_CHECKING:
@@ -64,12 +67,14 @@ __all__ = [
     "LEADERBOARD_SIZE",
     "Candidate",
     "MetricLog",
+    "MirrorParams",
     "RemainingBudget",
     "ScoredPrompt",
     "SearchContext",
     "Searcher",
     "TrainView",
     "TrialResult",
+    "check_local_model",
     "check_task_kind",
     "declared_task_kinds",
 ]
@@ -194,6 +199,7 @@ class SearchContext:
     scorer: Scorer | None = None
     study_name: str = ""
     leaderboard: tuple[ScoredPrompt, ...] = ()
+    calibrated: bool = False
 
 
 class Searcher(ABC):
@@ -210,7 +216,12 @@ class Searcher(ABC):
     needs_model: ClassVar[bool] = False
     uses_model: ClassVar[bool] = False
     """True for searchers that read the model (its tokenizer's chat template, say) when
-    the study has one but work without it; the study then hands it over too."""
+    the study has one but work without it; the study then hands it (and its scorer)
+    over too."""
+    needs_local_model: ClassVar[bool] = False
+    """True for searchers that need the model itself (its weights, tokenizer or
+    gradients), which a model behind a server (an ``openai:`` spec) does not give:
+    a study with such a model refuses them (:func:`check_local_model`)."""
     task_kinds: ClassVar[tuple[TaskKind, ...]] = TASK_KINDS
     """The task kinds the searcher can search: a non-empty tuple of
     :data:`~promptsearch.task.TASK_KINDS` (default: all of them).  Declare it in every
@@ -230,6 +241,11 @@ class Searcher(ABC):
         if self._model_required() and context.model is None:
             raise ConfigError(f"searcher {self.name!r} needs a model, but the context has none")
         self.context = context
+
+    def _local_model_required(self) -> bool:
+        """Whether the study's model must be local: ``needs_local_model`` unless a
+        searcher's parameters make it unnecessary (``rl`` with a ``policy_model``, say)."""
+        return self.needs_local_model
 
     def _model_required(self) -> bool:
         """Whether :meth:`setup` needs a model in the context: ``needs_model`` unless a
@@ -260,6 +276,12 @@ class Searcher(ABC):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:  # noqa: B027 - optional hook
         """Restore learned state saved by :meth:`state_dict`."""
+
+    def optuna_params(self, content_hash: str) -> MirrorParams | None:
+        """The Optuna parameters of the candidate *content_hash* this searcher proposed in
+        its last round, for the study's Optuna mirror (``--optuna-storage``), asked
+        between ``propose`` and ``observe``; ``None`` (the default): no parameters."""
+        return None
 
     @classmethod
     def param_names(cls) -> list[str]:
@@ -308,4 +330,24 @@ def check_task_kind(searcher: Searcher | type[Searcher], task: Task | TrainView)
             f"searcher {name!r} searches {' and '.join(kinds)} tasks only; task "
             f"{task.name!r} is a {task.kind} task: leave {name!r} out of the searchers "
             "for it"
+        )
+
+
+def check_local_model(searcher: Searcher, model: LanguageModel | str | None) -> None:
+    """Raise :class:`~promptsearch.errors.ConfigError` when *searcher* needs a local model
+    (see :attr:`Searcher.needs_local_model`) and *model* (a loaded model or a model
+    name) is a remote one, behind an OpenAI-compatible server."""
+    from promptsearch.models.remote import REMOTE_PREFIX
+
+    name = model if isinstance(model, str) else getattr(model, "name", None)
+    remote = getattr(model, "source", None) == "remote" or (
+        isinstance(name, str) and name.strip().startswith(REMOTE_PREFIX)
+    )
+    if remote and searcher._local_model_required():
+        shown = str(name).strip().split("#")[0]
+        raise ConfigError(
+            f"searcher {searcher.name!r} needs a local model (its weights, tokenizer and "
+            f"gradients), but --model {shown!r} is a remote model behind a server; give "
+            "--model a local model (a folder, a .gguf file, a hub id or the embedded model), "
+            f"or leave {searcher.name!r} out of the searchers"
         )

@@ -1,8 +1,9 @@
 """The ``optuna`` searcher: an Optuna sampler (TPE by default) over a structured prompt space.
 
 A prompt is a point of a small space (see :mod:`promptsearch.searchers._prompt_space`):
-an instruction, a template, a verbalizer, a separator, and up to
-*max_demonstrations* demonstrations from a fixed sample of the train split.  Each
+an instruction, a template, a verbalizer, a separator, contextual calibration on or
+off (classification), and up to *max_demonstrations* demonstrations from a fixed
+sample of the train split.  Each
 round the searcher asks the sampler for points through Optuna's ask-and-tell
 interface, turns them into prompts, and tells it their dev scores when the study
 reports them.
@@ -44,7 +45,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from promptsearch.errors import ConfigError
-from promptsearch.searchers._optuna_mirror import OptunaMirror, quiet_optuna
+from promptsearch.searchers._optuna_mirror import MirrorParams, OptunaMirror, quiet_optuna
 from promptsearch.searchers._prompt_space import Point, PromptSpace, chat_turns
 from promptsearch.searchers.base import Candidate, SearchContext, Searcher, TrialResult
 from promptsearch.task import normalize_verbalizer
@@ -78,7 +79,7 @@ def _strings(value: Any, name: str) -> tuple[str, ...]:
 
 
 class OptunaSearcher(Searcher):
-    """An Optuna sampler over instruction, template, verbalizer and demonstrations.
+    """An Optuna sampler over instruction, template, verbalizer, calibration and demonstrations.
 
     Parameters
     ----------
@@ -111,7 +112,13 @@ class OptunaSearcher(Searcher):
         Also search the seed templates written as one chat exchange of the model's own
         chat template (the input as the user's turn, the answer slot opening the
         assistant's): ``"auto"`` where the study's model has a chat template, ``False``
-        never.
+        never.  Off when the study scores every prompt as a chat exchange anyway
+        (``chat_template`` on).
+    calibrate:
+        Search contextual calibration on or off per prompt (see
+        :mod:`promptsearch.scoring.calibration`): ``"auto"`` on classification tasks
+        whose study does not calibrate every prompt already, ``False`` never (every
+        prompt it proposes is then uncalibrated, as before this parameter existed).
     """
 
     name = "optuna"
@@ -130,6 +137,7 @@ class OptunaSearcher(Searcher):
         mirror_storage: str | None = None,
         mirror_study: str | None = None,
         chat_format: str | bool = "auto",
+        calibrate: str | bool = "auto",
     ) -> None:
         self.sampler = check_choice(sampler, "sampler", SAMPLERS, owner=_OWNER)
         self.instructions = _strings(instructions, "instructions")
@@ -173,6 +181,9 @@ class OptunaSearcher(Searcher):
         if chat_format not in ("auto", False):
             raise ConfigError(f"{_OWNER}: chat_format must be 'auto' or False; got {chat_format!r}")
         self.chat_format = chat_format
+        if not (calibrate is False or calibrate == "auto"):
+            raise ConfigError(f"{_OWNER}: calibrate must be 'auto' or False; got {calibrate!r}")
+        self.calibrate = calibrate
         self._space: PromptSpace | None = None
         self._seed = 0
         self._round = 0
@@ -195,6 +206,7 @@ class OptunaSearcher(Searcher):
             rng=random.Random(f"{self._seed}:demonstrations"),
             owner=_OWNER,
             chat=self._chat_turns(context),
+            calibration=self.calibrate == "auto" and not context.calibrated,
         )
         if self.mirror_storage is not None:
             study_name = (
@@ -203,13 +215,19 @@ class OptunaSearcher(Searcher):
             self._mirror = OptunaMirror(
                 self.mirror_storage,
                 study_name,
-                {"promptsearch_task": context.task.name, "promptsearch_sampler": self.sampler},
+                {
+                    "promptsearch_task": context.task.name,
+                    "promptsearch_study": context.study_name,
+                    "promptsearch_sampler": self.sampler,
+                },
             )
             self._mirror.open()
 
     def _chat_turns(self, context: SearchContext) -> tuple[str, str] | None:
         if self.chat_format is False or context.model is None:
             return None
+        if getattr(context.scorer, "chat", None) is not None:
+            return None  # the scorer renders every prompt as a chat exchange already
         return chat_turns(getattr(context.model, "tokenizer", None))
 
     @property
@@ -331,6 +349,14 @@ class OptunaSearcher(Searcher):
         self._round += 1
         self._log()
         return out
+
+    def optuna_params(self, content_hash: str) -> MirrorParams | None:
+        """The point of a candidate proposed this round, as the study's mirror writes it."""
+        point = self._pending.get(content_hash)
+        if point is None:
+            return None
+        space = self.space
+        return MirrorParams(dict(point), space.distributions(ordinal=True), space.describe(point))
 
     def observe(self, results: Sequence[TrialResult]) -> None:
         for result in results:

@@ -147,6 +147,7 @@ class RLSearcher(Searcher):
 
     name = "rl"
     needs_model = True
+    needs_local_model = True  # the policy is the study's model unless policy_model is set
     task_kinds = ("classification",)
 
     def __init__(
@@ -290,6 +291,9 @@ class RLSearcher(Searcher):
         )
         self._mlp_seed = self._rng.randrange(2**31)
         self._generator_seed = self._rng.randrange(2**63)
+
+    def _local_model_required(self) -> bool:
+        return self.policy_model is None
 
     def _policy_model(self) -> LanguageModel:
         if self.policy_model is not None:

@@ -3,9 +3,10 @@
 A :class:`PromptEnsemble` of classification prompts predicts, for each example, the
 label with the highest mean of the members' normalised label probabilities (each
 member's distribution over the task's labels, calibrated when the scorer
-calibrates; ties go to the first label).  Studies build one from their best prompts
-(see :mod:`promptsearch.study.selection`), and it can be the prompt a study hands back:
-it is scored, ranked, reported by ``final``, exported and evaluated like a prompt.
+calibrates or the member is a ``calibrate=True`` prompt; ties go to the first label).
+Studies build one from their best prompts (see :mod:`promptsearch.study.selection`),
+and it can be the prompt a study hands back: it is scored, ranked, reported by
+``final``, exported and evaluated like a prompt.
 
 Because the vote needs only each member's per-example label log-probabilities, an
 ensemble of prompts the study already scored costs no forward pass.
@@ -103,6 +104,7 @@ class PromptEnsemble:
             forward_passes=sum(r.forward_passes for r in reports),
             seconds=time.perf_counter() - started,
             n_truncated=sum(r.truncated for r in results),
+            chat=any(r.chat for r in reports),
         )
 
 

@@ -27,16 +27,24 @@ from promptsearch.searchers.base import (
     SearchContext,
     Searcher,
     TrainView,
+    check_local_model,
     check_task_kind,
 )
 from promptsearch.study.budget import Budget, limit_reached
 from promptsearch.study.dev_scoring import DevScoring
 from promptsearch.study.final_pick import check_same_selection, search_and_confirm, select_final
+from promptsearch.study.optuna_mirror import StudyMirror
 from promptsearch.study.racing import Race, Racing, check_same_racing
 from promptsearch.study.results import BestPrompt, StudyResult
 from promptsearch.study.selection import Selection
 from promptsearch.study.state_codec import encode_state, load_saved_states
-from promptsearch.study.support import ScorerLike, example_key, jsonable, versions
+from promptsearch.study.support import (
+    ScorerLike,
+    check_same_chat_template,
+    example_key,
+    jsonable,
+    versions,
+)
 from promptsearch.study.trials import LocalTrials, Trials
 from promptsearch.task import Task
 from promptsearch.validation import check_int
@@ -81,6 +89,12 @@ class Study:
         the leaderboard.  Racing and the searchers then see the search part of dev only.
     worker:
         The name its trials are stored under.
+    optuna_storage:
+        An Optuna storage URL (``sqlite:///optuna.db``, ``postgresql://...``) or
+        ``journal:PATH``: every trial of every searcher is copied into an Optuna study
+        there (:mod:`promptsearch.study.optuna_mirror`).  None: no mirror.
+    optuna_study:
+        The Optuna study's name (default: *name*).
 
     :attr:`trials` runs the trials and counts the budget: :class:`LocalTrials` here,
     the claims of many workers in a :class:`~promptsearch.study.worker.Worker`.
@@ -101,6 +115,9 @@ class Study:
         progress: bool = True,
         racing: Racing | Mapping[str, Any] | bool | None = None,
         selection: Selection | Mapping[str, Any] | bool | None = None,
+        optuna_storage: str | None = None,
+        optuna_study: str | None = None,
+        run_config: Mapping[str, Any] | None = None,
     ) -> None:
         if not isinstance(name, str) or not name.strip():
             raise ConfigError(f"study name must be a non-empty string; got {name!r}")
@@ -117,6 +134,7 @@ class Study:
             raise ConfigError(f"searchers: each searcher may appear once; got {names}")
         for searcher in self.searchers:  # before anything is stored
             check_task_kind(searcher, task)
+            check_local_model(searcher, getattr(scorer, "model", None))
         self.budget = Budget.coerce(budget)
         self.storage = storage
         self.seed = check_int(seed, "seed", owner="study")
@@ -126,6 +144,9 @@ class Study:
         self.worker = worker
         self.progress = progress
         self.selection = Selection.coerce(selection)
+        if run_config is not None and not isinstance(run_config, Mapping):
+            raise ConfigError(f"run_config must be a mapping (JSON) or None; got {run_config!r}")
+        self.run_config = None if run_config is None else dict(run_config)
         self.search_task, self.confirm_examples = search_and_confirm(task, self.selection)
         self.racing = Racing.coerce(racing)
         if self.racing is not None:
@@ -133,6 +154,9 @@ class Study:
         self.scoring = DevScoring(task, self.search_task, scorer, storage, None)  # see _open
         self.bar: Any = None  # the progress bar while run() searches
         self.trials: Trials = LocalTrials(self)
+        self.mirror: StudyMirror | None = None
+        if optuna_storage is not None:
+            self.mirror = StudyMirror(optuna_storage, name, task.name, optuna_study)
 
     # -- set-up ----------------------------------------------------------------------------
 
@@ -147,15 +171,25 @@ class Study:
         calibration = getattr(self.scorer, "calibration", None)
         if calibration is not None:  # also part of the scorer fingerprint
             config["calibration"] = jsonable(calibration)
+        chat = _chat_settings(self.scorer)
+        if chat is not None:  # likewise; workers and final render prompts the same way
+            config["chat_template"] = chat
         if self.racing is not None:
             config["racing"] = self.racing.to_dict()
         if self.selection is not None:
             config["selection"] = self.selection.to_dict()
+        if self.mirror is not None:  # never with a password: see StudyMirror.record
+            config["optuna"] = self.mirror.record()
+        if self.run_config is not None:
+            config["run"] = self.run_config
         return config
 
     def create(self) -> StudyResult:
         """Create the study, or check and update the record of an existing one, without
-        searching: ``promptsearch worker`` processes then join it by name."""
+        searching: ``promptsearch worker`` processes then join it by name.  The Optuna
+        mirror's study is created too, so that the workers find it."""
+        if self.mirror is not None:
+            self.mirror.open()
         self._record()
         return StudyResult(self.name, self.storage)
 
@@ -164,6 +198,12 @@ class Study:
         stored = self.storage.get_study(self.name)
         check_same_racing(stored, self.racing)
         check_same_selection(stored, self.selection)
+        check_same_chat_template(stored, _chat_settings(self.scorer))
+        config = self._config()
+        if "optuna" not in config and stored is not None and "optuna" in stored.config:
+            config["optuna"] = stored.config["optuna"]  # kept for the workers that join
+        if "run" not in config and stored is not None and "run" in stored.config:
+            config["run"] = stored.config["run"]  # resumed from Python: keep how it was run
         self.storage.create_or_resume_study(
             self.name,
             task_name=self.task.name,
@@ -172,7 +212,7 @@ class Study:
             model_name=self.scorer.model.name,
             model_fingerprint=self.scorer.model.fingerprint,
             scorer_fingerprint=self.scorer.fingerprint,
-            config=self._config(),
+            config=config,
             seed=self.seed,
             versions=versions(),
         )
@@ -180,6 +220,8 @@ class Study:
     def _open(self) -> None:
         # decoded before anything is written: a row that cannot be loaded changes nothing
         saved = load_saved_states(self.storage, self.name, [s.name for s in self.searchers])
+        if self.mirror is not None:  # an unreachable storage stops here, before any write
+            self.mirror.open()
         self.trials.join()
         view = TrainView.from_task(self.task)
         for index, searcher in enumerate(self.searchers):
@@ -191,7 +233,10 @@ class Study:
                 model=getattr(self.scorer, "model", None)
                 if searcher.needs_model or searcher.uses_model
                 else None,
-                scorer=self.scorer if searcher.needs_model else None,  # type: ignore[arg-type]
+                scorer=self.scorer  # type: ignore[arg-type]
+                if searcher.needs_model or searcher.uses_model
+                else None,
+                calibrated=bool(getattr(self.scorer, "calibrate", False)),
             )
             searcher.setup(context)
             if searcher.name in saved:
@@ -208,6 +253,8 @@ class Study:
                 self.scorer.fingerprint,
             )
         self.scoring = DevScoring(self.task, self.search_task, self.scorer, self.storage, race)
+        if self.mirror is not None and self.trials.copies_missing_trials:
+            self.mirror.catch_up(self.storage, race)
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -286,3 +333,9 @@ class Study:
         if state is not None:
             blob = encode_state(state, what=f"state_dict() of searcher {searcher.name!r}")
             self.storage.save_searcher_state(self.name, searcher.name, blob)
+
+
+def _chat_settings(scorer: ScorerLike) -> dict[str, str] | None:
+    """The chat turns *scorer* renders prompts in (as the study stores them), or ``None``."""
+    chat = getattr(scorer, "chat", None)
+    return None if chat is None else dict(chat.to_dict())

@@ -293,6 +293,13 @@ class Race:
                 values.append(scores[rung])
         return values
 
+    def rung_metrics(self, content_hash: str, n_examples: int) -> dict[int, float]:
+        """The task metric of a finished trial at each decision rung it reached, by the
+        rung's number of examples (from the cache; for the Optuna mirror's intermediate
+        values)."""
+        values = self._rung_values(content_hash, n_examples)
+        return {size: value[0] for size, value in zip(self.rungs, values, strict=False)}
+
     def _rung_values(self, content_hash: str, n_examples: int) -> tuple[RungScore, ...]:
         """Scores of a finished trial at the decision rungs it reached, from the cache."""
         memo = (content_hash, n_examples)

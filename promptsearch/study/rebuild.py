@@ -1,13 +1,15 @@
 """Rebuilding a stored study's task, model, scorer and searchers, for work after the
 search (``final``) and for workers that join it: :func:`rebuild_study`.
 
-A study records its task by name and data hash and its model by name and
-fingerprint, not the options that built them.  The task is rebuilt by loading the
-built-in task of that name and keeping the task seed whose data matches the stored
-hash; the model by loading the stored name and checking its fingerprint.  When that
-cannot work (a task or model made in Python, another dtype ...), the error says
-which option to pass.  A worker also rebuilds the study's searchers from their stored
-names and parameters (:func:`searchers_from_config`).
+A study records its task by name and data hash (and, for a task from a data file or
+data set, its source: paths, field options, split map, seed) and its model by name
+and fingerprint.  A task with a source is read again from it, and refused when its
+data hash changed; a built-in task is rebuilt by loading the task of that name and
+keeping the task seed whose data matches the stored hash; the model by loading the
+stored name and checking its fingerprint.  When that cannot work (a task or model
+made in Python, another dtype ...), the error says which option to pass.  A worker
+also rebuilds the study's searchers from their stored names and parameters
+(:func:`searchers_from_config`).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ __all__ = [
     "Rebuilt",
     "rebuild_study",
     "searchers_from_config",
+    "source_task",
     "study_leaderboard",
     "study_model",
     "study_scorer",
@@ -68,9 +71,14 @@ def study_task(
     data_dir: str | Path | None = None,
     task_seed: int | None = None,
 ) -> Task:
-    """The built-in task (*name*, default the study's) whose data is the study's."""
+    """The study's task: read again from the source it stored (a data file or data set,
+    :mod:`promptsearch.tasks.sources`), else the built-in task (*name*, default the
+    study's) whose data is the study's."""
     from promptsearch.tasks import load_task
 
+    source = record.task_spec.get("source")
+    if source is not None and name in (None, record.task_name):
+        return source_task(record, source)
     task_name = name or record.task_name
     seeds = task_seed_candidates(record.name, task_seed)
     problems: list[str] = []
@@ -103,6 +111,29 @@ def study_task(
         f"the study was run on{detail}; pass --task-seed (and --data-dir) as given to "
         "`promptsearch run`, or the Task object in Python"
     )
+
+
+def source_task(record: StudyRecord, source: Any) -> Task:
+    """The task of a study's stored source, read again; its data must be the study's."""
+    from promptsearch.tasks.sources import TaskSource
+
+    described = TaskSource.from_dict(source)
+    try:
+        task = described.load()
+    except PromptSearchError as error:
+        raise type(error)(
+            f"study {record.name!r}: its task {record.task_name!r} cannot be read again from "
+            f"{described.describe()}: {error}"
+        ) from None
+    found = task.spec()["data_hash"]
+    if found != record.task_hash:
+        raise DataError(
+            f"study {record.name!r}: the data of its task {record.task_name!r} "
+            f"({described.describe()}) changed since the study ran (data hash {found[:12]} "
+            f"now vs. {record.task_hash[:12]} stored); put the original data back, or run a "
+            "new study on the new data"
+        )
+    return task
 
 
 def study_model(
@@ -148,22 +179,28 @@ def study_model(
 def study_scorer(
     record: StudyRecord, model: LanguageModel, *, batch_size: int | str = 16
 ) -> Scorer:
-    """A scorer over *model* with the settings the study recorded (its calibration);
-    the caller checks the fingerprint against the study's."""
+    """A scorer over *model* with the settings the study recorded (its calibration, the
+    chat turns its prompts were rendered in); the caller checks the fingerprint against
+    the study's."""
+    from promptsearch.scoring.chat import study_chat_format
     from promptsearch.scoring.scorer import Scorer
 
+    options: dict[str, Any] = {}
     calibration = record.config.get("calibration")
-    if calibration is None:
-        return Scorer(model, batch_size=batch_size)
-    if not isinstance(calibration, dict) or calibration.get("method") != "contextual":
-        raise ConfigError(
-            f"study {record.name!r} records a calibration this promptsearch does not know "
-            f"({calibration!r}); use the promptsearch version that ran it"
-        )
-    inputs = calibration.get("content_free_inputs")
-    if inputs is None:
-        return Scorer(model, batch_size=batch_size, calibrate=True)
-    return Scorer(model, batch_size=batch_size, calibrate=True, content_free_inputs=list(inputs))
+    if calibration is not None:
+        if not isinstance(calibration, dict) or calibration.get("method") != "contextual":
+            raise ConfigError(
+                f"study {record.name!r} records a calibration this promptsearch does not know "
+                f"({calibration!r}); use the promptsearch version that ran it"
+            )
+        options["calibrate"] = True
+        inputs = calibration.get("content_free_inputs")
+        if inputs is not None:
+            options["content_free_inputs"] = list(inputs)
+    chat = study_chat_format(record.config, owner=f"study {record.name!r}")
+    if chat is not None:
+        options["chat_template"] = chat
+    return Scorer(model, batch_size=batch_size, **options)
 
 
 @dataclass(frozen=True)

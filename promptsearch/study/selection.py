@@ -10,7 +10,7 @@ more.  A study with selection on (:class:`Selection`) therefore works in three s
    nothing the searchers see depends on the confirmation part.
 2. **Ties broken by a continuous score.**  Trials with the same dev score are ordered
    by ``dev_tiebreak``: the mean normalised probability of the gold label
-   (classification; calibrated when the scorer calibrates) or the mean gold
+   (classification; calibrated when the scorer or the prompt calibrates) or the mean gold
    log-likelihood (generation).  An accuracy tie between a confident and a
    coin-flip prompt goes to the confident one.
 3. **A pick that needs evidence.**  At the end of a run the study scores on the
@@ -21,9 +21,15 @@ more.  A study with selection on (:class:`Selection`) therefore works in three s
    incumbent on the task metric and a one-sided paired test says it is better: the
    sign test of the per-example metric (``scipy.stats.binomtest``) or the Wilcoxon
    signed-rank test of the per-example gold probabilities (``scipy.stats.wilcoxon``),
-   with Holm's correction over every test of every challenger at ``alpha``.  Of the
-   supported, the one with the best score on all of dev wins; if none is, the
-   incumbent stays: the tool never hands back a prompt it has no evidence for.
+   the smaller p-value doubled (Bonferroni over the two).  The family-wise error over
+   all challengers is held at ``alpha`` by ``procedure``: ``"sequence"`` (the
+   default) tests them one after another in an order fixed before the confirmation
+   part is looked at (the ensemble, then the others by their rank on the search
+   part) and stops at the first that is not supported, so the first challenger is
+   tested at the full ``alpha``; ``"holm"`` runs Holm's correction over every test of
+   every challenger.  Of the supported, the one with the best score on all of dev
+   wins; if none is, the incumbent stays: the tool never hands back a prompt it has
+   no evidence for.
 
 The confirmation score of the pick is an estimate of what to expect on new data
 that the search never tuned to: the leaderboard, ``final`` and the report show it
@@ -47,9 +53,12 @@ if TYPE_CHECKING:
     from promptsearch.storage import EvaluationRecord
 
 __all__ = [
+    "PROCEDURES",
     "SELECTION_VERSION",
+    "SPLIT_FIELDS",
     "Challenger",
     "Selection",
+    "challenger_p_value",
     "decide",
     "gold_probabilities",
     "gold_values",
@@ -61,10 +70,18 @@ __all__ = [
     "tiebreak",
 ]
 
-SELECTION_VERSION = 1
-"""Bumped when the stored selection record changes shape."""
+SELECTION_VERSION = 2
+"""Bumped when the stored selection record changes shape (2: ``settings`` carries
+``procedure``; a record without it was made by ``"holm"``)."""
 
-_FIELDS = ("confirm_fraction", "top_k", "alpha", "ensemble_size", "seed")
+_FIELDS = ("confirm_fraction", "top_k", "alpha", "ensemble_size", "seed", "procedure")
+
+PROCEDURES = ("sequence", "holm")
+"""How the paired tests of the challengers are corrected for their number."""
+
+SPLIT_FIELDS = ("confirm_fraction", "seed")
+"""The settings that decide which examples are held back; the others only steer the
+final pick, which a resumed run makes again."""
 
 
 @dataclass(frozen=True)
@@ -78,11 +95,14 @@ class Selection:
     top_k:
         How many of the best non-seed candidates (by the search part) are confirmed.
     alpha:
-        Family-wise level of the paired tests against the incumbent (Holm).
+        Family-wise level of the paired tests against the incumbent.
     ensemble_size:
         Members of the ensemble candidate (classification); 0 or 1: no ensemble.
     seed:
         Seeds the split of dev.
+    procedure:
+        ``"sequence"`` (fixed-sequence testing, the default) or ``"holm"``; see the
+        module docstring.
     """
 
     confirm_fraction: float = 0.5
@@ -90,6 +110,7 @@ class Selection:
     alpha: float = 0.1
     ensemble_size: int = 3
     seed: int = 0
+    procedure: str = "sequence"
 
     MIN_PART = 4
     """Each part of dev needs at least this many examples."""
@@ -117,6 +138,11 @@ class Selection:
             )
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise ConfigError(f"selection.seed must be a whole number; got {self.seed!r}")
+        if self.procedure not in PROCEDURES:
+            raise ConfigError(
+                f"selection.procedure must be one of {', '.join(PROCEDURES)}; "
+                f"got {self.procedure!r}"
+            )
 
     @classmethod
     def coerce(cls, value: Selection | Mapping[str, Any] | bool | None) -> Selection | None:
@@ -309,8 +335,29 @@ class Challenger:
     per_example_gold: tuple[float, ...] | None = None
 
 
+def challenger_p_value(
+    challenger: Challenger, incumbent: Challenger
+) -> tuple[int, int, float, float | None, float]:
+    """(wins, losses, sign-test p, gold-test p or ``None``, the challenger's p-value):
+    the one-sided paired tests of *challenger* against *incumbent* on the confirmation
+    part, and the smaller of the two p-values doubled (Bonferroni over the two tests;
+    the sign test's alone where the scores carry no probabilities)."""
+    diffs = [c - i for c, i in zip(challenger.per_example, incumbent.per_example, strict=True)]
+    wins = sum(d > 0 for d in diffs)
+    losses = sum(d < 0 for d in diffs)
+    p_sign = sign_test(wins, losses)
+    p_gold = None
+    if challenger.per_example_gold is not None and incumbent.per_example_gold is not None:
+        p_gold = paired_gold_test(challenger.per_example_gold, incumbent.per_example_gold)
+    p = p_sign if p_gold is None else min(1.0, 2 * min(p_sign, p_gold))
+    return wins, losses, p_sign, p_gold, p
+
+
 def decide(
-    incumbent: Challenger, challengers: Sequence[Challenger], alpha: float
+    incumbent: Challenger,
+    challengers: Sequence[Challenger],
+    alpha: float,
+    procedure: str = "sequence",
 ) -> tuple[str, list[dict[str, Any]]]:
     """The key of the pick and one JSON row per candidate (incumbent first).
 
@@ -320,35 +367,49 @@ def decide(
     where the scores carry probabilities, the Wilcoxon signed-rank test of the
     per-example gold probabilities (:func:`paired_gold_test`).  Each catches gains the
     other misses (a confident prompt against a coin flip; a surer one that flips few
-    answers), so both count, and Holm's correction runs over every test of every
-    challenger at level *alpha*.  Of the supported, the best on all of dev wins.
+    answers), so both count (:func:`challenger_p_value`).
+
+    *procedure* holds the family-wise error over the challengers at *alpha*:
+    ``"sequence"`` tests them in the order given (which must not depend on the
+    confirmation part) and stops at the first one not supported: the adjusted p-value
+    of each is the largest raw one up to it; ``"holm"`` runs Holm's correction over
+    every test of every challenger (two per challenger where both apply).  Of the
+    supported, the best on all of dev wins.
     """
-    tests: list[tuple[int, int, float, float | None]] = []
-    for challenger in challengers:
-        diffs = [c - i for c, i in zip(challenger.per_example, incumbent.per_example, strict=True)]
-        wins = sum(d > 0 for d in diffs)
-        losses = sum(d < 0 for d in diffs)
-        gold = None
-        if challenger.per_example_gold is not None and incumbent.per_example_gold is not None:
-            gold = paired_gold_test(challenger.per_example_gold, incumbent.per_example_gold)
-        tests.append((wins, losses, sign_test(wins, losses), gold))
-    flat = [p for *_, p_sign, p_gold in tests for p in (p_sign, p_gold) if p is not None]
-    adjusted = iter(holm(flat))
+    if procedure not in PROCEDURES:
+        raise ConfigError(f"procedure must be one of {', '.join(PROCEDURES)}; got {procedure!r}")
+    tests = [challenger_p_value(challenger, incumbent) for challenger in challengers]
+    adjusted: list[float] = []
+    if procedure == "holm":
+        flat = [p for _, _, p_sign, p_gold, _ in tests for p in (p_sign, p_gold) if p is not None]
+        by_test = iter(holm(flat))
+        for _, _, _, p_gold, _ in tests:
+            q_sign = next(by_test)
+            q_gold = next(by_test) if p_gold is not None else None
+            adjusted.append(min(q_sign, 1.0 if q_gold is None else q_gold))
+    else:
+        running = 0.0
+        for challenger, (*_, p) in zip(challengers, tests, strict=True):
+            # a challenger worse on the confirmation part is not supported, whatever its
+            # p-value: the sequence stops there
+            worse = challenger.confirm_score < incumbent.confirm_score
+            running = max(running, 1.0 if worse else p)
+            adjusted.append(running)
     rows = [_row(incumbent, role="incumbent")]
     eligible = []
-    for challenger, (wins, losses, p_sign, p_gold) in zip(challengers, tests, strict=True):
-        q_sign = next(adjusted)
-        q_gold = next(adjusted) if p_gold is not None else None
-        q = min(q_sign, 1.0 if q_gold is None else q_gold)
+    for order, (challenger, (wins, losses, p_sign, p_gold, _), q) in enumerate(
+        zip(challengers, tests, adjusted, strict=True), start=1
+    ):
         supported = q <= alpha and challenger.confirm_score >= incumbent.confirm_score
         rows.append(
             _row(
                 challenger,
                 role="challenger",
+                order=order,
                 wins=wins,
                 losses=losses,
-                test="wilcoxon-gold" if q_gold is not None and q_gold < q_sign else "sign",
-                p_value=p_sign if q == q_sign else p_gold,
+                test="wilcoxon-gold" if p_gold is not None and p_gold < p_sign else "sign",
+                p_value=p_sign if p_gold is None else min(p_sign, p_gold),
                 p_sign=p_sign,
                 p_gold=p_gold,
                 adjusted_p=q,

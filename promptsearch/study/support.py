@@ -16,6 +16,7 @@ __all__ = [
     "ModelLike",
     "Scored",
     "ScorerLike",
+    "check_same_chat_template",
     "check_same_setting",
     "evaluation_records",
     "example_key",
@@ -123,6 +124,32 @@ def check_same_setting(stored: Any, key: str, given: Mapping[str, Any] | None) -
             f"{given or 'off'}; resume it with the same {key} settings, or pick another "
             "--study name"
         )
+
+
+def check_same_chat_template(stored: Any, given: Mapping[str, Any] | None) -> None:
+    """Refuse to resume the *stored* study (a ``StudyRecord`` or ``None``) with prompts
+    rendered otherwise (as chat turns or as plain text) than it was run with, in one
+    line that says which ``--chat-template`` to rerun with."""
+    if stored is None:
+        return
+    before = stored.config.get("chat_template")
+    if before == (None if given is None else dict(given)):
+        return
+    from promptsearch.errors import StudyConflictError
+
+    if before and given:
+        raise StudyConflictError(
+            f"study {stored.name!r} was run with other chat turns ({before!r}) than the "
+            "model's chat template gives now; rerun with the model it was run with, or pick "
+            "another --study name"
+        )
+    was, now = ("on", "off") if before else ("off", "on")
+    what = "prompts scored as chat turns" if before else "plain-text prompts"
+    raise StudyConflictError(
+        f"study {stored.name!r} was run with --chat-template {was} ({what}); this run has "
+        f"it {now}; rerun with --chat-template {was} (chat_template={was!r} in Python), or "
+        "pick another --study name"
+    )
 
 
 def versions() -> dict[str, str]:

@@ -40,6 +40,7 @@ Call order
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import time
@@ -82,6 +83,10 @@ class Trials(ABC):
 
     saves_searcher_state: ClassVar[bool]
     """Whether the study stores its searchers' states (a resumed run loads them)."""
+
+    copies_missing_trials: ClassVar[bool]
+    """Whether the study's Optuna mirror first copies the finished trials it lacks (one
+    process only: two workers doing so at once would copy a trial twice)."""
 
     def __init__(self, study: Study) -> None:
         self.study = study
@@ -218,6 +223,18 @@ class Trials(ABC):
             evaluations=scored.records,
             claimed_by=self.claimed_by,
         )
+        if study.mirror is not None:
+            finished = dataclasses.replace(
+                trial,
+                state=state,
+                dev_score=scored.score,
+                n_examples=scored.n_examples,
+                forward_passes=scored.forward_passes,
+                error=error_text,
+                worker=self.claimed_by or trial.worker,
+            )
+            params = searcher.optuna_params(key)
+            study.mirror.add(finished, prompt.describe(), params=params, race=study.scoring.race)
         result = TrialResult(
             prompt=prompt,
             content_hash=key,
@@ -241,6 +258,7 @@ class LocalTrials(Trials):
     """
 
     saves_searcher_state = True
+    copies_missing_trials = True
 
     def __init__(self, study: Study) -> None:
         super().__init__(study)

@@ -110,6 +110,8 @@ class Worker(Study):
         racing: Mapping[str, Any] | None = None,
         progress: bool = False,
         selection: Mapping[str, Any] | None = None,
+        optuna_storage: str | None = None,
+        optuna_study: str | None = None,
     ) -> None:
         worker_id = default_worker_id() if worker is None else worker
         if not isinstance(worker_id, str) or not worker_id.strip() or len(worker_id) > 255:
@@ -129,6 +131,8 @@ class Worker(Study):
             progress=False,  # no progress bar: a line per trial, if progress
             racing=racing,
             selection=selection,
+            optuna_storage=optuna_storage,
+            optuna_study=optuna_study,
         )
         self.heartbeat_timeout = check_float(
             heartbeat_timeout,
@@ -157,6 +161,7 @@ class ClaimedTrials(Trials):
     """
 
     saves_searcher_state = False  # a state saved by one of many workers would be the others'
+    copies_missing_trials = False  # each worker copies the trials it finishes, once
 
     def __init__(self, study: Study, heartbeat_timeout: float, verbose: bool) -> None:
         super().__init__(study)
@@ -404,13 +409,17 @@ def run_worker(
     batch_size: int | str = 16,
     heartbeat_timeout: float = DEFAULT_HEARTBEAT_TIMEOUT,
     progress: bool = False,
+    optuna_storage: str | None = None,
 ) -> WorkerReport:
     """Join stored study *study* as worker *worker* and work until it is done.
 
     The task, model and scorer are rebuilt from the study's record unless given
     (*task*: a Task or built-in name; *scorer* replaces *model*), as are the
     searchers, from its configuration, with their seeds mixed with the worker name.
-    The budget, seed, candidates per round and racing are the study's.
+    The budget, seed, candidates per round and racing are the study's.  The worker
+    copies the trials it finishes into the Optuna storage *optuna_storage*, or else
+    into the one the study records (``run --optuna-storage``; without its password,
+    which then comes from ``PGPASSWORD`` or ``~/.pgpass``).
     """
     from promptsearch.storage import Storage, open_storage
 
@@ -419,6 +428,7 @@ def run_worker(
     record = store.get_study(study) if isinstance(study, str) and study else None
     if record is None:
         raise StorageError(missing_study_message(str(study), store.url))
+    mirror, mirror_study = _optuna_settings(record.config, optuna_storage, store.url)
     rebuilt = rebuild_study(
         record,
         task=task,
@@ -450,4 +460,22 @@ def run_worker(
         racing=racing if isinstance(racing, Mapping) else None,
         progress=progress,
         selection=selection if isinstance(selection, Mapping) else None,
+        optuna_storage=mirror,
+        optuna_study=mirror_study,
     ).work()
+
+
+def _optuna_settings(
+    config: Mapping[str, Any], given: str | None, storage_url: str
+) -> tuple[str | None, str | None]:
+    """The Optuna storage a worker mirrors to (*given*, else the study's record) and the
+    Optuna study's name, checked and opened once before the model loads."""
+    from promptsearch.study.optuna_mirror import check_optuna_storage
+
+    recorded = config.get("optuna")
+    recorded = recorded if isinstance(recorded, Mapping) else {}
+    url = given if given is not None else recorded.get("storage")
+    if url is None:
+        return None, None
+    name = recorded.get("study")
+    return check_optuna_storage(url, storage_url), name if isinstance(name, str) else None

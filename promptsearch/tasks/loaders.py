@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from promptsearch.errors import ConfigError, DataError
+from promptsearch.metrics import MetricFunction
 from promptsearch.task import Task
 
 __all__ = [
@@ -318,7 +319,7 @@ def task_from_files(
     output_field: str | None = None,
     verbalizer: Mapping[Any, str | Sequence[str]] | None = None,
     labels: Sequence[Any] | None = None,
-    metric: str | None = None,
+    metric: str | MetricFunction | None = None,
     seed_prompts: Sequence[Any] = (),
     dev_size: float | int = 0.2,
     seed: int = 0,
@@ -438,7 +439,7 @@ def task_from_dataset(
     output_field: str | None = None,
     verbalizer: Mapping[Any, str | Sequence[str]] | None = None,
     labels: Sequence[Any] | None = None,
-    metric: str | None = None,
+    metric: str | MetricFunction | None = None,
     seed_prompts: Sequence[Any] = (),
     dev_size: float | int = 0.2,
     seed: int = 0,

@@ -15,6 +15,7 @@ from promptsearch.models.loading import load_model
 from promptsearch.testing.tiny_models import (
     TINY_CORPUS,
     tiny_causal_lm,
+    tiny_chat_lm,
     tiny_gpt2_lm,
     tiny_masked_lm,
     tiny_model,
@@ -26,6 +27,7 @@ __all__ = [
     "TINY_CORPUS",
     "embedded_model",
     "tiny_causal_lm",
+    "tiny_chat_lm",
     "tiny_gpt2_lm",
     "tiny_masked_lm",
     "tiny_model",

@@ -15,9 +15,11 @@ from promptsearch.errors import ConfigError
 from promptsearch.models.base import MODEL_KINDS, LanguageModel, wrap_model
 
 __all__ = [
+    "CHATML_TEMPLATE",
     "SPECIAL_TOKENS",
     "TINY_CORPUS",
     "tiny_causal_lm",
+    "tiny_chat_lm",
     "tiny_masked_lm",
     "tiny_model",
     "tiny_seq2seq_lm",
@@ -144,6 +146,52 @@ def tiny_causal_lm(seed: int = 0) -> LanguageModel:
     )
     model = _seeded(seed, lambda: LlamaForCausalLM(config))
     return wrap_model(model, tokenizer, name=f"tiny-causal-{seed}", kind="causal")
+
+
+CHATML_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if loop.first and message['role'] != 'system' %}"
+    "<|im_start|>system\nYou are a tiny model.<|im_end|>\n{% endif %}"
+    "<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+"""The chat template of :func:`tiny_chat_lm`: ChatML with a default system prompt, as
+the embedded SmolLM2's."""
+
+
+def tiny_chat_lm(seed: int = 0) -> LanguageModel:
+    """:func:`tiny_causal_lm` with a chat template (:data:`CHATML_TEMPLATE`), its
+    ``<|im_start|>`` and ``<|im_end|>`` special tokens, and, as the embedded SmolLM2's
+    tokenizer does, ``<|im_start|>`` put before every text."""
+    from tokenizers import processors
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tokenizer = tiny_tokenizer("causal")
+    tokenizer.add_tokens(["<|im_start|>", "<|im_end|>"], special_tokens=True)
+    start = tokenizer.convert_tokens_to_ids("<|im_start|>")
+    tokenizer.backend_tokenizer.post_processor = processors.TemplateProcessing(
+        single="<|im_start|> $A",
+        pair="<|im_start|> $A $B",
+        special_tokens=[("<|im_start|>", start)],
+    )
+    tokenizer.chat_template = CHATML_TEMPLATE
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=_MAX_LENGTH,
+        initializer_range=0.3,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=start,
+        eos_token_id=tokenizer.eos_token_id,
+        tie_word_embeddings=False,
+    )
+    model = _seeded(seed, lambda: LlamaForCausalLM(config))
+    return wrap_model(model, tokenizer, name=f"tiny-chat-{seed}", kind="causal")
 
 
 def tiny_gpt2_lm(seed: int = 0) -> LanguageModel:

@@ -24,6 +24,27 @@ Generation sends the context with ``max_tokens`` = ``max_new_tokens``, greedy, a
 keeps the first non-blank line, as the local back-end does (no ``stop`` string: a
 completion that starts with a newline would otherwise come back empty).
 
+**Next-token mode** (``mode=next-token`` in the spec), for servers that do not echo
+the prompt (OpenAI's API, Ollama): each example's context alone is sent once with
+``max_tokens: 1``, ``temperature: 0`` and ``logprobs: K`` (the spec's ``logprobs``,
+default 5), and each answer's log-probability is read from the first position's
+``top_logprobs``: the entry whose text is the continuation exactly (the whitespace
+before the answer and the word, e.g. ``" positive"``).  That is the answer's whole
+log-probability only when the continuation is one token of the server's tokenizer,
+which is unknown here: a continuation that appears as one ``top_logprobs`` entry is
+one token.  An answer missing from the top K gets a floor: the lower of the K-th
+entry's log-probability and the log of the probability mass the top K leave (at
+least ``log(1e-30)``), the tightest upper bound of its true value the answer gives.
+An answer in the top K thus always outranks one outside it, and answers all outside
+it tie (the first label wins).  When no answer of any example of a call appears, the
+prompt has nothing to rank (the answers may not be single tokens, or the model does
+not expect any of them there), and the call raises
+:class:`~promptsearch.errors.ModelError` saying so: in a study, that trial fails.
+One request per context, not one per answer.  Generation is the same in both modes,
+but a generation task's gold log-likelihood is read the same way, so it is only right
+for a one-token target (a longer one gets the floor, with no error): rank generation
+by its metric there.
+
 No tokenizer is at hand, so the scorer cannot cut an input that is too long for the
 context: the server refuses it, and that is a :class:`ModelError` naming the server's
 reason.
@@ -31,6 +52,7 @@ reason.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -43,7 +65,10 @@ if TYPE_CHECKING:
     from promptsearch.models.base import LanguageModel
     from promptsearch.prompt import RenderedPrompt
 
-__all__ = ["RemoteBackend", "RemoteEncoded", "answer_logprob"]
+__all__ = ["FLOOR_PROBABILITY", "RemoteBackend", "RemoteEncoded", "answer_logprob", "top_entries"]
+
+FLOOR_PROBABILITY = 1e-30
+"""The least probability next-token mode gives an answer missing from the top K."""
 
 
 @dataclass
@@ -133,6 +158,40 @@ def answer_logprob(logprobs: Any, start: int, end: int, url: str, prompt: str = 
     return total
 
 
+def top_entries(logprobs: Any, url: str) -> dict[str, float]:
+    """The first position's ``top_logprobs`` of a choice's *logprobs*: a mapping of token
+    text to log-probability (the completions form) or a list of ``{"token", "logprob"}``
+    objects (the chat form some servers use), as ``{text: logprob}``."""
+    tops = logprobs.get("top_logprobs") if isinstance(logprobs, dict) else None
+    row = tops[0] if isinstance(tops, list) and tops else None
+    if isinstance(row, list):
+        row = {
+            e.get("token"): e.get("logprob")
+            for e in row
+            if isinstance(e, dict) and isinstance(e.get("token"), str)
+        }
+    if not isinstance(row, dict) or not row:
+        raise ModelError(
+            f"{url} answered without top_logprobs for the next token; next-token mode needs "
+            "'logprobs': K on /completions (the top K tokens and their log-probabilities)"
+        )
+    out: dict[str, float] = {}
+    for token, value in row.items():
+        if not isinstance(token, str) or not isinstance(value, (int, float)):
+            raise ModelError(f"{url} answered a top_logprobs entry that is not text: number")
+        out[token] = max(out.get(token, -math.inf), float(value))
+    return out
+
+
+def floor_logprob(row: dict[str, float]) -> float:
+    """What an answer missing from *row* (the top K) gets: the lower of the smallest
+    entry and the log of the mass the entries leave, at least ``log(FLOOR_PROBABILITY)``."""
+    rest = 1.0 - sum(math.exp(v) for v in row.values())
+    return max(
+        min(min(row.values()), math.log(max(rest, FLOOR_PROBABILITY))), math.log(FLOOR_PROBABILITY)
+    )
+
+
 class RemoteBackend:
     """Log-probabilities and greedy answers from a server (see the module docstring)."""
 
@@ -145,6 +204,8 @@ class RemoteBackend:
         self.client = handle.client
         self.url = f"{handle.client.base_url}/completions"
         self.batch = handle.spec.batch
+        self.mode = handle.spec.mode
+        self.top = handle.spec.logprobs
 
     def encode(self, rendered: RenderedPrompt, words: Sequence[str], budget: int) -> Encoded:
         context, space = split_trailing_space(rendered.prefix)
@@ -172,6 +233,71 @@ class RemoteBackend:
         return out
 
     def logprobs(self, items: Sequence[Encoded]) -> tuple[list[list[float]], int]:
+        if self.mode == "next-token":
+            return self._next_token(items)
+        try:
+            return self._echoed(items)
+        except ModelError as error:
+            text = str(error)
+            if "echo" in text.lower():  # refused, ignored or not supported
+                raise ModelError(
+                    f"{text}; if the server does not support 'echo' (OpenAI's API, Ollama), "
+                    "score with single-token label words in next-token mode: add "
+                    "&mode=next-token to the model spec"
+                ) from None
+            raise
+
+    def _next_token(self, items: Sequence[Encoded]) -> tuple[list[list[float]], int]:
+        """Each answer's log-probability from the context's top-K next tokens."""
+        encoded: list[RemoteEncoded] = []
+        for item in items:
+            if not isinstance(item, RemoteEncoded):
+                raise ModelError("the remote back-end scores only what it encoded")
+            if not item.text:
+                raise ModelError(
+                    f"{self.url}: the template puts the answer slot first, with no text "
+                    "before it, so there is nothing to predict the answer from; put some text "
+                    "before the answer, or score it with a local model"
+                )
+            encoded.append(item)
+        contexts = [item.text for item in encoded]
+        unique = list(dict.fromkeys(contexts))
+        options = {"max_tokens": 1, "temperature": 0, "logprobs": self.top}
+        choices = self._completions(unique, options)
+        rows = {
+            context: top_entries(choice.get("logprobs"), self.url)
+            for context, choice in zip(unique, choices, strict=True)
+        }
+        results: list[list[float]] = []
+        found = False
+        for item in encoded:
+            row = rows[item.text]
+            floor = floor_logprob(row)
+            values = []
+            for continuation in item.continuations:
+                if continuation in row:
+                    found = found or len(item.continuations) > 1
+                    values.append(row[continuation])
+                else:
+                    values.append(floor)
+            results.append(values)
+        # classification only: one continuation is a generation task's gold answer, seldom
+        # one token, which gets its top-K value or the floor (docs/scoring.md)
+        answers = {c for item in encoded if len(item.continuations) > 1 for c in item.continuations}
+        if answers and not found:
+            shown = ", ".join(repr(a) for a in sorted(answers)[:6])
+            raise ModelError(
+                f"{self.url}: none of the answers {shown} was among the top {self.top} next "
+                f"tokens after any of {len(unique)} prompts, so this prompt cannot be scored in "
+                "next-token mode: label words must be one token each (with the space before "
+                "them) for the server's tokenizer and among its likeliest next tokens; use "
+                "single-token label words, put the answer where the model expects them, raise "
+                "logprobs= in the model spec (if the server allows), or use mode=echo on a "
+                "server that supports it"
+            )
+        return results, len(encoded)  # one sequence per example, as the local back-end
+
+    def _echoed(self, items: Sequence[Encoded]) -> tuple[list[list[float]], int]:
         spans: dict[str, tuple[int, int]] = {}
         rows: list[tuple[int, int, str]] = []
         for i, item in enumerate(items):

@@ -21,6 +21,7 @@ __all__ = [
     "SKIP_REASONS",
     "Cleaner",
     "check_placeholders",
+    "check_stop",
     "dedup_key",
     "fill",
 ]
@@ -119,6 +120,22 @@ def check_placeholders(
                 f"got {text!r:.120}"
             )
     return text
+
+
+def check_stop(stop: object, *, owner: str) -> tuple[str, ...]:
+    """*stop* as a tuple if it is a list of at most 8 non-empty strings, else a
+    :class:`ConfigError` naming ``stop``."""
+    if (
+        isinstance(stop, str)
+        or not isinstance(stop, Sequence)
+        or len(stop) > 8
+        or not all(isinstance(s, str) and s for s in stop)
+    ):
+        raise ConfigError(
+            f"{owner}: stop must be a list of at most 8 non-empty strings, e.g. ['\\n']; "
+            f"got {stop!r}"
+        )
+    return tuple(stop)
 
 
 def fill(template: str, values: Mapping[str, str]) -> str:
