@@ -3,7 +3,8 @@ user's best seed prompt on test data it never saw?
 
     python benchmarks/quality.py --data-dir ../shared/data \\
         [--tasks sst2,mr,agnews,rotten-tomatoes] [--seeds 13,42,100] \\
-        [--arms default,weak] [--budget N] [--test-limit 500] [--storage-dir DIR]
+        [--arms default,weak] [--budget N] [--test-limit 500] [--storage-dir DIR] \\
+        [--selection-procedure sequence|holm]
 
 For each task x seed x arm, one study runs exactly what ``promptsearch run --task T``
 runs (the default searchers, budget, selection and racing of
@@ -130,6 +131,8 @@ def run_one(
         seed=seed,
         progress=False,
         racing="auto",
+        # the default settings, or only the procedure changed (they fit k-shot dev)
+        selection={"procedure": args.selection_procedure} if args.selection_procedure else True,
         **({"budget": args.budget} if args.budget else {}),  # type: ignore[arg-type]
     )
     minutes = (time.monotonic() - started) / 60
@@ -218,6 +221,13 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="keep the studies' SQLite files; a rerun resumes them (nothing is scored "
         "again on dev) and makes the pick anew",
+    )
+    parser.add_argument(
+        "--selection-procedure",
+        choices=("sequence", "holm"),
+        default=None,
+        help="the final pick's correction (default: the library's); with --storage-dir, a "
+        "rerun with the other one makes the pick again on the same searches",
     )
     parser.add_argument("--model", default=None, help="default: the embedded model")
     parser.add_argument("--batch-size", type=int, default=16)

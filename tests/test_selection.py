@@ -105,6 +105,7 @@ def _study(tmp: Path, rules: dict[str, object], prompts: Sequence[str], **kw: ob
         ({"alpha": 0}, "selection.alpha must be a number between 0 and 1"),
         ({"ensemble_size": -1}, "selection.ensemble_size must be a whole number ≥ 0"),
         ({"tpo_k": 3}, "selection has unknown field(s) ['tpo_k']"),
+        ({"procedure": "bonferroni"}, "selection.procedure must be one of sequence, holm"),
     ],
 )
 def test_bad_settings_name_the_field(fields: dict[str, object], message: str) -> None:
@@ -177,6 +178,46 @@ def test_decide_takes_a_supported_challenger_with_the_best_pooled_score() -> Non
     assert pick == "pooled"
     assert all(row["supported"] for row in rows[1:])
     assert rows[1]["adjusted_p"] >= rows[1]["p_value"]
+
+
+def test_sequence_tests_the_first_challenger_at_the_full_level() -> None:
+    # 4 won, 0 lost on 8 held-back examples: p = 1/16; two null challengers behind it
+    incumbent = _challenger("seed", [0] * 8, 0.3)
+    first = _challenger("first", [1] * 4 + [0] * 4, 0.6)
+    nulls = [_challenger(f"null{i}", [0] * 8, 0.3) for i in range(2)]
+    pick, rows = decide(incumbent, [first, *nulls], alpha=0.1)
+    assert pick == "first"
+    assert rows[1]["order"] == 1 and rows[1]["adjusted_p"] == pytest.approx(1 / 16)
+    assert [row["adjusted_p"] for row in rows[2:]] == [1.0, 1.0]
+    # Holm over the three tests asks the same challenger for p <= 0.1 / 3
+    pick, rows = decide(incumbent, [first, *nulls], alpha=0.1, procedure="holm")
+    assert pick == "seed" and rows[1]["adjusted_p"] == pytest.approx(3 / 16)
+
+
+def test_sequence_stops_at_the_first_challenger_without_evidence() -> None:
+    incumbent = _challenger("seed", [0] * 10, 0.3)
+    lucky = _challenger("lucky", [1] + [0] * 9, 0.4)  # one won: p = 0.5
+    strong = _challenger("strong", [1] * 8 + [0, 0], 0.8)  # p = 1/256, but tested after
+    pick, rows = decide(incumbent, [lucky, strong], alpha=0.1)
+    assert pick == "seed"
+    assert rows[2]["p_value"] == pytest.approx(1 / 256) and rows[2]["adjusted_p"] == 0.5
+    assert not rows[2]["supported"]
+    # one worse than the incumbent on the held-back part stops the sequence too
+    worse = replace(_challenger("worse", [0] * 10, 0.2), per_example_gold=(0.9,) * 10)
+    incumbent = replace(incumbent, per_example_gold=(0.1,) * 10)
+    strong = replace(strong, per_example_gold=(0.9,) * 10)
+    incumbent = replace(incumbent, confirm_score=0.1)
+    pick, rows = decide(incumbent, [worse, strong], alpha=0.1)
+    assert pick == "seed" and rows[1]["adjusted_p"] == rows[2]["adjusted_p"] == 1.0
+    assert decide(incumbent, [strong, worse], alpha=0.1)[0] == "strong"
+
+
+def test_two_tests_of_one_challenger_are_bonferroni_corrected() -> None:
+    incumbent = replace(_challenger("seed", [1, 0] * 4, 0.5), per_example_gold=(0.55, 0.45) * 4)
+    surer = replace(_challenger("surer", [1, 0] * 4, 0.5), per_example_gold=(0.9, 0.48) * 4)
+    rows = decide(incumbent, [surer], alpha=0.1)[1]
+    assert rows[1]["p_value"] == pytest.approx(rows[1]["p_gold"])
+    assert rows[1]["adjusted_p"] == pytest.approx(2 * rows[1]["p_gold"])
 
 
 def test_paired_gold_test_is_the_one_sided_wilcoxon_test() -> None:
@@ -315,6 +356,13 @@ def test_resuming_gives_the_same_pick_and_other_settings_are_refused(tmp_path: P
     assert {**first, "forward_passes": 0} == again
     with pytest.raises(StudyConflictError, match="already exists with selection"):
         _study(tmp_path, rules, prompts, selection={"confirm_fraction": 0.25})._record()
+    with pytest.raises(StudyConflictError, match="already exists with selection"):
+        _study(tmp_path, rules, prompts, selection=False)._record()
+    # the settings of the pick alone may change: the resumed run picks again with them
+    strict = _study(tmp_path, rules, prompts, selection={"alpha": 0.01, "procedure": "holm"})
+    picked = strict.run().selection
+    assert picked is not None and picked["settings"]["procedure"] == "holm"
+    assert picked["settings"]["alpha"] == 0.01
 
 
 def test_explicit_settings_must_fit_the_dev_split(tmp_path: Path) -> None:

@@ -16,12 +16,17 @@ def test_bad_selection_options_get_one_line_and_status_2(tmp_path: Path) -> None
         (["--no-selection", "--confirm-fraction", "0.3"], "--no-selection turns selection off"),
         (["--confirm-fraction", "2"], "selection.confirm_fraction must be a number between 0"),
         (["--selection-alpha", "0"], "selection.alpha must be a number between 0 and 1"),
+        (["--no-selection", "--selection-procedure", "holm"], "--no-selection turns selection"),
     ]
     for options, message in cases:
         run = cli("run", "--task", "rotten-tomatoes", "--storage", storage, *options)
         assert run.returncode == 2, run.stderr
         lines = run.stderr.strip().splitlines()
         assert len(lines) == 1 and message in lines[0]
+    wrong = cli("run", "--task", "rotten-tomatoes", "--storage", storage,
+                "--selection-procedure", "bonferroni")  # fmt: skip
+    assert wrong.returncode == 2
+    assert "argument --selection-procedure: invalid choice: 'bonferroni'" in wrong.stderr
     assert not (tmp_path / "bad.db").exists()
 
 

@@ -19,6 +19,7 @@ from promptsearch.study.cached_scoring import score_with_cache
 from promptsearch.study.ensemble import PromptEnsemble, vote_records
 from promptsearch.study.selection import (
     SELECTION_VERSION,
+    SPLIT_FIELDS,
     Challenger,
     Selection,
     decide,
@@ -47,8 +48,17 @@ def search_and_confirm(task: Task, selection: Selection | None) -> tuple[Task, t
 
 
 def check_same_selection(stored: StudyRecord | None, selection: Selection | None) -> None:
-    """Refuse to resume a study with other selection settings: its trials were scored
-    on another part of dev."""
+    """Refuse to resume a study with selection turned on or off, or with another split
+    of dev (``confirm_fraction``, ``seed``): its trials were scored on another part of
+    dev.  The settings of the final pick alone (``top_k``, ``alpha``,
+    ``ensemble_size``, ``procedure``) may change: a resumed run makes the pick again."""
+    if stored is None:
+        return
+    before = stored.config.get("selection")
+    if isinstance(before, Mapping) and selection is not None:
+        given = selection.to_dict()
+        if all(before.get(name) == given[name] for name in SPLIT_FIELDS):
+            return
     check_same_setting(stored, "selection", None if selection is None else selection.to_dict())
 
 
@@ -171,6 +181,8 @@ def select_final(study: Study) -> dict[str, Any]:
         )
 
     incumbent = as_challenger(incumbent_key)
+    # the order the "sequence" procedure tests them in, fixed before the confirmation
+    # part is looked at: the ensemble (inserted first below), then by the search part
     challengers = [as_challenger(key) for key in top]
     ensemble_record: dict[str, Any] | None = None
     members = [row.content_hash for row in board][: selection.ensemble_size]
@@ -189,19 +201,20 @@ def select_final(study: Study) -> dict[str, Any]:
             }
             challenger = _challenger(task, ensemble.content_hash, "ensemble", search, confirm, rows)
             gold = [p for _, _, p in voted]
-            challengers.append(
+            challengers.insert(
+                0,
                 dataclasses.replace(
                     challenger,
                     pooled_tiebreak=sum(gold) / len(gold),
                     per_example_gold=tuple(gold[len(search) :]),
-                )
+                ),
             )
             ensemble_record = {
                 "key": ensemble.content_hash,
                 "members": members,
                 "body": ensemble.to_dict(),
             }
-    pick, rows_out = decide(incumbent, challengers, selection.alpha)
+    pick, rows_out = decide(incumbent, challengers, selection.alpha, selection.procedure)
     texts = {key: prompt.describe() for key, prompt in prompts.items()}
     for entry in rows_out:
         entry["text"] = (
