@@ -65,6 +65,9 @@ def test_run_on_a_file_then_final_report_worker_export(
     assert source["verbalizer"] == {"positive": ["good"], "negative": ["bad"]}
     assert record.task_spec["metric"] == "macro_f1"
     assert record.config["run"]["options"]["label_field"] == "stars"
+    assert main(["show", "reviews-tiny-gpt2", "--storage", str(db)]) == 0
+    shown = capsys.readouterr().out
+    assert f"source     {data.resolve()} (input review; target stars; seed 13)" in shown
 
     final = ["final", "--study", "reviews-tiny-gpt2", "--storage", str(db), "--format", "json"]
     assert main(final) == 0

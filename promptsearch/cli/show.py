@@ -27,6 +27,9 @@ def _show_study(storage: Any, name: str) -> None:
     totals = storage.totals(name)
     print(f"study      {study.name}  ({study.status})")
     print(f"task       {study.task_name}  [{study.task_hash[:12]}]")
+    source = (study.task_spec or {}).get("source")
+    if source is not None:
+        print(f"source     {_describe_source(source)}")
     print(f"model      {study.model_name}  [{study.model_fingerprint[:12]}]")
     print(f"seed       {study.seed}")
     print(f"config     {json.dumps(study.config)}")
@@ -37,6 +40,20 @@ def _show_study(storage: Any, name: str) -> None:
     print(f"created    {study.created_at}   updated {study.updated_at}")
     print()
     print_table(storage.leaderboard(name, top=10, include_pruned=True))
+
+
+def _describe_source(source: Any) -> str:
+    """Where the study's task was read from (``--task FILE``/``hf:...``), in words."""
+    from promptsearch.errors import ConfigError
+    from promptsearch.tasks.sources import TaskSource
+
+    try:
+        described = TaskSource.from_dict(source)
+    except ConfigError as error:
+        return f"unreadable ({error})"
+    fields = ", ".join(described.input_fields)
+    target = described.label_field or described.output_field
+    return f"{described.describe()} (input {fields}; target {target}; seed {described.seed})"
 
 
 def _show_prompt(storage: Any, key: str, study: str | None) -> None:
