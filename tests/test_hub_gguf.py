@@ -16,7 +16,7 @@ import pytest
 from test_bad_inputs import cli_error, kshot_dir
 
 from promptsearch.errors import ModelError
-from promptsearch.models.gguf import file_key
+from promptsearch.models.gguf import converted_folder, file_key
 from promptsearch.models.hub import download_gguf, parse_hub_gguf
 from promptsearch.models.loading import load_model
 
@@ -123,6 +123,21 @@ def test_file_key_tells_files_apart(tmp_path: Path) -> None:
     same.write_bytes(first.read_bytes())
     assert file_key(first) != file_key(second)
     assert file_key(first) == file_key(same)
+
+
+def test_converted_copies_are_kept_per_transformers_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import transformers
+
+    path = tmp_path / "Model.Q4.gguf"
+    path.write_bytes(b"GGUF" + bytes(5000))
+    folder = converted_folder(path, "owner/Model.Q4.gguf", tmp_path)
+    assert folder.parent == tmp_path / "models"
+    assert folder.name == f"Model.Q4-{file_key(path)}-tf{transformers.__version__}"
+    monkeypatch.setattr(transformers, "__version__", "9.9.9.dev0+local")
+    other = converted_folder(path, "owner/Model.Q4.gguf", tmp_path)
+    assert other != folder and other.name.endswith("-tf9.9.9.dev0-local")
 
 
 @pytest.mark.slow

@@ -109,10 +109,18 @@ def file_key(path: Path) -> str:
 
 
 def converted_folder(path: Path, name: str, root: Path) -> Path:
-    """Where the converted weights of GGUF file *path* are cached under *root*."""
+    """Where the converted weights of GGUF file *path* are cached under *root*.
+
+    The folder is named for the file and the transformers version that converts it:
+    how a GGUF tokenizer is rebuilt has changed between versions (whether it adds a
+    BOS token before every text, which moves scores by several points), so a copy made
+    by another version is not reused."""
+    import transformers
+
     stem = "".join(c if c.isalnum() or c in "-_." else "-" for c in Path(name).name)
     stem = stem.removesuffix(".gguf")
-    return root / "models" / f"{stem}-{file_key(path)}"
+    version = "".join(c if c.isalnum() or c in "-_." else "-" for c in transformers.__version__)
+    return root / "models" / f"{stem}-{file_key(path)}-tf{version}"
 
 
 def _complete(folder: Path) -> bool:
