@@ -297,6 +297,39 @@ def test_a_challenger_with_evidence_replaces_the_seed(tmp_path: Path) -> None:
     assert best.confirm_score == 1.0
 
 
+def test_the_incumbent_is_the_best_seed_prompt_on_all_of_dev(tmp_path: Path) -> None:
+    task = _task(24)
+    _, confirm = split_dev(task.dev, Selection(), stratify=True)
+    held = {int(e.id.split("-")[1]) for e in confirm}
+    searched = sorted(set(range(24)) - held)
+    # the first seed: right on every searched example, wrong on every held-back one
+    # (12 of 24); the second: wrong on 4 searched examples only (20 of 24)
+    lucky, steady = "Lucky: {sentence} {answer}", "Steady: {sentence} {answer}"
+    rules = {
+        lucky: lambda i: (i not in held, 0.9 if i not in held else 0.1),
+        steady: lambda i: (i not in searched[:4], 0.8 if i not in searched[:4] else 0.3),
+    }
+    task = replace(task, seed_prompts=(Prompt(lucky), Prompt(steady)))
+    storage = open_storage(f"sqlite:///{tmp_path / 'sel.db'}")
+    study = Study(
+        "sel",
+        task,
+        RuleScorer(rules),  # type: ignore[arg-type]
+        [ManualSearcher()],
+        10,
+        storage,
+        progress=False,
+        selection=True,
+    )
+    record = study.run().selection
+    assert record is not None
+    steady_key = Prompt(steady).resolve(task).content_hash
+    assert record["incumbent"] == steady_key and record["pick"] == steady_key
+    incumbent = record["candidates"][0]
+    assert incumbent["search_score"] == pytest.approx(8 / 12)
+    assert incumbent["pooled_score"] == pytest.approx(20 / 24)
+
+
 def test_a_lucky_dev_winner_does_not_replace_the_seed(tmp_path: Path) -> None:
     # better on the search part only: right on every even example, wrong on confirm ones
     def lucky(i: int) -> tuple[bool, float]:

@@ -149,16 +149,21 @@ def select_final(study: Study) -> dict[str, Any]:
         return records[key, confirmed]
 
     def ranked(key: str) -> tuple[float, float]:
-        part = records_of(key, confirmed=False)
-        values = [part[example_key(e)] for e in search]
-        value = _metric(task, search, [r.score for r in values], [r.prediction for r in values])
-        tie = tiebreak(task.kind, task.labels, search, part, keys[: len(search)])
+        """A seed prompt's score on all of dev, ties broken by the gold probability."""
+        part = records_of(key)
+        values = [part[k] for k in keys]
+        value = _metric(task, everything, [r.score for r in values], [r.prediction for r in values])
+        tie = tiebreak(task.kind, task.labels, everything, part, keys)
         return value, -1e300 if tie is None else tie
 
     if not seeds and not board:
         logger.warning("study %r: nothing to pick from (no seed prompt, no trial)", study.name)
         return {}
-    # the incumbent: the best seed prompt by the search part (the user's own pick)
+    # the incumbent: the best seed prompt on all of dev, as the user would pick it without
+    # promptsearch.  Chosen on the confirmation part too, its score there is biased up,
+    # which makes the challengers' tests against it stricter, never looser; chosen on
+    # the search part alone it could be a seed the user would not have picked, handed
+    # back with no challenger involved
     incumbent_key = max(seeds, key=ranked) if seeds else board[0].content_hash
     others = [row.content_hash for row in board if row.content_hash not in seeds]
     top = others[: selection.top_k]

@@ -14,7 +14,7 @@ more.  A study with selection on (:class:`Selection`) therefore works in three s
    log-likelihood (generation).  An accuracy tie between a confident and a
    coin-flip prompt goes to the confident one.
 3. **A pick that needs evidence.**  At the end of a run the study scores on the
-   confirmation part the incumbent (the best seed prompt by the search part), the
+   confirmation part the incumbent (the best seed prompt on all of dev), the
    ``top_k`` best other candidates and, for classification, the ensemble of the
    ``ensemble_size`` best (see :mod:`promptsearch.study.ensemble`).  A challenger is
    supported when, on the confirmation part, it is at least as good as the
