@@ -158,15 +158,7 @@ class ApeSearcher(Searcher):
         max_chars: int = 300,
         first_sentence: bool = True,
     ) -> None:
-        if generator is not None and not isinstance(generator, (TextGenerator, str)):
-            raise ConfigError(
-                f"{_OWNER}: generator must be a TextGenerator, a generator spec such as "
-                f"'local:HuggingFaceTB/SmolLM2-360M-Instruct', or None for the study's model; "
-                f"got {type(generator).__name__} {generator!r:.80}"
-            )
-        if isinstance(generator, str):
-            make_generator(generator)  # fail now on a bad spec; built again in setup
-        self.generator = generator
+        self.generator = check_generator(generator, _OWNER)
         self.mode = check_choice(mode, "mode", MODES, owner=_OWNER)
         self.num_demos = check_int(num_demos, "num_demos", minimum=1, maximum=64, owner=_OWNER)
         self.num_prompts = check_int(
@@ -201,15 +193,7 @@ class ApeSearcher(Searcher):
         self.demo_template = at.check_placeholders(
             demo_template, "demo_template", required=("input", "output"), owner=_OWNER
         )
-        if template is not None:
-            if not isinstance(template, str):
-                raise ConfigError(
-                    f"{_OWNER}: template must be a prompt template string such as "
-                    f"'Input: {{input}}\\nOutput: {{answer}}', or None for the task's first "
-                    f"seed template; got {type(template).__name__}"
-                )
-            Template(template)  # raises TemplateError (a ConfigError) when malformed
-        self.template = template
+        self.template = check_template(template, _OWNER)
         if not isinstance(chat, bool):
             raise ConfigError(f"{_OWNER}: chat must be True or False; got {chat!r}")
         self.chat = chat
@@ -413,6 +397,36 @@ def _infill_token(generator: TextGenerator) -> str:
         f"such as a T5-style seq2seq model (generator='local:google/flan-t5-base'); the "
         f"generator here is a {what}, which only continues text: use mode='forward'"
     )
+
+
+def check_generator(generator: object, owner: str) -> TextGenerator | str | None:
+    """*generator* as a searcher's ``generator`` argument: a :class:`TextGenerator`, a
+    generator spec (checked now by building it once; the searcher builds it again on
+    first use) or ``None`` for the study's model; anything else is a ConfigError."""
+    if generator is not None and not isinstance(generator, (TextGenerator, str)):
+        raise ConfigError(
+            f"{owner}: generator must be a TextGenerator, a generator spec such as "
+            f"'local:HuggingFaceTB/SmolLM2-360M-Instruct', or None for the study's model; "
+            f"got {type(generator).__name__} {generator!r:.80}"
+        )
+    if isinstance(generator, str):
+        make_generator(generator)  # fail now on a bad spec
+    return generator
+
+
+def check_template(template: object, owner: str) -> str | None:
+    """*template* as a searcher's ``template`` argument: a well-formed prompt template
+    or ``None`` for the task's first seed template; anything else is a ConfigError."""
+    if template is None:
+        return None
+    if not isinstance(template, str):
+        raise ConfigError(
+            f"{owner}: template must be a prompt template string such as "
+            f"'Input: {{input}}\\nOutput: {{answer}}', or None for the task's first "
+            f"seed template; got {type(template).__name__}"
+        )
+    Template(template)  # raises TemplateError (a ConfigError) when malformed
+    return template
 
 
 def build_generator(spec: TextGenerator | str | None, model: Any, searcher: str) -> TextGenerator:

@@ -40,14 +40,18 @@ from collections.abc import Sequence
 from typing import Any
 
 from promptsearch.errors import ConfigError, ModelError
-from promptsearch.generators import make_generator
 from promptsearch.generators.base import TextGenerator
 from promptsearch.prompt import Prompt
 from promptsearch.searchers._text import ape_text as at
 from promptsearch.searchers._text.ape_text import DEMO_TEMPLATE
-from promptsearch.searchers.ape import base_prompt, build_generator, show_example
+from promptsearch.searchers.ape import (
+    base_prompt,
+    build_generator,
+    check_generator,
+    check_template,
+    show_example,
+)
 from promptsearch.searchers.base import Candidate, SearchContext, Searcher, TrialResult
-from promptsearch.template import Template
 from promptsearch.validation import check_float, check_int
 
 __all__ = ["META_TEMPLATE", "SCORE_TEMPLATE", "OproSearcher"]
@@ -150,15 +154,7 @@ class OproSearcher(Searcher):
         max_chars: int = 300,
         first_sentence: bool = True,
     ) -> None:
-        if generator is not None and not isinstance(generator, (TextGenerator, str)):
-            raise ConfigError(
-                f"{_OWNER}: generator must be a TextGenerator, a generator spec such as "
-                f"'local:HuggingFaceTB/SmolLM2-360M-Instruct', or None for the study's model; "
-                f"got {type(generator).__name__} {generator!r:.80}"
-            )
-        if isinstance(generator, str):
-            make_generator(generator)  # fail now on a bad spec; built again on first use
-        self.generator = generator
+        self.generator = check_generator(generator, _OWNER)
         self.num_prompts = check_int(
             num_prompts, "num_prompts", minimum=1, maximum=256, owner=_OWNER
         )
@@ -188,15 +184,7 @@ class OproSearcher(Searcher):
         self.demo_template = at.check_placeholders(
             demo_template, "demo_template", required=("input", "output"), owner=_OWNER
         )
-        if template is not None:
-            if not isinstance(template, str):
-                raise ConfigError(
-                    f"{_OWNER}: template must be a prompt template string such as "
-                    f"'Input: {{input}}\\nOutput: {{answer}}', or None for the task's first "
-                    f"seed template; got {type(template).__name__}"
-                )
-            Template(template)  # raises TemplateError (a ConfigError) when malformed
-        self.template = template
+        self.template = check_template(template, _OWNER)
         self.chat = chat
         self.stop = at.check_stop(stop, owner=_OWNER)
         self.max_chars = check_int(max_chars, "max_chars", minimum=1, owner=_OWNER)
