@@ -125,11 +125,10 @@ def _seeded(seed: int, build: Any) -> Any:
     return model.float().eval()
 
 
-def tiny_causal_lm(seed: int = 0) -> LanguageModel:
-    """A 2-layer Llama (hidden size 32, 2 heads, grouped KV) over the tiny vocabulary."""
+def _tiny_llama(tokenizer: Any, bos_token_id: int) -> Any:
+    """A 2-layer Llama (hidden size 32, 2 heads, grouped KV) over *tokenizer*'s vocabulary."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    tokenizer = tiny_tokenizer("causal")
     config = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=32,
@@ -140,11 +139,17 @@ def tiny_causal_lm(seed: int = 0) -> LanguageModel:
         max_position_embeddings=_MAX_LENGTH,
         initializer_range=0.3,
         pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
+        bos_token_id=bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         tie_word_embeddings=False,
     )
-    model = _seeded(seed, lambda: LlamaForCausalLM(config))
+    return LlamaForCausalLM(config)
+
+
+def tiny_causal_lm(seed: int = 0) -> LanguageModel:
+    """A 2-layer Llama (hidden size 32, 2 heads, grouped KV) over the tiny vocabulary."""
+    tokenizer = tiny_tokenizer("causal")
+    model = _seeded(seed, lambda: _tiny_llama(tokenizer, tokenizer.bos_token_id))
     return wrap_model(model, tokenizer, name=f"tiny-causal-{seed}", kind="causal")
 
 
@@ -162,10 +167,10 @@ the embedded SmolLM2's."""
 
 def tiny_chat_lm(seed: int = 0) -> LanguageModel:
     """:func:`tiny_causal_lm` with a chat template (:data:`CHATML_TEMPLATE`), its
-    ``<|im_start|>`` and ``<|im_end|>`` special tokens, and, as the embedded SmolLM2's
-    tokenizer does, ``<|im_start|>`` put before every text."""
+    ``<|im_start|>`` and ``<|im_end|>`` special tokens, and ``<|im_start|>`` put before
+    every text as a BOS token (so the scorer's lead handling is exercised; the embedded
+    SmolLM2's tokenizer, converted by transformers 5.24, adds none)."""
     from tokenizers import processors
-    from transformers import LlamaConfig, LlamaForCausalLM
 
     tokenizer = tiny_tokenizer("causal")
     tokenizer.add_tokens(["<|im_start|>", "<|im_end|>"], special_tokens=True)
@@ -176,21 +181,7 @@ def tiny_chat_lm(seed: int = 0) -> LanguageModel:
         special_tokens=[("<|im_start|>", start)],
     )
     tokenizer.chat_template = CHATML_TEMPLATE
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        max_position_embeddings=_MAX_LENGTH,
-        initializer_range=0.3,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=start,
-        eos_token_id=tokenizer.eos_token_id,
-        tie_word_embeddings=False,
-    )
-    model = _seeded(seed, lambda: LlamaForCausalLM(config))
+    model = _seeded(seed, lambda: _tiny_llama(tokenizer, start))
     return wrap_model(model, tokenizer, name=f"tiny-chat-{seed}", kind="causal")
 
 
