@@ -24,6 +24,7 @@ from promptsearch.study.selection import (
     Selection,
     decide,
     gold_values,
+    pooled_rank,
     split_dev,
     tiebreak,
 )
@@ -148,25 +149,9 @@ def select_final(study: Study) -> dict[str, Any]:
                 records[key, False] = scores.records(prompts[key], search)
         return records[key, confirmed]
 
-    def ranked(key: str) -> tuple[float, float]:
-        """A seed prompt's score on all of dev, ties broken by the gold probability."""
-        part = records_of(key)
-        values = [part[k] for k in keys]
-        value = _metric(task, everything, [r.score for r in values], [r.prediction for r in values])
-        tie = tiebreak(task.kind, task.labels, everything, part, keys)
-        return value, -1e300 if tie is None else tie
-
     if not seeds and not board:
         logger.warning("study %r: nothing to pick from (no seed prompt, no trial)", study.name)
         return {}
-    # the incumbent: the best seed prompt on all of dev, as the user would pick it without
-    # promptsearch.  Chosen on the confirmation part too, its score there is biased up,
-    # which makes the challengers' tests against it stricter, never looser; chosen on
-    # the search part alone it could be a seed the user would not have picked, handed
-    # back with no challenger involved
-    incumbent_key = max(seeds, key=ranked) if seeds else board[0].content_hash
-    others = [row.content_hash for row in board if row.content_hash not in seeds]
-    top = others[: selection.top_k]
 
     def as_challenger(key: str, kind: str = "prompt") -> Challenger:
         part = records_of(key)
@@ -185,7 +170,18 @@ def select_final(study: Study) -> dict[str, Any]:
             per_example_gold=None if gold is None else tuple(gold),
         )
 
-    incumbent = as_challenger(incumbent_key)
+    # the incumbent: the best seed prompt on all of dev, as the user would pick it without
+    # promptsearch.  Chosen on the confirmation part too, its score there is biased up,
+    # which makes the challengers' tests against it stricter, never looser; chosen on
+    # the search part alone it could be a seed the user would not have picked, handed
+    # back with no challenger involved
+    candidates = {key: as_challenger(key) for key in seeds}
+    incumbent_key = (
+        max(seeds, key=lambda k: pooled_rank(candidates[k])) if seeds else board[0].content_hash
+    )
+    others = [row.content_hash for row in board if row.content_hash not in seeds]
+    top = others[: selection.top_k]
+    incumbent = candidates.get(incumbent_key) or as_challenger(incumbent_key)
     # the order the "sequence" procedure tests them in, fixed before the confirmation
     # part is looked at: the ensemble (inserted first below), then by the search part
     challengers = [as_challenger(key) for key in top]

@@ -64,6 +64,7 @@ __all__ = [
     "gold_values",
     "holm",
     "paired_gold_test",
+    "pooled_rank",
     "record_distribution",
     "sign_test",
     "split_dev",
@@ -420,14 +421,14 @@ def decide(
             eligible.append(challenger)
     if not eligible:
         return incumbent.key, rows
-    best = max(
-        eligible,
-        key=lambda c: (
-            c.pooled_score,
-            -math.inf if c.pooled_tiebreak is None else c.pooled_tiebreak,
-        ),
-    )
-    return best.key, rows
+    return max(eligible, key=pooled_rank).key, rows
+
+
+def pooled_rank(challenger: Challenger) -> tuple[float, float]:
+    """How a candidate ranks on all of dev: its metric, ties broken by its mean gold
+    probability (a candidate without one last among equals)."""
+    tie = challenger.pooled_tiebreak
+    return challenger.pooled_score, -math.inf if tie is None else tie
 
 
 def _row(challenger: Challenger, **extra: Any) -> dict[str, Any]:
