@@ -17,6 +17,7 @@ from promptsearch import Prompt, Task
 from promptsearch.api import evaluate, final, search
 from promptsearch.cli import build_parser, main
 from promptsearch.errors import ConfigError, StudyConflictError
+from promptsearch.export.study import export_study
 from promptsearch.models.base import LanguageModel
 from promptsearch.scoring.backends.base import encode_text, special_tokens
 from promptsearch.scoring.chat import (
@@ -250,6 +251,31 @@ def test_optuna_drops_its_chat_dimension_when_the_scorer_renders_chat(
     assert not any("<|im_start|>" in t for t in templates["on"])
 
 
+def test_exchange_writes_the_wrapped_prompt_as_turns_without_markers(
+    chat_lm: LanguageModel,
+) -> None:
+    task = sentiment_task()
+    chat = ChatFormat.of(chat_lm)
+    assert chat is not None
+    prompt = Prompt(
+        GOOD.template, instruction="Classify {it}.", demonstrations=task.train[:1]
+    ).resolve(task)
+    user, prefix = chat.exchange(prompt)
+    # a str.format template: the literal braces doubled, the input slot kept
+    assert (
+        user
+        == "Classify {{it}}.\n\nReview: a great movie\nSentiment: positive\n\nReview: {sentence}"
+    )
+    assert prefix == "Sentiment: "
+    # the turns, put back between the markers, are the text the model reads
+    rendered = chat.apply(prompt).render({"sentence": "fun"}).prefix
+    assert rendered == chat.user_open + user.format(sentence="fun") + chat.assistant_open + prefix
+    # a prompt in chat format of its own (the optuna searcher's) gives the same turns
+    optuna_chat = Prompt(chat_variant(GOOD.template, TURNS) or "")
+    assert chat.exchange(optuna_chat) == ("Review: {sentence}", "Sentiment: ")
+    assert chat.exchange(Prompt("{sentence} It was {answer}.")) == ("{sentence}", "It was ")
+
+
 def test_a_chat_study_stores_its_turns_and_is_rebuilt_the_same(
     chat_lm: LanguageModel, tmp_path: Path
 ) -> None:
@@ -283,6 +309,19 @@ def test_a_chat_study_stores_its_turns_and_is_rebuilt_the_same(
         assert study_scorer(plain_record, chat_lm).chat is None
         assert study_chat_format(record.config, owner="study") == expected  # for an export
         assert study_chat_format(plain_record.config, owner="study") is None
+        # the export writes the prompt as the study's model read it
+        messages = json.loads(export_study(storage, chat.name, "messages", rank=1))
+        plain = json.loads(export_study(storage, raw.name, "messages", rank=1))
+        text = export_study(storage, chat.name, "text", rank=1)
+        ranked = Prompt.from_dict(storage.leaderboard(chat.name, top=1)[0].body)
+    assert [m["role"] for m in messages["messages"]] == ["user"]
+    assert messages["source"]["chat_template"] is True and plain["source"]["chat_template"] is False
+    assert (messages["messages"][0]["content"], messages["assistant_prefix"]) == expected.exchange(
+        ranked
+    )
+    assert plain["assistant_prefix"] == "" and "<|im_start|>" not in json.dumps(plain)
+    assert text == str(expected.apply(ranked).canonical()["text"]) and "<|im_start|>" in text
+    with open_storage(url) as storage:
         prompts = [row.body["template"] for row in storage.leaderboard(chat.name)]
     assert len(prompts) == 4
     assert not any("<|im_start|>" in p for p in prompts)  # plain prompts; the scorer wraps

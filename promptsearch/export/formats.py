@@ -8,7 +8,10 @@
   as the prompt did and has the same content hash (with the same verbalizer).
 - ``messages``: an OpenAI-style chat: the instruction as the system message, each
   demonstration as a user turn and an assistant turn (its answer), and a last user
-  turn that is a :meth:`str.format` template with ``{field}`` slots.
+  turn that is a :meth:`str.format` template with ``{field}`` slots.  A prompt scored
+  as chat turns (``--chat-template``) is written as it was scored instead: one user
+  turn (instruction, demonstrations and input lines) and ``assistant_prefix``, the
+  text the assistant's turn began with before the answer (``"Sentiment: "``).
 - ``dspy``: the JSON that ``dspy.Predict(signature).load(path)`` reads (the state
   ``Predict.save`` writes, DSPy 2.6 to 3.4): instructions, one entry per signature
   field (inputs in the template's order, then ``answer``), the demonstrations.
@@ -29,6 +32,7 @@ from promptsearch.prompt import Prompt
 from promptsearch.template import ANSWER, Literal, Template
 
 if TYPE_CHECKING:
+    from promptsearch.scoring.chat import ChatFormat
     from promptsearch.study.ensemble import PromptEnsemble
 
 __all__ = [
@@ -228,13 +232,17 @@ def export_prompt(
     *,
     about: Mapping[str, Any] | None = None,
     verbalizer: Mapping[str, Any] | None = None,
+    chat: ChatFormat | None = None,
 ) -> str:
     """*prompt* written in *format* (one of :data:`FORMATS`), as the text of a file.
 
     *about* (JSON-able facts: its hash, scores, study, ...) goes into ``json``,
     ``messages`` and ``dspy``; *verbalizer* (the task's label words) fills in for a
     prompt without its own.  ``text`` is the template exactly (no final newline); the
-    others are indented JSON ending in a newline."""
+    others are indented JSON ending in a newline.  *chat*: the chat format the prompt
+    was scored in (a study run with ``--chat-template`` on): ``text`` is then the
+    whole exchange the model read, turn markers included, and ``messages`` one user
+    turn with the ``assistant_prefix`` the answer followed (see the module docstring)."""
     if format not in FORMATS:
         raise ConfigError(f"--format must be one of {', '.join(FORMATS)}; got {format!r}")
     facts = dict(about or {})
@@ -255,11 +263,17 @@ def export_prompt(
         )
     single = with_label_words(prompt, verbalizer)
     if format == "text":
-        return prompt_text(single)
+        return prompt_text(single if chat is None else chat.apply(single))
     if format == "messages":
+        if chat is None:
+            messages, prefix = prompt_messages(single), ""
+        else:
+            user, prefix = chat.exchange(single)
+            messages = [{"role": "user", "content": user}]
         return _dumps(
             {
-                "messages": prompt_messages(single),
+                "messages": messages,
+                "assistant_prefix": prefix,
                 "fields": list(single.fields),
                 "label_words": label_words(single),
                 "source": facts,

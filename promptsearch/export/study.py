@@ -5,7 +5,10 @@ ensemble), or rank 1 when the study made none; ``rank`` takes a leaderboard row
 instead, and ``member`` one prompt of a picked ensemble.  :func:`export_study` writes
 it in one of :data:`~promptsearch.export.formats.FORMATS`, with the facts that say
 where it came from (its hash, scores, searcher, task, metric, model, study) and the
-task's label words for a prompt that has none of its own.
+task's label words for a prompt that has none of its own.  A study scored with its
+model's chat template (``--chat-template``) exports its prompts as that model read
+them: ``text`` with the turn markers, ``messages`` as one user turn and the
+assistant's opening words.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from promptsearch.errors import ConfigError, StorageError
 from promptsearch.export.formats import FORMATS, export_prompt
 from promptsearch.prompt import Prompt
+from promptsearch.scoring.chat import ChatFormat, study_chat_format
 from promptsearch.study.ensemble import PromptEnsemble
 from promptsearch.study.results import StudyResult
 
@@ -27,12 +31,14 @@ __all__ = ["ChosenPrompt", "choose_prompt", "export_chosen", "export_study"]
 
 @dataclass(frozen=True)
 class ChosenPrompt:
-    """The prompt (or ensemble) a study exports, what is known about it, and the
-    task's label words (``None`` for a task without labels)."""
+    """The prompt (or ensemble) a study exports, what is known about it, the task's
+    label words (``None`` for a task without labels) and the chat format the study
+    scored prompts in (``None``: plain text)."""
 
     prompt: Prompt | PromptEnsemble
     facts: dict[str, Any]
     verbalizer: dict[str, list[str]] | None
+    chat: ChatFormat | None = None
 
 
 def _check_position(name: str, value: int | None) -> None:
@@ -139,7 +145,9 @@ def choose_prompt(
             "study": study.name,
         }
     )
-    return ChosenPrompt(prompt, facts, _task_words(study))
+    chat = study_chat_format(study.config, owner=f"study {study.name!r}")
+    facts["chat_template"] = chat is not None
+    return ChosenPrompt(prompt, facts, _task_words(study), chat)
 
 
 def export_chosen(chosen: ChosenPrompt, format: str = "json") -> str:
@@ -154,7 +162,9 @@ def export_chosen(chosen: ChosenPrompt, format: str = "json") -> str:
             f"picked an ensemble of {count}: add --member N (1 to {count}) to export one of "
             "them, --rank N for a leaderboard row, or --format json for the whole ensemble"
         )
-    return export_prompt(chosen.prompt, format, about=chosen.facts, verbalizer=chosen.verbalizer)
+    return export_prompt(
+        chosen.prompt, format, about=chosen.facts, verbalizer=chosen.verbalizer, chat=chosen.chat
+    )
 
 
 def export_study(

@@ -231,6 +231,26 @@ class ChatFormat:
         )
         return Prompt(template=text, verbalizer=prompt.verbalizer)
 
+    def exchange(self, prompt: Prompt) -> tuple[str, str]:
+        """*prompt* as the turns of :meth:`apply`: the user's turn, a template source
+        with the input slots (instruction, demonstrations and input lines; literal
+        braces doubled), and the plain text the assistant's turn starts with before
+        the answer (``("Review: {sentence}", "Sentiment: ")``).  The turn markers are
+        left out; text after the answer slot is not part of either."""
+        text = str(self.apply(prompt).canonical()["text"])
+        answer = _masked(text).find("{answer}")
+        user_open, assistant_open = _brace(self.user_open), _brace(self.assistant_open)
+        cut = text.rfind(assistant_open, 0, answer)
+        if cut < 0:  # cannot happen for a prompt apply() wrapped; a chat prompt of its own
+            raise ConfigError(
+                f"prompt {prompt.describe(width=40)!r} does not hand over to the assistant "
+                "before its answer slot, so it cannot be written as chat turns; use "
+                "--format text or json"
+            )
+        user = text[:cut].replace(user_open, "", 1)
+        prefix = text[cut + len(assistant_open) : answer]
+        return user, prefix.replace("{{", "{").replace("}}", "}")
+
     def scored(self, prompt: Prompt) -> Prompt:
         """:meth:`apply`, less a leading :attr:`lead` (the tokenizer adds it as a
         token): the prompt the scorer renders."""
