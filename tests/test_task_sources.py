@@ -255,3 +255,49 @@ def test_a_metric_function_is_registered_and_stored_by_name(tmp_path: Path) -> N
     stored = dict(from_file.spec()["source"], metric="never_registered")
     with pytest.raises(ConfigError, match="register a function of that name first"):
         task_from_source(stored)
+
+
+def test_a_hub_revision_is_parsed_passed_on_and_stored(monkeypatch: pytest.MonkeyPatch) -> None:
+    datasets = datasets_module()
+    asked: list[tuple[str, str | None, str | None]] = []
+    features = datasets.Features(
+        {"sentence": datasets.Value("string"), "label": datasets.ClassLabel(names=["neg", "pos"])}
+    )
+    rows = reviews(24)
+    columns = {
+        "sentence": [r["text"] for r in rows],
+        "label": [int(r["label"] == "positive") for r in rows],
+    }
+
+    def load_dataset(name: str, config: str | None = None, *, revision: str | None = None) -> Any:
+        # a stand-in for the hub: the real datasets objects, without the network
+        asked.append((name, config, revision))
+        return datasets.DatasetDict(
+            {"train": datasets.Dataset.from_dict(columns, features=features)}
+        )
+
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    task = load_source("hf:someone/reviews:default@v1.0", seed=3)
+    assert asked == [("someone/reviews", "default", "v1.0")]
+    assert task.name == "reviews-default" and source_name("hf:glue:sst2@abc123") == "glue-sst2"
+    stored = json.loads(json.dumps(task.spec()["source"]))
+    assert stored["revision"] == "v1.0" and "at revision v1.0" in task.description
+    assert task_from_source(stored).spec()["data_hash"] == task.spec()["data_hash"]
+    assert asked[-1] == ("someone/reviews", "default", "v1.0")  # reloaded at the same revision
+    plain = load_source("hf:someone/reviews", seed=3)
+    assert asked[-1] == ("someone/reviews", None, None) and "revision" not in plain.spec()["source"]
+    for bad in ("hf:reviews@", "hf:@v1", "hf:reviews@a/b", "hf:reviews@v1:cfg"):
+        with pytest.raises(ConfigError, match="write the revision last") as caught:
+            load_source(bad)
+        assert "\n" not in str(caught.value)
+
+
+def test_an_unknown_revision_offline_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    datasets_module()
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(DataError) as caught:
+        load_source("hf:promptsearch-tests/no-such-dataset@v2")
+    message = str(caught.value)
+    assert message.startswith("hf:promptsearch-tests/no-such-dataset@v2: cannot load")
+    assert "\n" not in message

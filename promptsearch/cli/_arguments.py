@@ -42,7 +42,7 @@ def add_storage(parser: argparse.ArgumentParser) -> None:
 TASK_HELP = (
     "built-in task name (see 'promptsearch tasks'), a data file (.csv .tsv .jsonl .json; "
     "a 'split' column, else train with dev and test drawn), a folder of train/dev/test "
-    "files, a comma list of them, hf:NAME[:CONFIG] or hf-disk:PATH (see docs/tasks.md)"
+    "files, a comma list of them, hf:NAME[:CONFIG][@REVISION] or hf-disk:PATH (see docs/tasks.md)"
 )
 
 

@@ -39,9 +39,12 @@ def require_datasets(what: str) -> Any:
         ) from None
 
 
-def read(kind: str, location: str, config: str | None) -> tuple[Any, Any]:
+def read(
+    kind: str, location: str, config: str | None, revision: str | None = None
+) -> tuple[Any, Any]:
     """(rows per split name, the data set object for its features) of an ``hf`` or
-    ``hf-disk`` source.  Every failure is one line."""
+    ``hf-disk`` source; *revision*: the hub revision of an ``hf`` one.  Every failure is
+    one line."""
     datasets = require_datasets(f"task hf:{location}" if kind == "hf" else f"task {location}")
     if kind == "hf-disk":
         folder = Path(location)
@@ -56,16 +59,20 @@ def read(kind: str, location: str, config: str | None) -> tuple[Any, Any]:
             ) from None
         return loaded, loaded
     try:
-        loaded = datasets.load_dataset(location, config)
+        loaded = datasets.load_dataset(location, config, revision=revision)
     except Exception as error:  # offline, unknown name, missing config ...
         hint = (
             "HF_DATASETS_OFFLINE/HF_HUB_OFFLINE is set, so only data sets in the local cache "
             "load; load it once online, or save it with save_to_disk and use hf-disk:PATH"
             if _offline()
-            else "check the name (and the configuration after a second ':', hf:NAME:CONFIG) "
-            "and the network"
+            else "check the name (and the configuration after a second ':', hf:NAME:CONFIG, "
+            "and the revision after '@') and the network"
         )
-        named = f"hf:{location}" + (f":{config}" if config else "")
+        named = (
+            f"hf:{location}"
+            + (f":{config}" if config else "")
+            + (f"@{revision}" if revision else "")
+        )
         reason = _first_line(error)
         raise DataError(f"{named}: cannot load the data set ({reason}); {hint}") from None
     if not hasattr(loaded, "items") and not hasattr(loaded, "__iter__"):

@@ -10,9 +10,10 @@ What :func:`load_source` takes (the ``--task`` of ``promptsearch run``):
   ``dev.csv``, ``validation.tsv``, ``test.json`` ...); other data files are left out.
 * files separated by commas (``train.jsonl,dev.jsonl,test.jsonl``), each the split its
   name says.
-* ``hf:NAME`` or ``hf:NAME:CONFIG``: :func:`datasets.load_dataset` (the hub, or its cache
-  when offline); ``hf-disk:PATH``, or ``hf:PATH`` of a folder that exists: a data set
-  saved with ``save_to_disk`` (:func:`datasets.load_from_disk`).
+* ``hf:NAME`` or ``hf:NAME:CONFIG``, each maybe with ``@REVISION`` (a branch, tag or
+  commit of the hub repository: ``hf:glue:sst2@bcdcba7``): :func:`datasets.load_dataset`
+  (the hub, or its cache when offline); ``hf-disk:PATH``, or ``hf:PATH`` of a folder
+  that exists: a data set saved with ``save_to_disk`` (:func:`datasets.load_from_disk`).
 
 Split names map to the task's splits by :data:`DEFAULT_SPLIT_MAP` and the *split_map*
 given (``{"holdout": "test"}``).  A split the data lacks is drawn from train with the
@@ -99,7 +100,7 @@ def source_name(text: str) -> str:
     if text.startswith(HF_DISK_PREFIX):
         return Path(text[len(HF_DISK_PREFIX) :]).expanduser().name or "dataset"
     if text.startswith(HF_PREFIX):
-        name, _, config = text[len(HF_PREFIX) :].partition(":")
+        name, _, config = _without_revision(text[len(HF_PREFIX) :])[0].partition(":")
         base = name.rstrip("/").split("/")[-1] or "dataset"
         return f"{base}-{config}" if config else base
     pieces = [Path(p.strip()).expanduser() for p in text.split(",") if p.strip()]
@@ -118,6 +119,7 @@ class TaskSource:
     location: str  # absolute path(s) joined by ",", or the data set name
     name: str
     config: str | None = None  # the data set configuration of "hf"
+    revision: str | None = None  # the hub revision of "hf" (None: the default branch)
     input_fields: tuple[str, ...] = ()
     label_field: str | None = None
     output_field: str | None = None
@@ -145,6 +147,8 @@ class TaskSource:
             "metric": self.metric,
             "seed_prompts": list(self.seed_prompts),
             "seed": self.seed,
+            # only when given, so a source stored before revisions existed stays equal
+            **({"revision": self.revision} if self.revision is not None else {}),
         }
 
     @classmethod
@@ -163,6 +167,7 @@ class TaskSource:
                 location=str(data["location"]),
                 name=str(data["name"]),
                 config=data.get("config"),
+                revision=data.get("revision"),
                 input_fields=tuple(str(f) for f in data["input_fields"]),
                 label_field=data.get("label_field"),
                 output_field=data.get("output_field"),
@@ -180,7 +185,8 @@ class TaskSource:
     def describe(self) -> str:
         """The source in words, for messages."""
         if self.kind == "hf":
-            return f"data set {self.location!r}" + (f" ({self.config})" if self.config else "")
+            at = f" at revision {self.revision}" if self.revision else ""
+            return f"data set {self.location!r}" + (f" ({self.config})" if self.config else "") + at
         if self.kind == "hf-disk":
             return f"saved data set {self.location}"
         return self.location
@@ -190,7 +196,7 @@ class TaskSource:
         from promptsearch.tasks import _hf
 
         if self.kind in ("hf", "hf-disk"):
-            raw, dataset = _hf.read(self.kind, self.location, self.config)
+            raw, dataset = _hf.read(self.kind, self.location, self.config, self.revision)
             splits = map_dataset_splits(raw, self.split_map, self.describe())
         else:
             dataset = None
@@ -331,31 +337,45 @@ def _default_template(inputs: Sequence[str]) -> str:
 # -- entry points ------------------------------------------------------------------------
 
 
-def _locate(text: str) -> tuple[str, str, str | None]:
-    """(kind, location, config) of a --task string."""
+def _without_revision(rest: str) -> tuple[str, str | None]:
+    """(the name and config of an ``hf:`` source, its ``@REVISION`` or ``None``)."""
+    head, at, revision = rest.rpartition("@")
+    if not at:
+        return rest, None
+    if not head.strip() or not revision.strip() or "/" in revision or ":" in revision:
+        raise ConfigError(
+            f"hf:{rest!r}: write the revision last, after one '@', as a branch, tag or commit "
+            "(hf:NAME@REVISION or hf:NAME:CONFIG@REVISION)"
+        )
+    return head, revision.strip()
+
+
+def _locate(text: str) -> tuple[str, str, str | None, str | None]:
+    """(kind, location, config, revision) of a --task string."""
     if text.startswith(HF_DISK_PREFIX):
         path = Path(text[len(HF_DISK_PREFIX) :]).expanduser()
         if not path.is_dir():
             raise DataError(
                 f"{text}: {path} is not a folder; give the folder Dataset.save_to_disk wrote"
             )
-        return "hf-disk", str(path.resolve()), None
+        return "hf-disk", str(path.resolve()), None, None
     if text.startswith(HF_PREFIX):
         rest = text[len(HF_PREFIX) :].strip()
         if not rest:
             raise ConfigError(f"{text!r}: name the data set, e.g. hf:imdb or hf:glue:sst2")
         local = Path(rest).expanduser()
         if local.is_dir():
-            return "hf-disk", str(local.resolve()), None
-        name, _, config = rest.partition(":")
-        return "hf", name, config or None
+            return "hf-disk", str(local.resolve()), None, None
+        named, revision = _without_revision(rest)
+        name, _, config = named.partition(":")
+        return "hf", name, config or None, revision
     pieces = [p.strip() for p in text.split(",") if p.strip()]
     if len(pieces) > 1:
-        return "files", ",".join(str(Path(p).expanduser().resolve()) for p in pieces), None
+        return "files", ",".join(str(Path(p).expanduser().resolve()) for p in pieces), None, None
     path = Path(pieces[0] if pieces else text).expanduser()
     if path.is_dir():
-        return "folder", str(path.resolve()), None
-    return "file", str(path.resolve()), None
+        return "folder", str(path.resolve()), None, None
+    return "file", str(path.resolve()), None, None
 
 
 def load_source(
@@ -383,12 +403,13 @@ def load_source(
                 f"split map: {key!r} maps to {value!r}; map each name to one of {list(SPLITS)}"
             )
         chosen[str(key)] = value
-    kind, location, config = _locate(text.strip())
+    kind, location, config, revision = _locate(text.strip())
     source = TaskSource(
         kind=kind,
         location=location,
         name=name or source_name(text.strip()),
         config=config,
+        revision=revision,
         input_fields=(input_fields,) if isinstance(input_fields, str) else tuple(input_fields),
         label_field=label_field,
         output_field=output_field,
