@@ -33,30 +33,22 @@ Choices made here:
 from __future__ import annotations
 
 import json
-import os
 import random
-import socket
-import ssl
 import threading
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
-from email.message import Message
-from email.utils import parsedate_to_datetime
-from http.client import HTTPException
 from typing import Any
 
 from promptsearch._http import (
-    JITTER,
     MAX_DELAY,
-    UNREACHABLE,
-    error_detail,
+    RetryRules,
     is_loopback,
-    retryable,
+    missing_key_reason,
+    send_with_retries,
 )
 from promptsearch.errors import ConfigError, GeneratorError
 from promptsearch.generators.base import TextGenerator, cut_at_stop
@@ -98,30 +90,6 @@ def _draw_seed(seed: int, draw: int) -> int:
     if draw == 0:
         return seed % 2**31
     return random.Random(f"{seed}:{draw}").randrange(2**31)
-
-
-def _retry_after(headers: Message | None) -> float | None:
-    """Seconds the server asks to wait (``retry-after-ms`` or ``Retry-After``), if any."""
-    if headers is None:
-        return None
-    millis = headers.get("retry-after-ms")
-    if millis:
-        try:
-            return max(float(millis) / 1000.0, 0.0)
-        except ValueError:
-            pass
-    value = headers.get("Retry-After")
-    if not value:
-        return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(when.timestamp() - time.time(), 0.0)
 
 
 def _completion_text(raw: bytes, chat: bool) -> str | None:
@@ -338,81 +306,32 @@ class OpenAICompatibleGenerator(TextGenerator):
 
     def _request(self, path: str, body: dict[str, Any] | None, abort: threading.Event) -> bytes:
         """The body of a 200 answer to one request, after retries; else GeneratorError."""
-        url = f"{self.base_url}/{path}"
-        payload = None if body is None else json.dumps(body).encode("utf-8")
-        attempt = 0
-        while True:
-            headers = {"Content-Type": "application/json", "User-Agent": "promptsearch"}
-            key = os.environ.get(self.api_key_env) if self.api_key_env else None
-            if key:
-                headers["Authorization"] = f"Bearer {key}"
-            request = urllib.request.Request(url, data=payload, headers=headers)
-            self._count("requests")
-            wait_for: float | None = None
-            try:
-                return self._open(request)
-            except urllib.error.HTTPError as error:
-                detail = error_detail(error)
-                if not retryable(error.code):
-                    raise self._refused(url, error.code, detail, bool(key)) from None
-                wait_for = _retry_after(error.headers)
-                failure = f"HTTP {error.code}{detail}"
-            except (urllib.error.URLError, OSError, HTTPException) as error:
-                reason: Any = error.reason if isinstance(error, urllib.error.URLError) else error
-                failure = self._transport_failure(url, reason)
-            if attempt >= self.max_retries or abort.is_set():
-                tries = f"{attempt + 1} attempt{'s' if attempt else ''}"
-                hint = (
-                    "; the server is rate-limiting: lower max_concurrency, or raise max_retries "
-                    "or backoff"
-                    if failure.startswith("HTTP 429")
-                    else "; raise timeout if the server is slow"
-                    if "timed out" in failure
-                    else ""
-                )
-                raise GeneratorError(f"{url} failed after {tries}: {failure}{hint}")
-            delay = self.backoff * 2**attempt * (0.5 + JITTER.random())
-            if wait_for is not None:
-                delay = wait_for
-            self._count("retries")
-            if abort.wait(min(delay, MAX_DELAY)):
-                raise GeneratorError(f"{url}: request abandoned after another request failed")
-            attempt += 1
-
-    def _transport_failure(self, url: str, reason: Any) -> str:
-        """Describe a retryable transport failure; raise at once for a hopeless one."""
-        if isinstance(reason, (TimeoutError, socket.timeout)):
-            return f"timed out after {self.timeout:g} s"
-        unreachable = isinstance(reason, socket.gaierror) or (
-            isinstance(reason, OSError) and reason.errno in UNREACHABLE
+        rules = RetryRules(
+            timeout=self.timeout,
+            max_retries=self.max_retries,
+            backoff=self.backoff,
+            error=GeneratorError,
+            rate_limit_hint=(
+                "; the server is rate-limiting: lower max_concurrency, or raise max_retries "
+                "or backoff"
+            ),
+            timeout_hint="; raise timeout if the server is slow",
         )
-        if unreachable:
-            raise GeneratorError(
-                f"cannot reach {url}: {reason}; is the server running, and are the host and "
-                f"port of base_url {self.base_url!r} right?"
-            ) from None
-        if isinstance(reason, ssl.SSLError):
-            raise GeneratorError(f"TLS failed for {url}: {reason}") from None
-        if not isinstance(reason, BaseException):
-            raise GeneratorError(f"cannot send a request to {url}: {reason}") from None
-        return f"{type(reason).__name__}: {reason}"
+        return send_with_retries(
+            f"{self.base_url}/{path}",
+            None if body is None else json.dumps(body).encode("utf-8"),
+            base_url=self.base_url,
+            key_env=self.api_key_env,
+            rules=rules,
+            open_request=self._open,
+            abort=abort,
+            refused=self._refused,
+            count=self._count,
+        )
 
     def _refused(self, url: str, status: int, detail: str, sent_key: bool) -> GeneratorError:
         if status in (401, 403):
-            env = self.api_key_env
-            if sent_key:
-                why = (
-                    f"it refused the API key from the environment variable {env}; check that "
-                    f"{env} holds a valid key for this server"
-                )
-            elif env:
-                why = (
-                    f"no API key was sent because the environment variable {env} is not set; "
-                    f"set it (export {env}=...) or name another variable with api_key_env "
-                    "(key_env= in a spec)"
-                )
-            else:
-                why = "no API key is configured; name its environment variable with api_key_env"
+            why = missing_key_reason(self.api_key_env, sent_key, "api_key_env (key_env= in a spec)")
             return GeneratorError(f"{url} answered HTTP {status}{detail}: {why}")
         if status == 404:
             hint = ""

@@ -24,38 +24,26 @@ hosts, the server's error text) is in :mod:`promptsearch._http`.
 from __future__ import annotations
 
 import json
-import os
-import socket
 import threading
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from http.client import HTTPException
 from typing import Any, TypeVar
 
 from promptsearch._http import (
-    JITTER,
     MAX_DELAY,
-    UNREACHABLE,
-    error_detail,
+    RetryRules,
     is_loopback,
-    retryable,
+    missing_key_reason,
+    send_with_retries,
 )
 from promptsearch.errors import ModelError
 
 __all__ = ["MAX_DELAY", "RemoteClient"]
 
 T = TypeVar("T")
-
-
-def _retry_after(headers: Any) -> float | None:
-    value = headers.get("Retry-After") if headers is not None else None
-    try:
-        return max(float(value), 0.0) if value else None
-    except ValueError:
-        return None
 
 
 class RemoteClient:
@@ -82,6 +70,18 @@ class RemoteClient:
         self.retries = 0
         """Requests sent again after a retryable failure."""
         self._lock = threading.Lock()
+        self._rules = RetryRules(
+            timeout=timeout,
+            max_retries=max_retries,
+            backoff=backoff,
+            error=ModelError,
+            rate_limit_hint=(
+                "; the server is rate-limiting: lower concurrency, or raise max_retries or "
+                "backoff (options of the model spec)"
+            ),
+            timeout_hint="; raise timeout= in the model spec if the server is slow",
+            base_url_name="the model spec's URL",
+        )
         host = urllib.parse.urlsplit(base_url).hostname or ""
         # a local server is reached directly, whatever proxy the environment names
         handlers = [urllib.request.ProxyHandler({})] if is_loopback(host) else []
@@ -134,51 +134,29 @@ class RemoteClient:
     # -- one request ---------------------------------------------------------------------------
 
     def _request(self, path: str, body: dict[str, Any] | None) -> Any:
-        url = f"{self.base_url}/{path}"
-        payload = None if body is None else json.dumps(body).encode("utf-8")
         abort: threading.Event = getattr(self._thread_abort, "abort", None) or self._abort
-        attempt = 0
-        while True:
-            headers = {"Content-Type": "application/json", "User-Agent": "promptsearch"}
-            key = os.environ.get(self.key_env) if self.key_env else None
-            if key:
-                headers["Authorization"] = f"Bearer {key}"
-            request = urllib.request.Request(url, data=payload, headers=headers)
-            with self._lock:
-                self.requests += 1
-            wait_for: float | None = None
-            try:
-                with self._opener.open(request, timeout=self.timeout) as response:
-                    raw: bytes = response.read()
-                return self._json(url, raw)
-            except urllib.error.HTTPError as error:
-                detail = error_detail(error)
-                if not retryable(error.code):
-                    raise self._refused(url, error.code, detail, bool(key)) from None
-                wait_for = _retry_after(error.headers)
-                failure = f"HTTP {error.code}{detail}"
-            except (urllib.error.URLError, OSError, HTTPException) as error:
-                reason: Any = error.reason if isinstance(error, urllib.error.URLError) else error
-                failure = self._transport_failure(url, reason)
-            if attempt >= self.max_retries or abort.is_set():
-                tries = f"{attempt + 1} attempt{'s' if attempt else ''}"
-                hint = (
-                    "; the server is rate-limiting: lower concurrency, or raise max_retries or "
-                    "backoff (options of the model spec)"
-                    if failure.startswith("HTTP 429")
-                    else "; raise timeout= in the model spec if the server is slow"
-                    if "timed out" in failure
-                    else ""
-                )
-                raise ModelError(f"{url} failed after {tries}: {failure}{hint}")
-            delay = self.backoff * 2**attempt * (0.5 + JITTER.random())
-            if wait_for is not None:
-                delay = wait_for
-            with self._lock:
-                self.retries += 1
-            if abort.wait(min(delay, MAX_DELAY)):
-                raise ModelError(f"{url}: request abandoned after another request failed")
-            attempt += 1
+        url = f"{self.base_url}/{path}"
+        raw = send_with_retries(
+            url,
+            None if body is None else json.dumps(body).encode("utf-8"),
+            base_url=self.base_url,
+            key_env=self.key_env,
+            rules=self._rules,
+            open_request=self._open,
+            abort=abort,
+            refused=self._refused,
+            count=self._count,
+        )
+        return self._json(url, raw)
+
+    def _open(self, request: urllib.request.Request) -> bytes:
+        with self._opener.open(request, timeout=self.timeout) as response:
+            raw: bytes = response.read()
+        return raw
+
+    def _count(self, field: str) -> None:
+        with self._lock:
+            setattr(self, field, getattr(self, field) + 1)
 
     @staticmethod
     def _json(url: str, raw: bytes) -> Any:
@@ -190,38 +168,9 @@ class RemoteClient:
                 "base URL an OpenAI-compatible API root (usually ending in /v1)?"
             ) from None
 
-    def _transport_failure(self, url: str, reason: Any) -> str:
-        """Describe a retryable transport failure; raise at once for a hopeless one."""
-        if isinstance(reason, (TimeoutError, socket.timeout)):
-            return f"timed out after {self.timeout:g} s"
-        unreachable = isinstance(reason, socket.gaierror) or (
-            isinstance(reason, OSError) and reason.errno in UNREACHABLE
-        )
-        if unreachable:
-            raise ModelError(
-                f"cannot reach {url}: {reason}; is the server running, and are the host and "
-                f"port of {self.base_url!r} right?"
-            ) from None
-        if not isinstance(reason, BaseException):
-            raise ModelError(f"cannot send a request to {url}: {reason}") from None
-        return f"{type(reason).__name__}: {reason}"
-
     def _refused(self, url: str, status: int, detail: str, sent_key: bool) -> ModelError:
         if status in (401, 403):
-            env = self.key_env
-            if sent_key:
-                why = (
-                    f"it refused the API key from the environment variable {env}; check that "
-                    f"{env} holds a valid key for this server"
-                )
-            elif env:
-                why = (
-                    f"no API key was sent because the environment variable {env} is not set; "
-                    f"set it (export {env}=...) or name another variable with key_env= in the "
-                    "model spec"
-                )
-            else:
-                why = "no API key is configured; name its environment variable with key_env="
+            why = missing_key_reason(self.key_env, sent_key, "key_env= in the model spec")
             return ModelError(f"{url} answered HTTP {status}{detail}: {why}")
         if status == 404:
             return ModelError(
