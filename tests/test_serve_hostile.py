@@ -122,14 +122,14 @@ class _Gate(LocalGenerator):
         super().__init__(generator.language_model)
         self.opened = threading.Event()
 
-    def generate(self, prompts: Any, **options: Any) -> list[list[str]]:
+    def _generate(self, prompts: list[str], **options: Any) -> list[list[str]]:
         if not self.opened.wait(WAIT):
             raise RuntimeError("the gate was never opened")
-        return super().generate(prompts, **options)
+        return super()._generate(prompts, **options)
 
 
 class _Broken(LocalGenerator):
-    def generate(self, prompts: Any, **options: Any) -> list[list[str]]:
+    def _generate(self, prompts: list[str], **options: Any) -> list[list[str]]:
         raise RuntimeError("boom: an internal detail")
 
 
