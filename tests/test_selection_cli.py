@@ -70,3 +70,49 @@ def test_run_leaderboard_export_and_final_show_the_pick(tmp_path: Path, shared_d
     )
     assert final.returncode == 0, final.stderr
     assert "pick (" in final.stdout and "held-back dev" in final.stdout
+
+
+def _record(n_confirm: int, replaced: bool) -> dict[str, object]:
+    """A selection record as select_final stores it: the incumbent and two challengers."""
+    seed = {"key": "s", "role": "incumbent", "text": "Review: {sentence}", "search_score": 0.75,
+            "confirm_score": 0.5}  # fmt: skip
+    first = {"key": "e", "role": "challenger", "order": 1, "text": "ensemble of 3",
+             "search_score": 0.875, "confirm_score": 0.688, "wins": 5, "losses": 2,
+             "p_value": 0.227, "adjusted_p": 0.453, "supported": False}  # fmt: skip
+    second = {"key": "p", "role": "challenger", "order": 2, "text": "It was {answer}.",
+              "search_score": 0.812, "confirm_score": 0.812, "wins": 7, "losses": 2,
+              "p_value": 0.09, "adjusted_p": 0.453, "supported": replaced}  # fmt: skip
+    return {
+        "n_confirm": n_confirm,
+        "settings": {"alpha": 0.1, "procedure": "sequence"},
+        "candidates": [seed, first, second],
+        "incumbent": "s",
+        "pick": "p" if replaced else "s",
+        "replaced_incumbent": replaced,
+    }
+
+
+def test_a_kept_seed_names_the_closest_challenger_and_a_small_confirmation_part() -> None:
+    import io
+    from types import SimpleNamespace
+
+    from promptsearch.cli.run import print_pick
+
+    out = io.StringIO()
+    print_pick(SimpleNamespace(selection=_record(16, replaced=False)), out)
+    lines = out.getvalue().splitlines()
+    assert "keeping the seed prompt" in lines[1]
+    # the ensemble stopped the sequence: first in the testing order among equal p-values
+    assert lines[2].startswith("  closest: ensemble of 3  (held-back 0.688 against 0.500")
+    assert "right on 5 where the seed was wrong, wrong on 2" in lines[2]
+    assert "adjusted p=0.453, needs <= 0.1" in lines[2]
+    assert "16 held-back examples confirm only large gains" in lines[3]
+
+    out = io.StringIO()
+    print_pick(SimpleNamespace(selection=_record(100, replaced=False)), out)
+    assert "closest:" in out.getvalue() and "confirm only large gains" not in out.getvalue()
+
+    out = io.StringIO()
+    print_pick(SimpleNamespace(selection=_record(16, replaced=True)), out)
+    text = out.getvalue()
+    assert "beats the best seed prompt" in text and "closest:" not in text

@@ -229,6 +229,40 @@ def print_pick(result: Any, out: Any = None) -> None:
             "held-back dev examples: keeping the seed prompt",
             file=out,
         )
+        closest = _closest_challenger(record["candidates"])
+        if closest is not None:
+            print(
+                f"  closest: {clip(closest['text'], 60)}  (held-back "
+                f"{closest['confirm_score']:.3f} against {seed['confirm_score']:.3f}: right on "
+                f"{closest['wins']} where the seed was wrong, wrong on {closest['losses']} "
+                f"where it was right; adjusted p={closest['adjusted_p']:.3g}, needs "
+                f"<= {record['settings'].get('alpha', 0.1):g})",
+                file=out,
+            )
+        if n_confirm < SMALL_CONFIRMATION:
+            print(
+                f"  {n_confirm} held-back examples confirm only large gains: a larger dev "
+                "split, where the task has the data, can tell smaller ones",
+                file=out,
+            )
+
+
+SMALL_CONFIRMATION = 40
+"""Below this many held-back dev examples, ``run`` says that only large gains can pass."""
+
+
+def _closest_challenger(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The challenger nearest to passing: the smallest adjusted p-value, first in the
+    testing order among equals; ``None`` for a record without the test figures."""
+    tested = [
+        row
+        for row in rows
+        if row.get("role") == "challenger"
+        and all(key in row for key in ("adjusted_p", "wins", "losses", "text"))
+    ]
+    if not tested:
+        return None
+    return min(tested, key=lambda row: (row["adjusted_p"], row.get("order", 0)))
 
 
 def _fill_options(args: argparse.Namespace) -> None:
