@@ -78,6 +78,35 @@ def test_single_file_without_split_column_draws_dev_and_test(tmp_path: Path) -> 
     assert again.spec()["data_hash"] == task.spec()["data_hash"]
 
 
+def test_dev_size_draws_another_dev_and_the_same_test(tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "reviews.csv", reviews(40))
+    default = load_source(str(path), seed=3)
+    texts = {
+        size: load_source(str(path), seed=3, dev_size=size) for size in (4, len(default.dev), 20)
+    }
+    for size, task in texts.items():
+        assert len(task.dev) == size and len(task.train) == 40 - size - len(default.test)
+        assert [e.inputs for e in task.test] == [e.inputs for e in default.test]
+    assert texts[len(default.dev)].spec()["data_hash"] == default.spec()["data_hash"]
+    small, large = ({e.inputs["text"] for e in texts[n].dev} for n in (4, 20))
+    assert small <= {e.inputs["text"] for e in default.dev} <= large  # nested draws
+    assert "dev_size" not in default.source  # a source stored before dev_size stays equal
+    stored = json.loads(json.dumps(texts[20].spec()["source"]))
+    assert stored["dev_size"] == 20
+    assert task_from_source(stored).spec()["data_hash"] == texts[20].spec()["data_hash"]
+    with pytest.raises(DataError, match=r"too few to draw dev and test from \(40 dev records"):
+        load_source(str(path), dev_size=40)
+    with pytest.raises(ConfigError, match="dev_size must be a positive whole number"):
+        load_source(str(path), dev_size=0)
+
+
+def test_dev_size_is_refused_where_the_data_has_a_dev_split(tmp_path: Path) -> None:
+    rows = [dict(r, split=["train", "dev"][i % 2]) for i, r in enumerate(reviews(12))]
+    path = write_jsonl(tmp_path / "split.jsonl", rows)
+    with pytest.raises(ConfigError, match=r"dev_size: .* has a dev split of its own \(6 records\)"):
+        load_source(str(path), dev_size=3)
+
+
 def test_split_column_and_split_map(tmp_path: Path) -> None:
     rows = [
         dict(r, split=["train", "train", "validation", "holdout"][i % 4])

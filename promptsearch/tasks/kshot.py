@@ -296,7 +296,8 @@ def load(
     """Load k-shot task *name* for split seed *seed*.
 
     *train_size*, *dev_size* and *test_limit* cap the splits (a label-stratified
-    seeded subset); the published 16-shot splits are used whole by default.
+    seeded subset); the published 16-shot splits are used whole by default.  A
+    *dev_size* above the split's size is refused: these tasks have no more dev data.
     """
     spec = SPECS[name]
     if data_dir is None:
@@ -314,6 +315,11 @@ def load(
             expected = (task_dir if split == "test" else folder) / f"{split}.tsv"
             raise data_missing(name, expected, data_dir)
         splits[split] = _read_split(spec, path, split)
+    if dev_size is not None and dev_size > len(splits["dev"]):
+        raise ConfigError(
+            f"task {name!r}: dev_size={dev_size}, but the 16-shot split 16-{seed} has "
+            f"{len(splits['dev'])} dev examples; choose dev_size <= {len(splits['dev'])}"
+        )
     return Task(
         name=name,
         kind="classification",

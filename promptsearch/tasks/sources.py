@@ -17,7 +17,8 @@ What :func:`load_source` takes (the ``--task`` of ``promptsearch run``):
 
 Split names map to the task's splits by :data:`DEFAULT_SPLIT_MAP` and the *split_map*
 given (``{"holdout": "test"}``).  A split the data lacks is drawn from train with the
-seed: dev and test take :data:`DRAWN_SHARE` of train's records each.
+seed: dev and test take :data:`DRAWN_SHARE` of train's records each, or dev takes
+*dev_size* records (``--dev-size``), with the test split drawn as without it.
 
 A :class:`TaskSource` holds all that as resolved values (fields, labels, split map,
 seed); :meth:`TaskSource.to_dict` is what :attr:`Task.source` and so a stored study
@@ -36,6 +37,7 @@ from promptsearch.errors import ConfigError, DataError
 from promptsearch.example import normalize_verbalizer
 from promptsearch.metrics import MetricFunction, metric_name
 from promptsearch.task import SPLITS, Task
+from promptsearch.tasks._common import check_size
 from promptsearch.tasks._splits import (
     DRAWN_SHARE,
     SPLIT_FIELD,
@@ -128,6 +130,7 @@ class TaskSource:
     metric: str | None = None
     seed_prompts: tuple[str, ...] = ()
     seed: int = 13
+    dev_size: int | None = None  # records of a drawn dev split (None: DRAWN_SHARE of train)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON of the source, as a study stores it."""
@@ -149,6 +152,7 @@ class TaskSource:
             "seed": self.seed,
             # only when given, so a source stored before revisions existed stays equal
             **({"revision": self.revision} if self.revision is not None else {}),
+            **({"dev_size": self.dev_size} if self.dev_size is not None else {}),
         }
 
     @classmethod
@@ -178,6 +182,7 @@ class TaskSource:
                 metric=data.get("metric"),
                 seed_prompts=tuple(str(p) for p in data.get("seed_prompts") or ()),
                 seed=int(data.get("seed", 13)),
+                dev_size=None if data.get("dev_size") is None else int(data["dev_size"]),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise ConfigError(f"the stored task source is malformed ({error!r})") from None
@@ -283,7 +288,7 @@ class TaskSource:
         )
 
     def _build(self, splits: Mapping[str, list[dict[str, Any]]]) -> Task:
-        complete = draw_missing(splits, self.seed, self.describe())
+        complete = draw_missing(splits, self.seed, self.describe(), dev_size=self.dev_size)
         seeds = self.seed_prompts or (_default_template(self.input_fields),)
         task = Task.from_records(
             self.name,
@@ -390,10 +395,13 @@ def load_source(
     seed_prompts: Sequence[str] = (),
     seed: int = 13,
     name: str | None = None,
+    dev_size: int | None = None,
 ) -> Task:
     """The task of a data file, folder, file list or data set named by *text* (see the
     module's docstring).  *split_map* entries (``{"holdout": "test"}``) add to and
-    override :data:`DEFAULT_SPLIT_MAP`; *seed* draws the missing splits."""
+    override :data:`DEFAULT_SPLIT_MAP`; *seed* draws the missing splits; *dev_size* is
+    the number of records of a drawn dev split (data with a dev split of its own refuses
+    it)."""
     if not isinstance(text, str) or not text.strip():
         raise ConfigError(f"task source must be a path or hf:NAME; got {text!r}")
     chosen = dict(DEFAULT_SPLIT_MAP)
@@ -420,6 +428,7 @@ def load_source(
         metric=None if metric is None else metric_name(metric),
         seed_prompts=tuple(seed_prompts),
         seed=seed,
+        dev_size=check_size(dev_size, "dev_size"),
     )
     return source.load()
 
