@@ -137,7 +137,9 @@ def search(
     *task* is a :class:`Task` or a built-in task name; *model* a hub id, local
     path, loaded model, or ``None`` for the embedded SmolLM2-135M-Instruct;
     *storage* a database URL or path (default ``promptsearch.db`` here).  Running
-    again with the same *study* name resumes it.  *calibrate* turns on contextual
+    again with the same *study* name resumes it.  A task loaded with another dev size
+    (``load_task(..., dev_size=N)``, ``load_source(..., dev_size=N)``) gets a default
+    study name ending in ``-devN``.  *calibrate* turns on contextual
     calibration of classification scores (see :mod:`promptsearch.scoring.calibration`); the
     default study name then ends in ``-calibrated``.  *chat_template* (``"off"``,
     ``"on"`` or ``"auto"``: on where the model has a chat template) scores every
@@ -152,7 +154,9 @@ def search(
     :class:`~promptsearch.study.selection.Selection`, a mapping of its fields, True for the
     defaults, False for off) holds back part of dev to confirm the pick, which then
     replaces the best seed prompt only with evidence (see :mod:`promptsearch.study.selection`);
-    with the default True it is off, with a logged warning, when dev is too small to split.
+    with the default True it is off, with a logged warning, when dev is too small to split,
+    and a warning says so when the held-back part is too small to confirm small gains
+    (fewer than :data:`~promptsearch.study.selection.SMALL_CONFIRMATION` examples).
     *optuna_storage* (an Optuna storage URL such as ``sqlite:///optuna.db``, or
     ``journal:PATH``) copies every trial of every searcher into the Optuna study
     *optuna_study* (default: the study's name) there, for optuna-dashboard and Optuna's
@@ -203,6 +207,9 @@ def search(
     )  # before the storage opens: a model without a chat template changes nothing
     store = _storage(storage)
     name = study or default_study_name(task_obj.name, language_model.name)
+    dev_size = (task_obj.source or {}).get("dev_size")
+    if dev_size is not None and not study:
+        name += f"-dev{dev_size}"
     if calibrate and not study:
         name += "-calibrated"
     if scorer.chat is not None and not study:
@@ -247,7 +254,7 @@ def choose_selection(
 ) -> Selection | None:
     """The selection settings for *task*: ``True`` means the defaults where dev is large
     enough to split (else off, with a warning); explicit settings must fit."""
-    from promptsearch.study.selection import Selection
+    from promptsearch.study.selection import SMALL_CONFIRMATION, Selection
 
     chosen = Selection.coerce(selection)
     if chosen is None:
@@ -261,6 +268,17 @@ def choose_selection(
         )
         return None
     chosen.check_dev(len(task.dev))
+    n_confirm = chosen.confirm_size(len(task.dev))
+    if n_confirm < SMALL_CONFIRMATION:
+        logger.warning(
+            "task %r: %d of its %d dev examples are held back to confirm the pick; so few "
+            "confirm only large gains (a smaller one keeps your best seed prompt); a larger "
+            "dev split (--dev-size N, dev_size=N), where the task has the data, tells smaller "
+            "ones",
+            task.name,
+            n_confirm,
+            len(task.dev),
+        )
     return chosen
 
 

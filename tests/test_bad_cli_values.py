@@ -3,10 +3,10 @@
 Searcher specs (a wrong type, a key given twice, an unclosed bracket; JSON values
 with commas accepted), verbalizers (one word for two labels, a label twice, labels
 the task lacks or misses), sizes and limits checked before any search (``--top 0``,
-``--seconds inf``), study names (empty, control characters), a folder where a data
-file belongs.  Each fails with exactly one ``promptsearch: error:`` line, status 2,
-before a model loads (``--model`` names a folder that does not exist), and leaves
-the database byte for byte as it was.
+``--seconds inf``, a ``--dev-size`` the task lacks the data for), study names (empty,
+control characters), a folder where a data file belongs.  Each fails with exactly
+one ``promptsearch: error:`` line, status 2, before a model loads (``--model`` names
+a folder that does not exist), and leaves the database byte for byte as it was.
 """
 
 from __future__ import annotations
@@ -181,6 +181,7 @@ BAD_RUN_VALUES = [
     (["--top", "0"], "--top must be at least 1; got 0"),
     (["--batch-size", "0"], "--batch-size must be at least 1; got 0"),
     (["--candidates-per-round", "-1"], "--candidates-per-round must be at least 1; got -1"),
+    (["--dev-size", "0"], "--dev-size must be at least 1; got 0"),
     (
         ["--seconds", "inf"],
         "--seconds must be a finite number; got inf; leave --seconds out for no time limit",
@@ -223,6 +224,19 @@ def test_bad_run_values_fail_before_the_search(
 ) -> None:
     with untouched(db):
         exact_error(run(data, db, *more), capsys, message)
+
+
+def test_a_dev_size_beyond_a_kshot_split_names_the_bound(
+    data: Path, db: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dev = data / "kshot" / "SST-2" / "16-13" / "dev.tsv"
+    n_dev = len(dev.read_text(encoding="utf-8").splitlines()) - 1  # a header line
+    message = (
+        f"task 'sst2': dev_size={n_dev + 1}, but the 16-shot split 16-13 has {n_dev} dev "
+        f"examples; choose dev_size <= {n_dev}"
+    )
+    with untouched(db):
+        exact_error(run(data, db, "--dev-size", str(n_dev + 1)), capsys, message)
 
 
 def test_leaderboard_top_zero(db: Path, capsys: pytest.CaptureFixture[str]) -> None:

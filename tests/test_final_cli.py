@@ -203,3 +203,43 @@ def test_run_task_seed_list_names_one_study_per_seed(model_dir: Path) -> None:
     assert parser.parse_args(["evaluate", "--task", "x", "--prompt", "p"]).task_seed == 13
     with pytest.raises(SystemExit):
         parser.parse_args(["run", "--task", "x", "--task-seed", "13,abc"])
+
+
+def test_cli_run_with_a_larger_dev_split_then_final_show_and_resume(
+    tmp_path: Path,
+    model_dir: Path,
+    rotten_tomatoes: None,
+    offline: None,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    url = f"sqlite:///{tmp_path / 'dev.db'}"
+    common = ["--storage", url, "--quiet"]
+    run = ["run", "--task", "rotten-tomatoes", "--dev-size", "40", "--model", str(model_dir)]
+    assert main([*run, "--searcher", "manual", "--budget", "2", *common]) == 0
+    captured = capsys.readouterr()
+    name = "rotten-tomatoes-tiny-gpt2-dev40"  # not the study of the default dev split
+    assert [s.name for s in open_storage(url).list_studies()] == [name]
+    assert f"study '{name}': 2 prompts scored" in captured.out
+    assert "20 of its 40 dev examples are held back to confirm the pick" in captured.err
+    assert "on 20)" in captured.out  # the pick's held-back score rests on 20 examples
+
+    assert main(["final", "--study", name, "--test-limit", "20", *common]) == 0
+    assert f"study '{name}'" in capsys.readouterr().out  # rebuilt with its dev size
+    assert main(["show", name, "--storage", url]) == 0
+    assert "built-in task rotten-tomatoes (seed 13, dev_size 40)" in capsys.readouterr().out
+
+    # resuming by name alone reloads the task with the stored --dev-size
+    assert main(["run", "--study", name, "--budget", "3", *common]) == 0
+    assert f"study '{name}': 3 prompts scored" in capsys.readouterr().out
+
+
+def test_cli_evaluate_with_a_larger_dev_split_keeps_the_prompt_label_words(
+    model_dir: Path, rotten_tomatoes: None, offline: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = ["evaluate", "--task", "rotten-tomatoes", "--dev-size", "40", "--model", str(model_dir)]
+    prompt = ["--prompt", "{sentence} It was {answer}."]
+    assert main([*base, *prompt, "--verbalizer", "0=bad,1=good", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["n_examples"] == 40
+    # --verbalizer is still the prompt's label words, checked against the task's labels
+    assert main([*base, *prompt, "--verbalizer", "0=bad,7=good"]) == 2
+    assert "'7'" in capsys.readouterr().err

@@ -125,6 +125,29 @@ def test_a_dev_split_too_small_to_hold_back_is_refused() -> None:
     assert Selection().fits(8)
 
 
+def test_a_small_confirmation_part_is_announced_before_the_search(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from promptsearch.api import choose_selection
+    from promptsearch.study.selection import SMALL_CONFIRMATION
+
+    with caplog.at_level("WARNING", logger="promptsearch"):
+        chosen = choose_selection(True, _task(2 * SMALL_CONFIRMATION - 2))
+    assert chosen == Selection()
+    n_dev = 2 * SMALL_CONFIRMATION - 2
+    assert [r.getMessage() for r in caplog.records] == [
+        f"task 'contract-sentiment': {n_dev // 2} of its {n_dev} dev examples are held back "
+        "to confirm the pick; so few confirm only large gains (a smaller one keeps your best "
+        "seed prompt); a larger dev split (--dev-size N, dev_size=N), where the task has the "
+        "data, tells smaller ones"
+    ]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="promptsearch"):
+        choose_selection(True, _task(2 * SMALL_CONFIRMATION))
+        choose_selection(False, _task(8))
+    assert caplog.records == []
+
+
 # -- the split ---------------------------------------------------------------------------
 
 

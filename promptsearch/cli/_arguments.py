@@ -1,7 +1,7 @@
 """Arguments several subcommands share: ``--storage``, ``--task`` (with ``--data-dir``,
-``--task-seed`` and the field options of a task from a file or data set), ``--model``
-(with ``--device``, ``--dtype`` and ``--batch-size``), ``--calibrate``,
-``--chat-template`` and ``--verbose``."""
+``--task-seed``, ``--dev-size`` and the field options of a task from a file or data
+set), ``--model`` (with ``--device``, ``--dtype`` and ``--batch-size``),
+``--calibrate``, ``--chat-template`` and ``--verbose``."""
 
 from __future__ import annotations
 
@@ -64,6 +64,16 @@ def add_task(
             else ""
         )
         + "; for a task from a file or data set, the seed of the splits it draws",
+    )
+    parser.add_argument(
+        "--dev-size",
+        type=int,
+        default=None,
+        metavar="N",
+        help="dev examples: more than a built-in task's default where it has the data "
+        "(rotten-tomatoes: 200; the 16-shot tasks have 32 and take at most that), or the "
+        "records of a dev split drawn from a data file (default: a fifth of train); a larger "
+        "dev split confirms smaller gains (docs/selection.md)",
     )
     add_task_fields(parser)
 

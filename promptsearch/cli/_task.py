@@ -7,7 +7,12 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from promptsearch.cli.values import parse_split_map, parse_verbalizer, unescape
+from promptsearch.cli.values import (
+    check_at_least_one,
+    parse_split_map,
+    parse_verbalizer,
+    unescape,
+)
 from promptsearch.errors import ConfigError
 
 __all__ = ["FIELD_OPTIONS", "check_task_fields", "cli_task", "task_name"]
@@ -39,6 +44,7 @@ def check_task_fields(args: argparse.Namespace, *, prompt_verbalizer: bool = Fal
             "--task is required: a built-in task name (see 'promptsearch tasks'), a data file, "
             "a folder, hf:NAME or hf-disk:PATH; or --config FILE naming one"
         )
+    check_at_least_one(getattr(args, "dev_size", None), "--dev-size")
     if args.verbalizer is not None:
         parse_verbalizer(args.verbalizer)
     if args.split_map is not None:
@@ -67,9 +73,15 @@ def task_name(args: argparse.Namespace) -> str:
 
 
 def cli_task(args: argparse.Namespace, seed: int) -> Any:
-    """``--task`` as search() takes it: a built-in name as is, else the loaded Task."""
+    """``--task`` as search() takes it: a built-in name as is (loaded, when
+    ``--dev-size`` is given), else the loaded Task."""
+    dev_size = getattr(args, "dev_size", None)
     if not _is_source(args):
-        return args.task
+        if dev_size is None:
+            return args.task
+        from promptsearch.tasks import load_task
+
+        return load_task(args.task, data_dir=args.data_dir, seed=seed, dev_size=dev_size)
     from promptsearch.tasks.sources import load_source
 
     fields = [f.strip() for item in args.input_fields or () for f in item.split(",")]
@@ -83,4 +95,5 @@ def cli_task(args: argparse.Namespace, seed: int) -> Any:
         metric=args.metric,
         seed_prompts=[unescape(p) for p in args.seed_prompts or ()],
         seed=seed,
+        dev_size=dev_size,
     )

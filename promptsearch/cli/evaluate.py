@@ -47,20 +47,23 @@ def add_parser(commands: Commands) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from promptsearch.api import evaluate
     from promptsearch.prompt import Prompt
-    from promptsearch.tasks import load_task
+    from promptsearch.tasks import is_builtin_source, load_task
 
     check_task_fields(args, prompt_verbalizer=True)
     check_at_least_one(args.limit, "--limit")
     check_batch_size(args.batch_size)
     chosen = cli_task(args, args.task_seed)
+    task = (
+        load_task(chosen, data_dir=args.data_dir, seed=args.task_seed)
+        if isinstance(chosen, str)
+        else chosen
+    )
     verbalizer = None  # a file task's --verbalizer is the task's, so the prompt's too
-    if isinstance(chosen, str):  # built in: --verbalizer is the prompt's label words
-        task = load_task(chosen, data_dir=args.data_dir, seed=args.task_seed)
+    if isinstance(chosen, str) or is_builtin_source(task.source):
+        # built in: --verbalizer is the prompt's label words
         verbalizer = parse_verbalizer(args.verbalizer) if args.verbalizer is not None else None
         if verbalizer is not None and task.kind != "generation":
             check_verbalizer_labels(verbalizer, task.name, task.labels)
-    else:
-        task = chosen
     prompt = Prompt(
         template=unescape(args.prompt),
         instruction=unescape(args.instruction),

@@ -203,6 +203,8 @@ def _selection(args: argparse.Namespace) -> Any:
 
 def print_pick(result: Any, out: Any = None) -> None:
     """What the study hands back, and whether it beat the best seed prompt with evidence."""
+    from promptsearch.study.selection import SMALL_CONFIRMATION
+
     out = out or sys.stdout
     record = result.selection
     if not record:
@@ -242,13 +244,9 @@ def print_pick(result: Any, out: Any = None) -> None:
         if n_confirm < SMALL_CONFIRMATION:
             print(
                 f"  {n_confirm} held-back examples confirm only large gains: a larger dev "
-                "split, where the task has the data, can tell smaller ones",
+                "split (--dev-size N), where the task has the data, can tell smaller ones",
                 file=out,
             )
-
-
-SMALL_CONFIRMATION = 40
-"""Below this many held-back dev examples, ``run`` says that only large gains can pass."""
 
 
 def _closest_challenger(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -375,6 +373,8 @@ def run_task_seeds(args: argparse.Namespace, run_one: Callable[[argparse.Namespa
     model = load_model(args.model, device=args.device, dtype=args.dtype)
     check_task_fields(args)
     base = args.study or default_study_name(task_name(args), model.name)
+    if not args.study and getattr(args, "dev_size", None) is not None:
+        base += f"-dev{args.dev_size}"  # as search() names a study of another dev size
     if not args.study and getattr(args, "calibrate", False):
         base += "-calibrated"  # what the default name of a calibrated study ends with
     chat = getattr(args, "chat_template", "off")

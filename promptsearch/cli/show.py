@@ -43,10 +43,15 @@ def _show_study(storage: Any, name: str) -> None:
 
 
 def _describe_source(source: Any) -> str:
-    """Where the study's task was read from (``--task FILE``/``hf:...``), in words."""
+    """Where the study's task was read from (``--task FILE``/``hf:...``, or a built-in
+    task with other split sizes), in words."""
     from promptsearch.errors import ConfigError
+    from promptsearch.tasks import is_builtin_source
     from promptsearch.tasks.sources import TaskSource
 
+    if is_builtin_source(source):
+        sizes = ", ".join(f"{k} {v}" for k, v in source.items() if k not in ("kind", "task"))
+        return f"built-in task {source.get('task')} ({sizes})"
     try:
         described = TaskSource.from_dict(source)
     except ConfigError as error:

@@ -55,6 +55,7 @@ if TYPE_CHECKING:
 __all__ = [
     "PROCEDURES",
     "SELECTION_VERSION",
+    "SMALL_CONFIRMATION",
     "SPLIT_FIELDS",
     "Challenger",
     "Selection",
@@ -79,6 +80,10 @@ _FIELDS = ("confirm_fraction", "top_k", "alpha", "ensemble_size", "seed", "proce
 
 PROCEDURES = ("sequence", "holm")
 """How the paired tests of the challengers are corrected for their number."""
+
+SMALL_CONFIRMATION = 40
+"""Below this many held-back dev examples, only large gains can pass the tests (with
+16, the sign test needs 5 examples won and none lost); ``search`` and ``run`` say so."""
 
 SPLIT_FIELDS = ("confirm_fraction", "seed")
 """The settings that decide which examples are held back; the others only steer the
