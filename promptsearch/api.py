@@ -155,7 +155,8 @@ def search(
     defaults, False for off) holds back part of dev to confirm the pick, which then
     replaces the best seed prompt only with evidence (see :mod:`promptsearch.study.selection`);
     with the default True it is off, with a logged warning, when dev is too small to split,
-    and a warning says so when the held-back part is too small to confirm small gains
+    and a warning says so, as the search starts, when the held-back part is too small
+    to confirm small gains
     (fewer than :data:`~promptsearch.study.selection.SMALL_CONFIRMATION` examples).
     *optuna_storage* (an Optuna storage URL such as ``sqlite:///optuna.db``, or
     ``journal:PATH``) copies every trial of every searcher into the Optuna study
@@ -254,7 +255,7 @@ def choose_selection(
 ) -> Selection | None:
     """The selection settings for *task*: ``True`` means the defaults where dev is large
     enough to split (else off, with a warning); explicit settings must fit."""
-    from promptsearch.study.selection import SMALL_CONFIRMATION, Selection
+    from promptsearch.study.selection import Selection
 
     chosen = Selection.coerce(selection)
     if chosen is None:
@@ -268,17 +269,6 @@ def choose_selection(
         )
         return None
     chosen.check_dev(len(task.dev))
-    n_confirm = chosen.confirm_size(len(task.dev))
-    if n_confirm < SMALL_CONFIRMATION:
-        logger.warning(
-            "task %r: %d of its %d dev examples are held back to confirm the pick; so few "
-            "confirm only large gains (a smaller one keeps your best seed prompt); a larger "
-            "dev split (--dev-size N, dev_size=N), where the task has the data, tells smaller "
-            "ones",
-            task.name,
-            n_confirm,
-            len(task.dev),
-        )
     return chosen
 
 

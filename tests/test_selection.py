@@ -125,27 +125,31 @@ def test_a_dev_split_too_small_to_hold_back_is_refused() -> None:
     assert Selection().fits(8)
 
 
-def test_a_small_confirmation_part_is_announced_before_the_search(
-    caplog: pytest.LogCaptureFixture,
+def test_a_small_confirmation_part_is_announced_as_the_search_starts(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     from promptsearch.api import choose_selection
     from promptsearch.study.selection import SMALL_CONFIRMATION
 
-    with caplog.at_level("WARNING", logger="promptsearch"):
-        chosen = choose_selection(True, _task(2 * SMALL_CONFIRMATION - 2))
-    assert chosen == Selection()
+    def announced(n_dev: int, selection: bool) -> list[str]:
+        folder = tmp_path / f"{n_dev}-{selection}"
+        folder.mkdir()
+        assert choose_selection(selection, _task(n_dev)) == (Selection() if selection else None)
+        study = _study(folder, {SEEDS[0]: _coin}, [SEEDS[0]], n_dev=n_dev, selection=selection)
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="promptsearch"):
+            study.run()
+        return [r.getMessage() for r in caplog.records if "held back" in r.getMessage()]
+
     n_dev = 2 * SMALL_CONFIRMATION - 2
-    assert [r.getMessage() for r in caplog.records] == [
+    assert announced(n_dev, True) == [
         f"task 'contract-sentiment': {n_dev // 2} of its {n_dev} dev examples are held back "
         "to confirm the pick; so few confirm only large gains (a smaller one keeps your best "
         "seed prompt); a larger dev split (--dev-size N, dev_size=N), where the task has the "
         "data, tells smaller ones"
     ]
-    caplog.clear()
-    with caplog.at_level("WARNING", logger="promptsearch"):
-        choose_selection(True, _task(2 * SMALL_CONFIRMATION))
-        choose_selection(False, _task(8))
-    assert caplog.records == []
+    assert announced(2 * SMALL_CONFIRMATION, True) == []
+    assert announced(8, False) == []
 
 
 # -- the split ---------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from promptsearch.study.cached_scoring import score_with_cache
 from promptsearch.study.ensemble import PromptEnsemble, vote_records
 from promptsearch.study.selection import (
     SELECTION_VERSION,
+    SMALL_CONFIRMATION,
     SPLIT_FIELDS,
     Challenger,
     Selection,
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
     from promptsearch.storage import EvaluationRecord, StudyRecord
     from promptsearch.study.loop import Study
 
-__all__ = ["check_same_selection", "search_and_confirm", "select_final"]
+__all__ = ["announce_confirmation", "check_same_selection", "search_and_confirm", "select_final"]
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +47,25 @@ def search_and_confirm(task: Task, selection: Selection | None) -> tuple[Task, t
         return task, ()
     search, confirm = split_dev(task.dev, selection, stratify=task.kind == "classification")
     return dataclasses.replace(task, dev=search), confirm
+
+
+def announce_confirmation(study: Study) -> None:
+    """Warn, as the search starts, when the held-back part of dev is too small to confirm
+    small gains (fewer than :data:`~promptsearch.study.selection.SMALL_CONFIRMATION`
+    examples).  Called once the study has opened, so that a run refused on opening
+    prints its one-line error alone."""
+    n_confirm = len(study.confirm_examples)
+    if study.selection is None or n_confirm >= SMALL_CONFIRMATION:
+        return
+    logger.warning(
+        "task %r: %d of its %d dev examples are held back to confirm the pick; so few "
+        "confirm only large gains (a smaller one keeps your best seed prompt); a larger "
+        "dev split (--dev-size N, dev_size=N), where the task has the data, tells smaller "
+        "ones",
+        study.task.name,
+        n_confirm,
+        len(study.task.dev),
+    )
 
 
 def check_same_selection(stored: StudyRecord | None, selection: Selection | None) -> None:

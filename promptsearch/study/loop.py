@@ -32,7 +32,12 @@ from promptsearch.searchers.base import (
 )
 from promptsearch.study.budget import Budget, limit_reached
 from promptsearch.study.dev_scoring import DevScoring
-from promptsearch.study.final_pick import check_same_selection, search_and_confirm, select_final
+from promptsearch.study.final_pick import (
+    announce_confirmation,
+    check_same_selection,
+    search_and_confirm,
+    select_final,
+)
 from promptsearch.study.optuna_mirror import StudyMirror
 from promptsearch.study.racing import Race, Racing, check_same_racing
 from promptsearch.study.results import BestPrompt, StudyResult
@@ -264,6 +269,7 @@ class Study:
         Ctrl-C stops after saving what was finished; rerunning resumes.
         """
         self._open()
+        announce_confirmation(self)
         try:
             self.trials.start()
             with self._progress_bar():
