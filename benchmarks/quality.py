@@ -3,15 +3,17 @@ user's best seed prompt on test data it never saw?
 
     python benchmarks/quality.py --data-dir ../shared/data \\
         [--tasks sst2,mr,agnews,rotten-tomatoes] [--seeds 13,42,100] \\
-        [--arms default,weak] [--budget N] [--test-limit 500] [--storage-dir DIR] \\
-        [--selection-procedure sequence|holm]
+        [--arms default,weak] [--dev-sizes task,600] [--budget N] [--test-limit 500] \\
+        [--storage-dir DIR] [--selection-procedure sequence|holm]
 
 For each task x seed x arm, one study runs exactly what ``promptsearch run --task T``
 runs (the default searchers, budget, selection and racing of
 :func:`promptsearch.api.search`) on a fresh SQLite file.  Arm ``default`` starts from
 the task's seed prompts; arm ``weak`` from one poor seed prompt only
 (``{text} It was {answer}.`` with the words terrible/great for two labels, the
-task's own words otherwise).  Then, on a seeded sample of ``--test-limit`` test
+task's own words otherwise).  ``--dev-sizes`` runs each study once per dev size
+(``task``: the task's own; N: ``--dev-size N``, a dev split of N examples over the same
+test split).  Then, on a seeded sample of ``--test-limit`` test
 examples (the same for every run of a task), it scores:
 
 * the baseline: the best seed prompt of the task chosen by the whole dev split
@@ -54,6 +56,7 @@ class Run:
     task: str
     seed: int
     arm: str
+    dev: int
     baseline: str
     baseline_test: float
     pick: str
@@ -68,6 +71,19 @@ class Run:
     @property
     def delta(self) -> float:
         return self.pick_test - self.baseline_test
+
+
+def parse_dev_sizes(text: str) -> list[int | None]:
+    """``task,600`` -> ``[None, 600]`` (None: the task's own dev split)."""
+    sizes: list[int | None] = []
+    for part in (p.strip() for p in text.split(",")):
+        if part == "task":
+            sizes.append(None)
+        elif part.isdigit() and int(part) > 0:
+            sizes.append(int(part))
+        else:
+            raise SystemExit(f"--dev-sizes: {part!r} is neither 'task' nor a positive count")
+    return sizes
 
 
 def weak_prompt(task: Task) -> Prompt:
@@ -90,9 +106,10 @@ def score(
     prompt: Prompt | PromptEnsemble,
     examples: list[Example],
     task: Task,
-    memo: dict[str, ScoreReport],
+    memo: dict[tuple[str, int], ScoreReport],
 ) -> ScoreReport:
-    key = prompt.content_hash
+    # the same prompt on the same examples (studies of one task share its test sample)
+    key = (prompt.content_hash, hash(tuple((e.id, e.target) for e in examples)))
     if key not in memo:
         memo[key] = (
             prompt.score(scorer, examples, task)
@@ -106,16 +123,14 @@ def run_one(
     name: str,
     seed: int,
     arm: str,
+    dev_size: int | None,
     args: argparse.Namespace,
     model: object,
     folder: Path,
-    memo: dict[str, ScoreReport],
+    memo: dict[tuple[str, int], ScoreReport],
 ) -> Run:
-    task = load_task(
-        name,
-        data_dir=args.data_dir,
-        seed=seed,
-    )
+    task = load_task(name, data_dir=args.data_dir, seed=seed, dev_size=dev_size)
+    label = f"{name}-{seed}-{arm}" + ("" if dev_size is None else f"-dev{dev_size}")
     scorer = Scorer(model, batch_size=args.batch_size)  # type: ignore[arg-type]
     # the baseline: the best seed prompt by the whole dev split
     seeds = [p.resolve(task) for p in task.seed_prompts]
@@ -126,8 +141,8 @@ def run_one(
     result = search(
         searched,
         model=model,  # type: ignore[arg-type]
-        storage=f"sqlite:///{folder / f'{name}-{seed}-{arm}.db'}",
-        study=f"quality-{name}-{seed}-{arm}",
+        storage=f"sqlite:///{folder / f'{label}.db'}",
+        study=f"quality-{label}",
         seed=seed,
         progress=False,
         racing="auto",
@@ -151,6 +166,7 @@ def run_one(
         task=name,
         seed=seed,
         arm=arm,
+        dev=len(task.dev),
         baseline=baseline.describe(width=50),
         baseline_test=base.value,
         pick=best.prompt.describe(width=50),
@@ -170,7 +186,7 @@ def cell(text: str) -> str:
 
 def print_row(run: Run) -> None:
     print(
-        f"| {run.task} | {run.seed} | {run.arm} | {cell(run.baseline)} | "
+        f"| {run.task} | {run.seed} | {run.arm} | {run.dev} | {cell(run.baseline)} | "
         f"{run.baseline_test:.3f} | {cell(run.pick)} | {run.pick_test:.3f} | "
         f"{run.delta:+.3f} | {run.p_value:.3g} | {'yes' if run.replaced else 'no'} | "
         f"{run.top10_best:.3f} | {run.top10_best - run.pick_test:.3f} | {run.minutes:.1f} | "
@@ -180,15 +196,15 @@ def print_row(run: Run) -> None:
 
 
 def summary(runs: list[Run]) -> None:
-    print("\n| task | arm | seeds | baseline test | pick test | mean Δ | selection gap |")
-    print("|---|---|---|---:|---:|---:|---:|")
-    keys = sorted({(r.task, r.arm) for r in runs})
-    for task, arm in keys:
-        group = [r for r in runs if (r.task, r.arm) == (task, arm)]
+    print("\n| task | arm | dev | seeds | baseline test | pick test | mean Δ | selection gap |")
+    print("|---|---|---:|---|---:|---:|---:|---:|")
+    keys = sorted({(r.task, r.arm, r.dev) for r in runs})
+    for task, arm, dev in keys:
+        group = [r for r in runs if (r.task, r.arm, r.dev) == (task, arm, dev)]
         seeds = ",".join(str(r.seed) for r in group)
         mean = statistics.mean
         print(
-            f"| {task} | {arm} | {seeds} | {mean(r.baseline_test for r in group):.3f} | "
+            f"| {task} | {arm} | {dev} | {seeds} | {mean(r.baseline_test for r in group):.3f} | "
             f"{mean(r.pick_test for r in group):.3f} | {mean(r.delta for r in group):+.3f} | "
             f"{mean(r.top10_best - r.pick_test for r in group):.3f} |"
         )
@@ -206,6 +222,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tasks", default="sst2,mr,agnews,rotten-tomatoes")
     parser.add_argument("--seeds", default="13,42,100")
     parser.add_argument("--arms", default="default,weak")
+    parser.add_argument(
+        "--dev-sizes",
+        default="task",
+        help="comma list: 'task' (the task's own dev split) or a dev split size N",
+    )
     parser.add_argument("--budget", type=int, default=None, help="default: the CLI's default")
     parser.add_argument("--test-limit", type=int, default=500)
     parser.add_argument(
@@ -250,18 +271,20 @@ def main(argv: list[str] | None = None) -> int:
     folder = Path(args.storage_dir or tempfile.mkdtemp(prefix="quality-"))
     folder.mkdir(parents=True, exist_ok=True)
     print(
-        "| task | seed | arm | baseline (best seed by dev) | test | pick | test | Δ | p | "
+        "| task | seed | arm | dev | baseline (best seed by dev) | test | pick | test | Δ | p | "
         "replaced seed | best of top 10 + pick | gap | search min | evals | fwd passes |"
     )
-    print("|---|---:|---|---|---:|---|---:|---:|---:|---|---:|---:|---:|---:|---:|")
+    print("|---|---:|---|---:|---|---:|---|---:|---:|---:|---|---:|---:|---:|---:|---:|")
+    dev_sizes = parse_dev_sizes(args.dev_sizes)
     runs = []
     for name in args.tasks.split(","):
-        memo: dict[str, ScoreReport] = {}
+        memo: dict[tuple[str, int], ScoreReport] = {}
         for seed in (int(s) for s in args.seeds.split(",")):
             for arm in arms:
-                run = run_one(name, seed, arm, args, model, folder, memo)
-                print_row(run)
-                runs.append(run)
+                for dev_size in dev_sizes:
+                    run = run_one(name, seed, arm, dev_size, args, model, folder, memo)
+                    print_row(run)
+                    runs.append(run)
     summary(runs)
     return 0
 
