@@ -156,8 +156,8 @@ def search(
     replaces the best seed prompt only with evidence (see :mod:`promptsearch.study.selection`);
     with the default True it is off, with a logged warning, when dev is too small to split,
     and a warning says so, as the search starts, when the held-back part is too small
-    to confirm small gains
-    (fewer than :data:`~promptsearch.study.selection.SMALL_CONFIRMATION` examples).
+    to confirm small gains (fewer than
+    :data:`~promptsearch.study.selection.SMALL_CONFIRMATION` examples).
     *optuna_storage* (an Optuna storage URL such as ``sqlite:///optuna.db``, or
     ``journal:PATH``) copies every trial of every searcher into the Optuna study
     *optuna_study* (default: the study's name) there, for optuna-dashboard and Optuna's
