@@ -3,8 +3,9 @@ user's best seed prompt on test data it never saw?
 
     python benchmarks/quality.py --data-dir ../shared/data \\
         [--tasks sst2,mr,agnews,rotten-tomatoes] [--seeds 13,42,100] \\
-        [--arms default,weak] [--dev-sizes task,600] [--budget N] [--test-limit 500] \\
-        [--storage-dir DIR] [--selection-procedure sequence|holm]
+        [--arms default,weak] [--dev-sizes task,600] [--label-instructions on,off] \\
+        [--budget N] [--test-limit 500] [--storage-dir DIR] \\
+        [--selection-procedure sequence|holm]
 
 For each task x seed x arm, one study runs exactly what ``promptsearch run --task T``
 runs (the default searchers, budget, selection and racing of
@@ -13,7 +14,10 @@ the task's seed prompts; arm ``weak`` from one poor seed prompt only
 (``{text} It was {answer}.`` with the words terrible/great for two labels, the
 task's own words otherwise).  ``--dev-sizes`` runs each study once per dev size
 (``task``: the task's own; N: ``--dev-size N``, a dev split of N examples over the same
-test split).  Then, on a seeded sample of ``--test-limit`` test
+test split).  ``--label-instructions on,off`` runs each study once as shipped and once
+with the ``optuna`` searcher's ``label_instructions=false`` (its instruction pool
+before session 27: no instructions written from the task's label words).  Then, on a
+seeded sample of ``--test-limit`` test
 examples (the same for every run of a task), it scores:
 
 * the baseline: the best seed prompt of the task chosen by the whole dev split
@@ -44,7 +48,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from promptsearch import Prompt, load_model, load_task
-from promptsearch.api import search
+from promptsearch.api import DEFAULT_SEARCHERS, search
 from promptsearch.evaluation.stats import mcnemar
 from promptsearch.scoring.scorer import Scorer, ScoreReport
 from promptsearch.study.ensemble import PromptEnsemble
@@ -57,6 +61,7 @@ class Run:
     seed: int
     arm: str
     dev: int
+    label_instructions: bool
     baseline: str
     baseline_test: float
     pick: str
@@ -71,6 +76,17 @@ class Run:
     @property
     def delta(self) -> float:
         return self.pick_test - self.baseline_test
+
+
+def parse_switch(text: str, option: str) -> list[bool]:
+    """``on,off`` -> ``[True, False]``."""
+    values = {"on": True, "off": False}
+    out: list[bool] = []
+    for part in (p.strip() for p in text.split(",")):
+        if part not in values:
+            raise SystemExit(f"{option}: expected a comma list of on and off; got {part!r}")
+        out.append(values[part])
+    return out
 
 
 def parse_dev_sizes(text: str) -> list[int | None]:
@@ -124,6 +140,7 @@ def run_one(
     seed: int,
     arm: str,
     dev_size: int | None,
+    label_instructions: bool,
     args: argparse.Namespace,
     model: object,
     folder: Path,
@@ -131,6 +148,10 @@ def run_one(
 ) -> Run:
     task = load_task(name, data_dir=args.data_dir, seed=seed, dev_size=dev_size)
     label = f"{name}-{seed}-{arm}" + ("" if dev_size is None else f"-dev{dev_size}")
+    label += "" if label_instructions else "-no-label-instructions"
+    searchers = list(DEFAULT_SEARCHERS)
+    if not label_instructions:
+        searchers = ["optuna:label_instructions=false" if s == "optuna" else s for s in searchers]
     scorer = Scorer(model, batch_size=args.batch_size)  # type: ignore[arg-type]
     # the baseline: the best seed prompt by the whole dev split
     seeds = [p.resolve(task) for p in task.seed_prompts]
@@ -141,6 +162,7 @@ def run_one(
     result = search(
         searched,
         model=model,  # type: ignore[arg-type]
+        searchers=searchers,
         storage=f"sqlite:///{folder / f'{label}.db'}",
         study=f"quality-{label}",
         seed=seed,
@@ -167,6 +189,7 @@ def run_one(
         seed=seed,
         arm=arm,
         dev=len(task.dev),
+        label_instructions=label_instructions,
         baseline=baseline.describe(width=50),
         baseline_test=base.value,
         pick=best.prompt.describe(width=50),
@@ -186,7 +209,8 @@ def cell(text: str) -> str:
 
 def print_row(run: Run) -> None:
     print(
-        f"| {run.task} | {run.seed} | {run.arm} | {run.dev} | {cell(run.baseline)} | "
+        f"| {run.task} | {run.seed} | {run.arm} | {run.dev} | "
+        f"{'on' if run.label_instructions else 'off'} | {cell(run.baseline)} | "
         f"{run.baseline_test:.3f} | {cell(run.pick)} | {run.pick_test:.3f} | "
         f"{run.delta:+.3f} | {run.p_value:.3g} | {'yes' if run.replaced else 'no'} | "
         f"{run.top10_best:.3f} | {run.top10_best - run.pick_test:.3f} | {run.minutes:.1f} | "
@@ -196,22 +220,27 @@ def print_row(run: Run) -> None:
 
 
 def summary(runs: list[Run]) -> None:
-    print("\n| task | arm | dev | seeds | baseline test | pick test | mean Δ | selection gap |")
-    print("|---|---|---:|---|---:|---:|---:|---:|")
-    keys = sorted({(r.task, r.arm, r.dev) for r in runs})
-    for task, arm, dev in keys:
-        group = [r for r in runs if (r.task, r.arm, r.dev) == (task, arm, dev)]
+    print(
+        "\n| task | arm | dev | label instr. | seeds | baseline test | pick test | mean Δ | "
+        "selection gap |"
+    )
+    print("|---|---|---:|---|---|---:|---:|---:|---:|")
+    keys = sorted({(r.task, r.arm, r.dev, r.label_instructions) for r in runs})
+    for task, arm, dev, instructions in keys:
+        key = (task, arm, dev, instructions)
+        group = [r for r in runs if (r.task, r.arm, r.dev, r.label_instructions) == key]
         seeds = ",".join(str(r.seed) for r in group)
         mean = statistics.mean
         print(
-            f"| {task} | {arm} | {dev} | {seeds} | {mean(r.baseline_test for r in group):.3f} | "
+            f"| {task} | {arm} | {dev} | {'on' if instructions else 'off'} | {seeds} | "
+            f"{mean(r.baseline_test for r in group):.3f} | "
             f"{mean(r.pick_test for r in group):.3f} | {mean(r.delta for r in group):+.3f} | "
             f"{mean(r.top10_best - r.pick_test for r in group):.3f} |"
         )
-    default = [r for r in runs if r.arm == "default"]
+    default = [r for r in runs if r.arm == "default" and r.label_instructions]
     if default:
         print(
-            f"\nmean Δ test over {len(default)} default runs: "
+            f"\nmean Δ test over {len(default)} default runs (as shipped): "
             f"{statistics.mean(r.delta for r in default):+.3f}; longest study "
             f"{max(r.minutes for r in runs):.1f} min"
         )
@@ -226,6 +255,11 @@ def main(argv: list[str] | None = None) -> int:
         "--dev-sizes",
         default="task",
         help="comma list: 'task' (the task's own dev split) or a dev split size N",
+    )
+    parser.add_argument(
+        "--label-instructions",
+        default="on",
+        help="comma list of on (as shipped) and off (optuna:label_instructions=false)",
     )
     parser.add_argument("--budget", type=int, default=None, help="default: the CLI's default")
     parser.add_argument("--test-limit", type=int, default=500)
@@ -271,20 +305,23 @@ def main(argv: list[str] | None = None) -> int:
     folder = Path(args.storage_dir or tempfile.mkdtemp(prefix="quality-"))
     folder.mkdir(parents=True, exist_ok=True)
     print(
-        "| task | seed | arm | dev | baseline (best seed by dev) | test | pick | test | Δ | p | "
-        "replaced seed | best of top 10 + pick | gap | search min | evals | fwd passes |"
+        "| task | seed | arm | dev | label instr. | baseline (best seed by dev) | test | pick | "
+        "test | Δ | p | replaced seed | best of top 10 + pick | gap | search min | evals | "
+        "fwd passes |"
     )
-    print("|---|---:|---|---:|---|---:|---|---:|---:|---:|---|---:|---:|---:|---:|---:|")
+    print("|---|---:|---|---:|---|---|---:|---|---:|---:|---:|---|---:|---:|---:|---:|---:|")
     dev_sizes = parse_dev_sizes(args.dev_sizes)
+    switches = parse_switch(args.label_instructions, "--label-instructions")
     runs = []
     for name in args.tasks.split(","):
         memo: dict[tuple[str, int], ScoreReport] = {}
         for seed in (int(s) for s in args.seeds.split(",")):
             for arm in arms:
                 for dev_size in dev_sizes:
-                    run = run_one(name, seed, arm, dev_size, args, model, folder, memo)
-                    print_row(run)
-                    runs.append(run)
+                    for switch in switches:
+                        run = run_one(name, seed, arm, dev_size, switch, args, model, folder, memo)
+                        print_row(run)
+                        runs.append(run)
     summary(runs)
     return 0
 

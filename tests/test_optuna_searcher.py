@@ -12,7 +12,12 @@ import pytest
 from promptsearch import ConfigError, Prompt, Task
 from promptsearch.scoring.scorer import Scorer
 from promptsearch.searchers import make_searcher
-from promptsearch.searchers._prompt_space import SEPARATORS, format_variants, io_template
+from promptsearch.searchers._prompt_space import (
+    SEPARATORS,
+    format_variants,
+    io_template,
+    task_instructions,
+)
 from promptsearch.searchers.base import (
     LEADERBOARD_SIZE,
     Candidate,
@@ -150,6 +155,37 @@ def test_verbalizers_come_from_the_pool() -> None:
     assert "lovely" in used
 
 
+def test_label_instructions_name_the_task_words() -> None:
+    task = contract_task()
+    bare = replace(task, seed_prompts=tuple(p for p in task.seed_prompts if not p.instruction))
+    searcher = _setup(OptunaSearcher(sampler="random", max_demonstrations=0), bare)
+    words = " or ".join(task.verbalizer[label][0] for label in task.labels)
+    written = [f"Classify the sentence as {words}.", f"Answer with one word: {words}."]
+    assert searcher.space.instructions == ["", *written]  # none, then the label instructions
+    used = {c.prompt.instruction for batch in drive(searcher, bare, rounds=8, n=4) for c in batch}
+    assert set(written) <= used  # the sampler proposes them
+    off = _setup(OptunaSearcher(label_instructions=False), bare)
+    assert off.space.instructions == [""]
+
+
+def test_task_instructions_for_other_tasks() -> None:
+    from promptsearch.searchers.base import TrainView
+
+    assert task_instructions(TrainView.from_task(pair_task())) == [
+        "Classify the input as No or Yes.",  # several fields: "input"
+        "Answer with one word: No or Yes.",
+    ]
+    topics = replace(
+        TrainView.from_task(pair_task()),
+        input_fields=("news_story",),
+        labels=("a", "b", "c"),
+        verbalizer={"a": ("World",), "b": ("Sports",), "c": ("Business",)},
+    )
+    first = task_instructions(topics)[0]
+    assert first == "Classify the news story as World, Sports or Business."
+    assert task_instructions(TrainView.from_task(contract_task("generation"))) == []
+
+
 def test_generation_tasks_have_no_verbalizer() -> None:
     task = contract_task("generation")
     searcher = _setup(OptunaSearcher(), task)
@@ -174,9 +210,12 @@ def test_duplicates_cost_nothing_and_a_small_space_runs_dry(
     task = contract_task()
     seeds = tuple(p for p in task.seed_prompts if not p.instruction)
     small = replace(task, seed_prompts=seeds[:1])
-    # pool: 1 instruction (none), 4 templates, 1 verbalizer; separators are inert;
-    # calibration on or off doubles the space when searched
-    searcher = _setup(OptunaSearcher(max_demonstrations=0, calibrate=calibrate), small)
+    # pool: 1 instruction (none: no label instructions), 4 templates, 1 verbalizer;
+    # separators are inert; calibration on or off doubles the space when searched
+    searcher = _setup(
+        OptunaSearcher(max_demonstrations=0, calibrate=calibrate, label_instructions=False),
+        small,
+    )
     assert len(searcher.space.templates) == 4
     proposed: list[Prompt] = []
     for _ in range(10):
@@ -437,6 +476,7 @@ def test_unreachable_mirror_fails_at_setup(tmp_path: Path) -> None:
         ({"max_demonstrations": 17}, "max_demonstrations must be <= 16; got 17"),
         ({"max_demonstrations": 2.5}, "max_demonstrations must be an integer"),
         ({"pool_from_study": "yes"}, "pool_from_study must be True or False; got 'yes'"),
+        ({"label_instructions": 1}, "label_instructions must be True or False; got 1"),
         ({"n_startup_trials": -3}, "n_startup_trials must be >= 0"),
         ({"mirror_storage": "optuna.db"}, "mirror_storage must be an Optuna storage URL"),
         ({"mirror_study": ""}, "mirror_study must be a non-empty string"),
@@ -464,6 +504,9 @@ def test_spec_string_and_registry() -> None:
         2,
         False,
     )
+    assert searcher.label_instructions is True
+    plain = make_searcher("optuna:label_instructions=false")
+    assert isinstance(plain, OptunaSearcher) and plain.label_instructions is False
     mirrored = make_searcher("optuna:mirror_storage=sqlite:///optuna.db,mirror_study=s1")
     assert isinstance(mirrored, OptunaSearcher)
     assert (mirrored.mirror_storage, mirrored.mirror_study) == ("sqlite:///optuna.db", "s1")

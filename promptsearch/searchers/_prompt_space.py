@@ -3,6 +3,8 @@
 A point of the space is a dict of small integers, one per parameter:
 
 * ``instruction``: index into the instruction pool (index 0 is "no instruction");
+  besides the seed prompts' instructions, a classification task brings two written
+  from its own label words (:func:`task_instructions`);
 * ``template``: index into the template pool;
 * ``verbalizer``: index into the verbalizer pool (classification tasks only);
 * ``separator``: index into :data:`SEPARATORS`, what joins instruction,
@@ -43,6 +45,7 @@ __all__ = [
     "PromptSpace",
     "format_variants",
     "io_template",
+    "task_instructions",
 ]
 
 SEPARATORS = ("\n\n", "\n", " ")
@@ -67,6 +70,22 @@ def io_template(fields: Sequence[str]) -> str:
         return f"Input: {{{fields[0]}}}\nOutput: {{answer}}"
     lines = [f"{_title(name)}: {{{name}}}" for name in fields]
     return "\n".join([*lines, "Answer: {answer}"])
+
+
+def task_instructions(task: TrainView) -> list[str]:
+    """Instructions that name a classification task's answers, written from its
+    label words (the first word of each label, in the task's label order): "Classify
+    the sentence as negative or positive." and "Answer with one word: negative or
+    positive."  The input is called by its field's name, or "input" for several
+    fields.  Empty for other tasks.  A user's seed prompts may have no instruction at
+    all; these give the search instructions to try even then."""
+    if task.kind != "classification" or len(task.labels) < 2:
+        return []
+    words = [(task.verbalizer.get(label) or (label,))[0].strip() or label for label in task.labels]
+    choices = ", ".join(words[:-1]) + f" or {words[-1]}"
+    noun = task.input_fields[0].replace("_", " ").strip() if len(task.input_fields) == 1 else ""
+    noun = noun or "input"
+    return [f"Classify the {noun} as {choices}.", f"Answer with one word: {choices}."]
 
 
 def format_variants(template: str) -> list[str]:
@@ -119,12 +138,15 @@ class PromptSpace:
         owner: str,
         chat: tuple[str, str] | None = None,
         calibration: bool = False,
+        label_instructions: bool = False,
     ) -> PromptSpace:
         """The space for *task*: seed prompts' parts, format variants, and the extras
         given (checked against the task: a template may use only the task's input
         fields, a verbalizer must have words for every label).  *chat* (see
         :func:`chat_turns`): the seed templates also as chat exchanges.  *calibration*:
-        calibration on or off is a parameter too (classification tasks only)."""
+        calibration on or off is a parameter too (classification tasks only).
+        *label_instructions*: the instructions of :func:`task_instructions` join the
+        pool after the seed prompts' own."""
         classification = task.kind == "classification"
         space = cls(
             task=task,
@@ -138,6 +160,9 @@ class PromptSpace:
             space.add_template(prompt.template)
             if classification and prompt.verbalizer is not None:
                 space.add_verbalizer(prompt.verbalizer)
+        if label_instructions:
+            for text in task_instructions(task):
+                space.add_instruction(text)
         derived = [v for prompt in seeds for v in format_variants(prompt.template)]
         generic = io_template(task.input_fields)
         chats = [chat_variant(prompt.template, chat) for prompt in seeds if chat is not None]

@@ -9,8 +9,9 @@ interface, turns them into prompts, and tells it their dev scores when the study
 reports them.
 
 * **Pools that grow.**  The instruction, template and verbalizer pools start with
-  the task's seed prompts' parts, format variants of the seed templates, and the
-  extras given.  With ``pool_from_study`` they also take in the parts of the
+  the task's seed prompts' parts, format variants of the seed templates, two
+  instructions that name a classification task's label words (``label_instructions``),
+  and the extras given.  With ``pool_from_study`` they also take in the parts of the
   study's best prompts from every searcher (``SearchContext.leaderboard``), and
   those of the best prompts that the space can express join the sampler's history
   with their scores, at no cost.
@@ -87,7 +88,8 @@ class OptunaSearcher(Searcher):
         ``"tpe"`` (Tree-structured Parzen Estimator, multivariate), ``"random"`` or
         ``"qmc"`` (scrambled Sobol sequence).
     instructions:
-        Extra instructions for the pool (besides none and the seed prompts').
+        Extra instructions for the pool (besides none, the seed prompts' and the
+        label instructions).
     templates:
         Extra templates for the pool (besides the seed templates, their one-line
         forms, and an ``Input:``/``Output:`` format); each may use only the task's
@@ -119,6 +121,13 @@ class OptunaSearcher(Searcher):
         :mod:`promptsearch.scoring.calibration`): ``"auto"`` on classification tasks
         whose study does not calibrate every prompt already, ``False`` never (every
         prompt it proposes is then uncalibrated, as before this parameter existed).
+    label_instructions:
+        On classification tasks, two instructions that name the task's label words
+        join the pool ("Classify the sentence as negative or positive.", "Answer with
+        one word: negative or positive."; see
+        :func:`~promptsearch.searchers._prompt_space.task_instructions`), so a search
+        from seed prompts without an instruction has some to try.  ``False``: the
+        pool of earlier versions.
     """
 
     name = "optuna"
@@ -138,6 +147,7 @@ class OptunaSearcher(Searcher):
         mirror_study: str | None = None,
         chat_format: str | bool = "auto",
         calibrate: str | bool = "auto",
+        label_instructions: bool = True,
     ) -> None:
         self.sampler = check_choice(sampler, "sampler", SAMPLERS, owner=_OWNER)
         self.instructions = _strings(instructions, "instructions")
@@ -184,6 +194,11 @@ class OptunaSearcher(Searcher):
         if not (calibrate is False or calibrate == "auto"):
             raise ConfigError(f"{_OWNER}: calibrate must be 'auto' or False; got {calibrate!r}")
         self.calibrate = calibrate
+        if not isinstance(label_instructions, bool):
+            raise ConfigError(
+                f"{_OWNER}: label_instructions must be True or False; got {label_instructions!r}"
+            )
+        self.label_instructions = label_instructions
         self._space: PromptSpace | None = None
         self._seed = 0
         self._round = 0
@@ -207,6 +222,7 @@ class OptunaSearcher(Searcher):
             owner=_OWNER,
             chat=self._chat_turns(context),
             calibration=self.calibrate == "auto" and not context.calibrated,
+            label_instructions=self.label_instructions,
         )
         if self.mirror_storage is not None:
             study_name = (
