@@ -3,7 +3,7 @@ user's best seed prompt on test data it never saw?
 
     python benchmarks/quality.py --data-dir ../shared/data \\
         [--tasks sst2,mr,agnews,rotten-tomatoes] [--seeds 13,42,100] \\
-        [--arms default,weak] [--dev-sizes task,600] [--label-instructions on,off] \\
+        [--arms default,weak] [--dev-sizes task,600] [--label-instructions off,on] \\
         [--budget N] [--test-limit 500] [--storage-dir DIR] \\
         [--selection-procedure sequence|holm]
 
@@ -14,10 +14,9 @@ the task's seed prompts; arm ``weak`` from one poor seed prompt only
 (``{text} It was {answer}.`` with the words terrible/great for two labels, the
 task's own words otherwise).  ``--dev-sizes`` runs each study once per dev size
 (``task``: the task's own; N: ``--dev-size N``, a dev split of N examples over the same
-test split).  ``--label-instructions on,off`` runs each study once as shipped and once
-with the ``optuna`` searcher's ``label_instructions=false`` (its instruction pool
-before session 27: no instructions written from the task's label words).  Then, on a
-seeded sample of ``--test-limit`` test
+test split).  ``--label-instructions off,on`` runs each study once as shipped and once
+with the ``optuna`` searcher's ``label_instructions=true`` (two instructions written
+from the task's label words join its pool).  Then, on a seeded sample of ``--test-limit`` test
 examples (the same for every run of a task), it scores:
 
 * the baseline: the best seed prompt of the task chosen by the whole dev split
@@ -148,10 +147,10 @@ def run_one(
 ) -> Run:
     task = load_task(name, data_dir=args.data_dir, seed=seed, dev_size=dev_size)
     label = f"{name}-{seed}-{arm}" + ("" if dev_size is None else f"-dev{dev_size}")
-    label += "" if label_instructions else "-no-label-instructions"
+    label += "-label-instructions" if label_instructions else ""
     searchers = list(DEFAULT_SEARCHERS)
-    if not label_instructions:
-        searchers = ["optuna:label_instructions=false" if s == "optuna" else s for s in searchers]
+    if label_instructions:
+        searchers = ["optuna:label_instructions=true" if s == "optuna" else s for s in searchers]
     scorer = Scorer(model, batch_size=args.batch_size)  # type: ignore[arg-type]
     # the baseline: the best seed prompt by the whole dev split
     seeds = [p.resolve(task) for p in task.seed_prompts]
@@ -237,7 +236,7 @@ def summary(runs: list[Run]) -> None:
             f"{mean(r.pick_test for r in group):.3f} | {mean(r.delta for r in group):+.3f} | "
             f"{mean(r.top10_best - r.pick_test for r in group):.3f} |"
         )
-    default = [r for r in runs if r.arm == "default" and r.label_instructions]
+    default = [r for r in runs if r.arm == "default" and not r.label_instructions]
     if default:
         print(
             f"\nmean Δ test over {len(default)} default runs (as shipped): "
@@ -258,8 +257,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--label-instructions",
-        default="on",
-        help="comma list of on (as shipped) and off (optuna:label_instructions=false)",
+        default="off",
+        help="comma list of off (as shipped) and on (optuna:label_instructions=true)",
     )
     parser.add_argument("--budget", type=int, default=None, help="default: the CLI's default")
     parser.add_argument("--test-limit", type=int, default=500)

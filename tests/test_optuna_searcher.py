@@ -158,13 +158,14 @@ def test_verbalizers_come_from_the_pool() -> None:
 def test_label_instructions_name_the_task_words() -> None:
     task = contract_task()
     bare = replace(task, seed_prompts=tuple(p for p in task.seed_prompts if not p.instruction))
-    searcher = _setup(OptunaSearcher(sampler="random", max_demonstrations=0), bare)
+    on = OptunaSearcher(sampler="random", max_demonstrations=0, label_instructions=True)
+    searcher = _setup(on, bare)
     words = " or ".join(task.verbalizer[label][0] for label in task.labels)
     written = [f"Classify the sentence as {words}.", f"Answer with one word: {words}."]
     assert searcher.space.instructions == ["", *written]  # none, then the label instructions
     used = {c.prompt.instruction for batch in drive(searcher, bare, rounds=8, n=4) for c in batch}
     assert set(written) <= used  # the sampler proposes them
-    off = _setup(OptunaSearcher(label_instructions=False), bare)
+    off = _setup(OptunaSearcher(), bare)  # the default: the seed prompts' instructions only
     assert off.space.instructions == [""]
 
 
@@ -210,12 +211,9 @@ def test_duplicates_cost_nothing_and_a_small_space_runs_dry(
     task = contract_task()
     seeds = tuple(p for p in task.seed_prompts if not p.instruction)
     small = replace(task, seed_prompts=seeds[:1])
-    # pool: 1 instruction (none: no label instructions), 4 templates, 1 verbalizer;
+    # pool: 1 instruction (none), 4 templates, 1 verbalizer;
     # separators are inert; calibration on or off doubles the space when searched
-    searcher = _setup(
-        OptunaSearcher(max_demonstrations=0, calibrate=calibrate, label_instructions=False),
-        small,
-    )
+    searcher = _setup(OptunaSearcher(max_demonstrations=0, calibrate=calibrate), small)
     assert len(searcher.space.templates) == 4
     proposed: list[Prompt] = []
     for _ in range(10):
@@ -504,9 +502,9 @@ def test_spec_string_and_registry() -> None:
         2,
         False,
     )
-    assert searcher.label_instructions is True
-    plain = make_searcher("optuna:label_instructions=false")
-    assert isinstance(plain, OptunaSearcher) and plain.label_instructions is False
+    assert searcher.label_instructions is False
+    labelled = make_searcher("optuna:label_instructions=true")
+    assert isinstance(labelled, OptunaSearcher) and labelled.label_instructions is True
     mirrored = make_searcher("optuna:mirror_storage=sqlite:///optuna.db,mirror_study=s1")
     assert isinstance(mirrored, OptunaSearcher)
     assert (mirrored.mirror_storage, mirrored.mirror_study) == ("sqlite:///optuna.db", "s1")

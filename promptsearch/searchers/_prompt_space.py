@@ -3,8 +3,8 @@
 A point of the space is a dict of small integers, one per parameter:
 
 * ``instruction``: index into the instruction pool (index 0 is "no instruction");
-  besides the seed prompts' instructions, a classification task brings two written
-  from its own label words (:func:`task_instructions`);
+  besides the seed prompts' instructions, on request two written from a
+  classification task's own label words (:func:`task_instructions`);
 * ``template``: index into the template pool;
 * ``verbalizer``: index into the verbalizer pool (classification tasks only);
 * ``separator``: index into :data:`SEPARATORS`, what joins instruction,

@@ -9,9 +9,9 @@ interface, turns them into prompts, and tells it their dev scores when the study
 reports them.
 
 * **Pools that grow.**  The instruction, template and verbalizer pools start with
-  the task's seed prompts' parts, format variants of the seed templates, two
-  instructions that name a classification task's label words (``label_instructions``),
-  and the extras given.  With ``pool_from_study`` they also take in the parts of the
+  the task's seed prompts' parts, format variants of the seed templates, with
+  ``label_instructions`` two instructions that name a classification task's label
+  words, and the extras given.  With ``pool_from_study`` they also take in the parts of the
   study's best prompts from every searcher (``SearchContext.leaderboard``), and
   those of the best prompts that the space can express join the sampler's history
   with their scores, at no cost.
@@ -122,12 +122,12 @@ class OptunaSearcher(Searcher):
         whose study does not calibrate every prompt already, ``False`` never (every
         prompt it proposes is then uncalibrated, as before this parameter existed).
     label_instructions:
-        On classification tasks, two instructions that name the task's label words
-        join the pool ("Classify the sentence as negative or positive.", "Answer with
-        one word: negative or positive."; see
+        ``True``: on classification tasks, two instructions that name the task's label
+        words join the pool ("Classify the sentence as negative or positive.", "Answer
+        with one word: negative or positive."; see
         :func:`~promptsearch.searchers._prompt_space.task_instructions`), so a search
-        from seed prompts without an instruction has some to try.  ``False``: the
-        pool of earlier versions.
+        from seed prompts without an instruction has some to try.  Off by default:
+        on the embedded model they did not help (docs/benchmarks.md, session 27).
     """
 
     name = "optuna"
@@ -147,7 +147,7 @@ class OptunaSearcher(Searcher):
         mirror_study: str | None = None,
         chat_format: str | bool = "auto",
         calibrate: str | bool = "auto",
-        label_instructions: bool = True,
+        label_instructions: bool = False,
     ) -> None:
         self.sampler = check_choice(sampler, "sampler", SAMPLERS, owner=_OWNER)
         self.instructions = _strings(instructions, "instructions")
