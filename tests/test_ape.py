@@ -408,7 +408,9 @@ def test_generator_choice() -> None:
     assert isinstance(generator, LocalGenerator) and generator.language_model is causal
     named = ApeSearcher(generator="local:some-org/some-model")
     named.setup(context())
-    assert isinstance(named._gen(), LocalGenerator) and named._gen().model == "some-org/some-model"
+    named_generator = named._gen()
+    assert isinstance(named_generator, LocalGenerator)
+    assert named_generator.model == "some-org/some-model"
     masked = ApeSearcher()
     masked.setup(context(model=tiny_model("masked")))
     with pytest.warns(UserWarning, match="cannot write text; the embedded model"):

@@ -47,8 +47,9 @@ def train_batch(engine: TriggerSearch, count: int = 8) -> Any:
 def test_one_trigger_step_lowers_the_loss_on_its_batch(build: Any) -> None:
     engine = engine_for(build(), "{sentence} [T] It was {answer}.")
     batch = train_batch(engine)
-    start = [engine.token_id("the")]
-    assert start[0] is not None
+    the = engine.token_id("the")
+    assert the is not None
+    start = [the]
     before = engine.loss(start, batch)
     result = engine.step(start, 0, batch, top_k=20)
     assert result.chosen is not None and result.chosen != start[0]
@@ -104,10 +105,11 @@ def test_trigger_loss_matches_the_scorer_on_the_rendered_text(kind: str) -> None
         template=fill_triggers(template, words, engine.scheme.space_marker), verbalizer=VERBALIZER
     )
     report = Scorer(lm).score(prompt, examples, task)
-    expected = -sum(
-        r.label_logprobs[e.target]  # type: ignore[index]
-        for r, e in zip(report.results, examples, strict=True)
-    ) / len(examples)
+    total = 0.0
+    for r, e in zip(report.results, examples, strict=True):
+        assert r.label_logprobs is not None
+        total += r.label_logprobs[e.target]
+    expected = -total / len(examples)
     assert math.isclose(loss, expected, rel_tol=1e-4)
 
 
@@ -127,10 +129,12 @@ def test_cross_entropy_objective_is_normalised_over_labels() -> None:
 def test_masked_lm_step_lowers_the_loss() -> None:
     engine = engine_for(tiny_model("masked"), "{sentence} [T] [T] It was {answer}.")
     batch = train_batch(engine)
-    start = [engine.token_id("the")] * 2
-    result = engine.step(start, 1, batch, top_k=20)  # type: ignore[arg-type]
+    the = engine.token_id("the")
+    assert the is not None
+    start = [the] * 2
+    result = engine.step(start, 1, batch, top_k=20)
     assert result.chosen is not None
-    assert engine.loss([start[0], result.chosen], batch) < engine.loss(start, batch)  # type: ignore[list-item]
+    assert engine.loss([start[0], result.chosen], batch) < engine.loss(start, batch)
 
 
 def test_bfloat16_takes_the_same_path() -> None:

@@ -327,6 +327,7 @@ def test_evaluate_and_search_with_calibration(
     with open_storage(url) as storage:
         plain = storage.get_study(raw.name)
         study = storage.get_study(calibrated.name)
+        assert plain is not None and study is not None
         assert study.scorer_fingerprint == Scorer(lm, calibrate=True).fingerprint
         assert study.scorer_fingerprint != plain.scorer_fingerprint
         assert study.config["calibration"]["method"] == "contextual"

@@ -43,25 +43,25 @@ def review_task() -> promptsearch.Task:
 
 
 class CountingScorer(Scorer):
-    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.spent = 0
 
-    def score(self, prompt, examples, task):  # type: ignore[no-untyped-def]
+    def score(self, prompt, examples, task):
         report = super().score(prompt, examples, task)
         self.spent += report.forward_passes
         return report
 
 
 @pytest.fixture(scope="module")
-def model() -> promptsearch.models.base.LanguageModel:  # type: ignore[name-defined]
+def model() -> promptsearch.models.base.LanguageModel:
     pytest.importorskip("torch")
     from promptsearch.testing import embedded_model
 
     return embedded_model()
 
 
-def test_python_api_search_then_resume_scores_nothing_twice(model, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_python_api_search_then_resume_scores_nothing_twice(model, tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'e2e.db'}"
     searchers = ["manual", "random-edit"]
     result = promptsearch.search(
@@ -86,7 +86,7 @@ def test_python_api_search_then_resume_scores_nothing_twice(model, tmp_path: Pat
     assert 0 < scorer.spent <= 2 * 6 * 2  # two new prompts, 6 dev examples, <= 2 labels each
 
 
-def test_evaluate_finds_the_gap_between_a_good_and_a_bad_prompt(model) -> None:  # type: ignore[no-untyped-def]
+def test_evaluate_finds_the_gap_between_a_good_and_a_bad_prompt(model) -> None:
     task = review_task()
     good = promptsearch.evaluate(
         task, "Review: {text}\nSentiment: {answer}", model=model, split="train"

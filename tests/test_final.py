@@ -325,7 +325,7 @@ def test_final_and_workers_rebuild_a_study_the_same_way(storage: Storage) -> Non
     Study("s", task, scorer, ["manual"], 3, storage, progress=False).run()
     for call in (api.final, run_worker):
         with pytest.raises(ConfigError, match="task must be a Task, a built-in task name or None"):
-            call("s", storage=storage, task=42, scorer=scorer)
+            call("s", storage=storage, task=42, scorer=scorer)  # type: ignore[arg-type]
         with pytest.raises(ConfigError, match="give scorer= or model=, not both"):
             call("s", storage=storage, task=task, scorer=scorer, model="x")
     record = storage.get_study("s")

@@ -74,7 +74,7 @@ def sentiment_task(texts: list[tuple[str, str]]) -> Task:
         ),
         dev=(Example(id="d0", inputs={"sentence": "fine"}, target="1"),),
         labels=("0", "1"),
-        verbalizer={"0": "negative", "1": "positive"},
+        verbalizer={"0": ("negative",), "1": ("positive",)},
         seed_prompts=(
             Prompt(template="Review: {sentence}\nSentiment: {answer}"),
             Prompt(template="{sentence} It was {answer}.", verbalizer={"0": "bad", "1": "good"}),
@@ -407,7 +407,7 @@ def test_registered_under_mining() -> None:
 
 
 @pytest.mark.parametrize("check", SEARCHER_CHECKS, ids=lambda c: c.__name__)
-def test_contract_with_a_corpus(check) -> None:  # type: ignore[no-untyped-def]
+def test_contract_with_a_corpus(check) -> None:
     corpus = [
         "The cats sleep.",
         "Every dog has dogs as friends.",

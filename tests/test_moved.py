@@ -68,4 +68,4 @@ def test_other_names_are_still_missing() -> None:
     with pytest.raises(ModuleNotFoundError):
         importlib.import_module("promptsearch.no_such_module")
     with pytest.raises(AttributeError):
-        _ = promptsearch.no_such_name  # type: ignore[attr-defined]
+        _ = promptsearch.no_such_name

@@ -71,7 +71,7 @@ def pair_task() -> Task:
         train=examples[:6],
         dev=examples[6:],
         labels=("no", "yes"),
-        verbalizer={"no": "No", "yes": "Yes"},
+        verbalizer={"no": ("No",), "yes": ("Yes",)},
         seed_prompts=(Prompt(template="{premise}\nQuestion: {hypothesis}? {answer}"),),
     )
 
@@ -151,6 +151,7 @@ def test_verbalizers_come_from_the_pool() -> None:
     for batch in drive(searcher, task, rounds=8, n=4):
         for candidate in batch:
             assert candidate.prompt.verbalizer in pool
+            assert candidate.prompt.verbalizer is not None
             used.add(candidate.prompt.verbalizer["1"][0])
     assert "lovely" in used
 

@@ -224,7 +224,7 @@ def test_optuna_proposes_both_and_maps_calibrated_prompts_back() -> None:
     task = contract_task()
     searcher = OptunaSearcher(sampler="random", max_demonstrations=1)
     searcher.setup(_context(task))
-    seen = []
+    seen: list[Prompt] = []
     for _ in range(4):
         batch = searcher.propose(4)
         seen.extend(c.prompt for c in batch)
@@ -258,7 +258,7 @@ def test_optuna_calibrate_is_validated(value: object) -> None:
         OptunaSearcher(calibrate=value)  # type: ignore[arg-type]
 
 
-def _result(prompt: Prompt, task: Task):  # type: ignore[no-untyped-def]
+def _result(prompt: Prompt, task: Task):
     from promptsearch.searchers.base import TrialResult
 
     return TrialResult(

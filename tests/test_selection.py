@@ -4,7 +4,7 @@ pick and the ensemble candidate (fast: a fake scorer with known per-example answ
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -40,7 +40,7 @@ class RuleScorer:
     """Each prompt's answers come from a rule on its template and the example number:
     ``rules[template](i) -> (correct, gold probability)``."""
 
-    rules: dict[str, object]
+    rules: Mapping[str, object]
     model: FakeModel = field(default_factory=FakeModel)
     calls: int = 0
 
@@ -76,14 +76,14 @@ SEEDS = (
 )
 
 
-def _study(tmp: Path, rules: dict[str, object], prompts: Sequence[str], **kw: object) -> Study:
+def _study(tmp: Path, rules: Mapping[str, object], prompts: Sequence[str], **kw: object) -> Study:
     task = _task(int(kw.pop("n_dev", 24)))  # type: ignore[call-overload]
     storage = open_storage(f"sqlite:///{tmp / 'sel.db'}")
     searcher = ManualSearcher(prompts=list(prompts))
     return Study(
         "sel",
         task,
-        RuleScorer(rules),  # type: ignore[arg-type]
+        RuleScorer(rules),
         [searcher],
         50,
         storage,
@@ -341,7 +341,7 @@ def test_the_incumbent_is_the_best_seed_prompt_on_all_of_dev(tmp_path: Path) -> 
     study = Study(
         "sel",
         task,
-        RuleScorer(rules),  # type: ignore[arg-type]
+        RuleScorer(rules),
         [ManualSearcher()],
         10,
         storage,
@@ -387,7 +387,7 @@ def test_ties_on_dev_are_broken_by_the_gold_probability(tmp_path: Path) -> None:
 
 def test_the_ensemble_is_a_candidate_and_can_be_the_pick(tmp_path: Path) -> None:
     # three prompts, each wrong on a different third of the examples: their vote is right
-    def third(k: int):  # type: ignore[no-untyped-def]
+    def third(k: int):
         def rule(i: int) -> tuple[bool, float]:
             return (i % 3 != k), (0.9 if i % 3 != k else 0.4)
 

@@ -340,6 +340,7 @@ def test_promptsearch_serve_as_a_process(tmp_path: Path) -> None:
         except queue.Empty:
             pytest.fail("promptsearch serve did not start within 120 s")
         found = re.search(r"serving 'tiny' at (http://\S+/v1) \(an API key is required\)", line)
+        assert process.stderr is not None  # stderr=PIPE
         assert found, (line, process.stderr.read() if process.poll() is not None else "")
         generator = make_generator(f"openai:{found.group(1)}#model=tiny&key_env={KEY_ENV}")
         with pytest.MonkeyPatch.context() as patch:

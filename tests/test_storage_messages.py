@@ -173,7 +173,9 @@ def test_a_rollback_journal_database_in_a_read_only_folder_is_read(
     connection = sqlite3.connect(db)
     connection.execute("PRAGMA journal_mode = DELETE")
     connection.close()
-    assert _read_only.read_only_url(database.parse_url(str(db)), "db").query["mode"] == "ro"
+    read_only = _read_only.read_only_url(database.parse_url(str(db)), "db")
+    assert read_only is not None
+    assert read_only.query["mode"] == "ro"
     with untouched(db):
         for args in READERS:
             assert main([*args, "--storage", str(db)]) == 0, capsys.readouterr().err

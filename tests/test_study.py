@@ -121,7 +121,9 @@ def test_resume_after_interrupt_equals_uninterrupted_run(tmp_path: Path) -> None
         candidates_per_round=3,
         progress=False,
     ).run()
-    assert broken.get_study("s").status == "stopped"
+    record = broken.get_study("s")
+    assert record is not None
+    assert record.status == "stopped"
     assert len(broken.trials("s", states=["complete"])) == 5
     resumed = FakeScorer()
     run(broken, resumed, budget=15)

@@ -90,6 +90,7 @@ def test_dev_size_draws_another_dev_and_the_same_test(tmp_path: Path) -> None:
     assert texts[len(default.dev)].spec()["data_hash"] == default.spec()["data_hash"]
     small, large = ({e.inputs["text"] for e in texts[n].dev} for n in (4, 20))
     assert small <= {e.inputs["text"] for e in default.dev} <= large  # nested draws
+    assert default.source is not None
     assert "dev_size" not in default.source  # a source stored before dev_size stays equal
     stored = json.loads(json.dumps(texts[20].spec()["source"]))
     assert stored["dev_size"] == 20
@@ -140,7 +141,7 @@ def test_folder_and_comma_list_name_their_splits(tmp_path: Path) -> None:
 
 def test_fields_not_in_the_file_are_one_line_naming_the_fields(tmp_path: Path) -> None:
     path = write_csv(tmp_path / "reviews.csv", reviews(10))
-    cases = [
+    cases: list[tuple[dict[str, Any], str]] = [
         (
             {"input_fields": "txt"},
             "field 'txt' (--input-field) is not in the data; it has fields ['text', 'label']",
@@ -203,7 +204,7 @@ def saved_dataset(tmp_path: Path) -> Path:
         {"sentence": datasets.Value("string"), "label": datasets.ClassLabel(names=["neg", "pos"])}
     )
     rows = reviews(24)
-    columns = {
+    columns: dict[str, list[Any]] = {
         "sentence": [r["text"] for r in rows],
         "label": [int(r["label"] == "positive") for r in rows],
     }

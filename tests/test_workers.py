@@ -95,7 +95,8 @@ def create_fake_study(url: str, budget: int, log: list[str], lock: threading.Loc
 
 
 def test_worker_threads_share_one_study(database: str) -> None:
-    budget, log, lock = 16, [], threading.Lock()
+    log: list[str] = []
+    budget, lock = 16, threading.Lock()
     create_fake_study(database, budget, log, lock)
 
     def work(i: int) -> WorkerReport:
@@ -128,7 +129,8 @@ class ExampleLog(FakeScorer):
 
 
 def test_racing_workers_prune_and_finish_every_trial_once(database: str) -> None:
-    budget, log, lock = 12, [], threading.Lock()
+    log: list[str] = []
+    budget, lock = 12, threading.Lock()
     racing = {"min_examples": 2, "eta": 2, "min_trials": 2, "seed": 0}
     with open_storage(database) as storage:
         Study(
