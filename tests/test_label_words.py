@@ -22,12 +22,14 @@ from promptsearch.searchers._tokens.label_selection import (
     select_label_words,
 )
 from promptsearch.searchers._tokens.label_word_scores import (
+    answer_space,
     candidate_logprobs,
     search_label_words,
     vocab_candidates,
     vocab_logprobs,
 )
-from promptsearch.searchers.label_words import LabelWordsSearcher
+from promptsearch.searchers._tokens.nearby import nearby_columns
+from promptsearch.searchers.label_words import LabelWordsSearcher, label_anchors
 from promptsearch.testing import tiny_gpt2_lm, tiny_model
 from promptsearch.testing.searchers import contract_task, make_context
 
@@ -326,6 +328,7 @@ def test_search_with_candidate_words(task: Any) -> None:
         ({"candidates": "great"}, "not one string"),
         ({"candidates": ["great", " "]}, "non-empty words"),
         ({"batch_size": 0}, "batch_size must be >= 1"),
+        ({"near_labels": 0}, "near_labels must be >= 1"),
     ],
 )
 def test_search_label_words_errors(task: Any, arguments: dict[str, Any], message: str) -> None:
@@ -336,6 +339,79 @@ def test_search_label_words_errors(task: Any, arguments: dict[str, Any], message
         search_label_words(lm, Prompt(template=TEMPLATES[0]), task.train, labels, **call)
 
 
+# -- label words near the label names -------------------------------------------------------------
+
+
+def _cosine_top(lm: Any, table: Any, word: str, count: int) -> set[int]:
+    weight = lm.model.get_input_embeddings().weight.detach().float()
+    ids = lm.tokenizer(table.space + word, add_special_tokens=False)["input_ids"]
+    target = torch.nn.functional.normalize(weight[ids].mean(dim=0), dim=0)
+    words = torch.nn.functional.normalize(weight[list(table.ids)], dim=1)
+    return set(torch.topk(words @ target, count).indices.tolist())
+
+
+def test_nearby_columns_are_the_nearest_words_of_every_anchor() -> None:
+    lm = tiny_model("causal", seed=2)
+    table = vocab_candidates(lm.tokenizer, " ")
+    first, second = table.words[5], table.words[40]
+    assert nearby_columns(lm, table, [first], 1) == [5]  # a word is its own nearest
+    near = nearby_columns(lm, table, [first, second, first], 4)
+    assert near == sorted(_cosine_top(lm, table, first, 4) | _cosine_top(lm, table, second, 4))
+    assert {5, 40} <= set(near)
+    assert nearby_columns(lm, table, ["0", "1", " "], 4) == []  # no letter: no anchor
+
+
+def test_nearby_columns_need_input_embeddings(monkeypatch: pytest.MonkeyPatch) -> None:
+    lm = tiny_model("causal", seed=2)
+    table = vocab_candidates(lm.tokenizer, " ")
+    monkeypatch.setattr(lm.model, "get_input_embeddings", lambda: None)
+    with pytest.raises(ConfigError, match=r"no input embeddings.*near_labels=None"):
+        nearby_columns(lm, table, ["great"], 3)
+    with pytest.raises(ConfigError, match="near_labels must be >= 1"):
+        nearby_columns(lm, table, ["great"], 0)
+
+
+def test_search_near_labels_keeps_to_the_nearby_words(task: Any) -> None:
+    lm = tiny_model("causal", seed=6)
+    prompt = Prompt(template=TEMPLATES[1])
+    table = vocab_candidates(lm.tokenizer, " ")
+    anchors = ["great", "terrible"]
+    allowed = {table.words[k] for k in nearby_columns(lm, table, anchors, 5)}
+    choices = search_label_words(
+        lm, prompt, task.train, task.labels, near_labels=5, anchors=anchors, rng=random.Random(0)
+    )
+    used = {w for c in choices for ws in c.verbalizer.values() for w in ws}
+    assert used <= allowed and len(used) >= 2
+    everywhere = search_label_words(
+        lm, prompt, task.train, task.labels, near_labels=5, anchors=["0"], rng=random.Random(0)
+    )  # no usable anchor: the whole vocabulary, as without near_labels
+    assert everywhere == search_label_words(
+        lm, prompt, task.train, task.labels, rng=random.Random(0)
+    )
+
+
+def test_searcher_near_labels_anchors_on_labels_and_label_words(task: Any) -> None:
+    searcher = LabelWordsSearcher(top_per_class=2, num_candidates=2, near_labels=4)
+    context = make_context(searcher, task, seed=1)
+    searcher.setup(context)
+    lm = context.model
+    assert lm is not None
+    table = vocab_candidates(lm.tokenizer, " ")
+    for candidate in searcher.propose(100):
+        parent = next(
+            p for p in task.seed_prompts if p.resolve(task).content_hash == candidate.parent
+        )
+        anchors = label_anchors(task, parent.resolve(task))
+        assert {"negative", "positive"} <= set(anchors)  # the task's label words
+        assert set((parent.resolve(task).verbalizer or {}).get("1", ())) <= set(anchors)
+        space = answer_space(candidate.prompt, task.train)
+        near = vocab_candidates(lm.tokenizer, space)
+        allowed = {near.words[k] for k in nearby_columns(lm, near, anchors, 4)}
+        words = {w for ws in (candidate.prompt.verbalizer or {}).values() for w in ws}
+        assert words <= allowed
+    assert table.ids  # the tiny tokenizer has whole-word tokens to search
+
+
 # -- the searcher -------------------------------------------------------------------------------
 
 
@@ -344,6 +420,10 @@ def test_registered() -> None:
     searcher = make_searcher("label-words:top_per_class=3,num_candidates=2,candidates=good+bad")
     assert isinstance(searcher, LabelWordsSearcher)
     assert searcher.top_per_class == 3 and searcher.candidates == ("good", "bad")
+    assert searcher.near_labels is None
+    for spec, near in (("near_labels=30", 30), ("near_labels=null", None)):
+        nearby = make_searcher(f"label-words:{spec}")
+        assert isinstance(nearby, LabelWordsSearcher) and nearby.near_labels == near
 
 
 def test_searcher_proposes_label_words_for_each_seed(task: Any) -> None:
@@ -413,6 +493,8 @@ def test_searcher_template_must_fit_the_task(task: Any) -> None:
         ({"train_examples": 1}, "train_examples must be >= 2; got 1"),
         ({"candidates": []}, "non-empty list of words"),
         ({"candidates": ["good", ""]}, "non-empty words"),
+        ({"near_labels": 0}, "near_labels must be >= 1; got 0"),
+        ({"near_labels": "many"}, "near_labels must be an integer; got 'many'"),
     ],
 )
 def test_searcher_param_errors(arguments: dict[str, Any], message: str) -> None:

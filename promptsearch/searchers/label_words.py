@@ -22,12 +22,12 @@ from itertools import zip_longest
 
 from promptsearch.errors import ConfigError
 from promptsearch.prompt import Prompt
-from promptsearch.searchers.base import Candidate, SearchContext, Searcher
-from promptsearch.task import Example
+from promptsearch.searchers.base import Candidate, SearchContext, Searcher, TrainView
+from promptsearch.task import Example, Task
 from promptsearch.template import Template
 from promptsearch.validation import check_int
 
-__all__ = ["LabelWordsSearcher"]
+__all__ = ["LabelWordsSearcher", "label_anchors"]
 
 _OWNER = "LabelWordsSearcher"
 
@@ -48,6 +48,15 @@ def _check_words(candidates: Sequence[str] | str | None) -> tuple[str, ...] | No
                 f"{_OWNER}: candidates must be non-empty words; got {word!r} in {candidates!r}"
             )
     return tuple(w.strip() for w in candidates)
+
+
+def label_anchors(task: TrainView | Task, prompt: Prompt) -> list[str]:
+    """The words that ``near_labels`` keeps label words near: *task*'s label names,
+    its label words and *prompt*'s, each once, in that order."""
+    words = list(task.labels)
+    for verbalizer in (task.verbalizer, prompt.verbalizer or {}):
+        words.extend(w for label in task.labels for w in verbalizer.get(label, ()))
+    return list(dict.fromkeys(words))
 
 
 class LabelWordsSearcher(Searcher):
@@ -71,6 +80,11 @@ class LabelWordsSearcher(Searcher):
     candidates:
         Words to choose from instead of the whole vocabulary (scored exactly,
         multi-token words included).
+    near_labels:
+        Without *candidates*: keep only the *near_labels* vocabulary words nearest
+        (by the model's input embeddings) to each label name and each label word
+        the base prompt and the task use, so the words found stay plausible;
+        ``None`` searches the whole vocabulary.
     """
 
     name = "label-words"
@@ -85,6 +99,7 @@ class LabelWordsSearcher(Searcher):
         num_candidates: int = 10,
         train_examples: int = 64,
         candidates: Sequence[str] | None = None,
+        near_labels: int | None = None,
     ) -> None:
         if template is not None:
             if not isinstance(template, str):
@@ -105,6 +120,11 @@ class LabelWordsSearcher(Searcher):
             train_examples, "train_examples", minimum=2, maximum=100_000, owner=_OWNER
         )
         self.candidates = _check_words(candidates)
+        self.near_labels = (
+            None
+            if near_labels is None
+            else check_int(near_labels, "near_labels", minimum=1, maximum=100_000, owner=_OWNER)
+        )
         self._queue: list[Candidate] | None = None
         self.summary: dict[str, float] = {}
 
@@ -172,6 +192,8 @@ class LabelWordsSearcher(Searcher):
                     candidates=self.candidates,
                     batch_size=batch_size,
                     rng=context.rng,
+                    near_labels=self.near_labels,
+                    anchors=label_anchors(context.task, base),
                 )
             except ConfigError as error:
                 failures.append(f"{base.describe()!r}: {error}")

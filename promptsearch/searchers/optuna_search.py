@@ -10,11 +10,11 @@ reports them.
 
 * **Pools that grow.**  The instruction, template and verbalizer pools start with
   the task's seed prompts' parts, format variants of the seed templates, with
-  ``label_instructions`` two instructions that name a classification task's label
-  words, and the extras given.  With ``pool_from_study`` they also take in the parts of the
-  study's best prompts from every searcher (``SearchContext.leaderboard``), and
-  those of the best prompts that the space can express join the sampler's history
-  with their scores, at no cost.
+  ``label_instructions`` two instructions that name a classification task's
+  label words, and the extras given.  With ``pool_from_study`` they also take in
+  the parts of the study's best prompts from every searcher
+  (``SearchContext.leaderboard``), and those of the best prompts that the space
+  can express join the sampler's history with their scores, at no cost.
 * **Categoricals over growing pools.**  An Optuna categorical may not change its
   choices within a study.  So the searcher keeps its trial history as plain data
   (points of pool indices, states and scores) and, every round, builds a fresh

@@ -382,6 +382,8 @@ def search_label_words(
     candidates: Sequence[str] | None = None,
     batch_size: int = 16,
     rng: random.Random | None = None,
+    near_labels: int | None = None,
+    anchors: Sequence[str] = (),
 ) -> list[LabelWordChoice]:
     """Label words for *prompt*'s template that best separate *labels* on *examples*.
 
@@ -392,15 +394,30 @@ def search_label_words(
     and margin (see :mod:`promptsearch.searchers._tokens.label_selection`).  Returns every
     verbalizer evaluated, best first; words are written as a verbalizer expects
     them (no leading space: the scorer adds the template's).
+
+    With *near_labels* set and no *candidates*, the vocabulary is narrowed to the
+    *near_labels* words nearest to each of the *anchors* (label names and the label
+    words in use) by input embedding; see
+    :func:`promptsearch.searchers._tokens.nearby.nearby_columns`.  Without anchors,
+    or when fewer words than labels are left, the whole vocabulary stays.
     """
     top_per_class = check_int(top_per_class, "top_per_class", minimum=1)
     max_combinations = check_int(max_combinations, "max_combinations", minimum=1)
+    if near_labels is not None:
+        check_int(near_labels, "near_labels", minimum=1)
     rows = _check_inputs(model, prompt, examples, batch_size)
     labels = [str(label) for label in labels]
     if candidates is None:
         matrix, table = vocab_logprobs(model, prompt, rows, batch_size=batch_size)
-        words: Sequence[str] = table.words
-        scores = matrix[:, list(table.ids)]
+        columns = list(range(len(table.ids)))
+        if near_labels is not None:
+            from promptsearch.searchers._tokens.nearby import nearby_columns
+
+            nearby = nearby_columns(model, table, anchors, near_labels)
+            if len(nearby) >= len(labels):
+                columns = nearby
+        words: Sequence[str] = [table.words[k] for k in columns]
+        scores = matrix[:, [table.ids[k] for k in columns]]
     else:
         words = _check_candidates(candidates)
         scores = candidate_logprobs(model, prompt, rows, words, batch_size=batch_size)
