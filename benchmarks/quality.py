@@ -4,6 +4,7 @@ user's best seed prompt on test data it never saw?
     python benchmarks/quality.py --data-dir ../shared/data \\
         [--tasks sst2,mr,agnews,rotten-tomatoes] [--seeds 13,42,100] \\
         [--arms default,weak] [--dev-sizes task,600] [--label-instructions off,on] \\
+        [--searcher label-words:near_labels=30] \\
         [--budget N] [--test-limit 500] [--storage-dir DIR] \\
         [--selection-procedure sequence|holm]
 
@@ -16,7 +17,9 @@ task's own words otherwise).  ``--dev-sizes`` runs each study once per dev size
 (``task``: the task's own; N: ``--dev-size N``, a dev split of N examples over the same
 test split).  ``--label-instructions off,on`` runs each study once as shipped and once
 with the ``optuna`` searcher's ``label_instructions=true`` (two instructions written
-from the task's label words join its pool).  Then, on a seeded sample of ``--test-limit`` test
+from the task's label words join its pool).  ``--searcher SPEC`` (repeatable) runs a
+default searcher with parameters in place of the shipped one of that name, e.g.
+``--searcher label-words:near_labels=30``.  Then, on a seeded sample of ``--test-limit`` test
 examples (the same for every run of a task), it scores:
 
 * the baseline: the best seed prompt of the task chosen by the whole dev split
@@ -39,6 +42,7 @@ import argparse
 import os
 import platform
 import random
+import re
 import statistics
 import sys
 import tempfile
@@ -151,6 +155,9 @@ def run_one(
     searchers = list(DEFAULT_SEARCHERS)
     if label_instructions:
         searchers = ["optuna:label_instructions=true" if s == "optuna" else s for s in searchers]
+    for spec in args.searcher:  # --searcher SPEC: in place of the default of that name
+        searchers = [spec if s.split(":")[0] == spec.split(":")[0] else s for s in searchers]
+        label += "-" + re.sub(r"[^A-Za-z0-9]+", "-", spec).strip("-")
     scorer = Scorer(model, batch_size=args.batch_size)  # type: ignore[arg-type]
     # the baseline: the best seed prompt by the whole dev split
     seeds = [p.resolve(task) for p in task.seed_prompts]
@@ -260,6 +267,14 @@ def main(argv: list[str] | None = None) -> int:
         default="off",
         help="comma list of off (as shipped) and on (optuna:label_instructions=true)",
     )
+    parser.add_argument(
+        "--searcher",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="a default searcher with parameters, in place of the shipped one of that "
+        "name (repeatable), e.g. --searcher label-words:near_labels=30",
+    )
     parser.add_argument("--budget", type=int, default=None, help="default: the CLI's default")
     parser.add_argument("--test-limit", type=int, default=500)
     parser.add_argument(
@@ -291,6 +306,12 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
+    for spec in args.searcher:
+        if spec.split(":")[0] not in DEFAULT_SEARCHERS:
+            parser.error(
+                f"--searcher: {spec!r} names none of the default searchers "
+                f"{', '.join(DEFAULT_SEARCHERS)}; it replaces one of them"
+            )
     arms = args.arms.split(",")
     unknown = sorted(set(arms) - {"default", "weak"})
     if unknown:
@@ -300,6 +321,8 @@ def main(argv: list[str] | None = None) -> int:
         f"cores, python {platform.python_version()}, threads {args.threads or 'all'}",
         file=sys.stderr,
     )
+    if args.searcher:
+        print(f"searchers replaced: {', '.join(args.searcher)}", file=sys.stderr)
     model = load_model(args.model)
     folder = Path(args.storage_dir or tempfile.mkdtemp(prefix="quality-"))
     folder.mkdir(parents=True, exist_ok=True)
