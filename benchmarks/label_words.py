@@ -55,9 +55,8 @@ def main(argv: list[str] | None = None) -> int:
             random.Random(seed).shuffle(train)
             train = train[: args.train_examples]
             dev = list(task.split("dev"))
-            for arm, base in (("seed", task.seed_prompts[0]), ("weak", weak_prompt(task))):
-                if base.verbalizer is None:
-                    base = replace(base, verbalizer=dict(task.verbalizer))
+            for arm, seed_prompt in (("seed", task.seed_prompts[0]), ("weak", weak_prompt(task))):
+                base = seed_prompt.resolve(task)  # the task's label words where it has none
                 for near in (None, args.near):
                     start = time.perf_counter()
                     choices = search_label_words(
