@@ -1,10 +1,10 @@
-"""Label-word (verbalizer) search: vocabulary scoring, selection, the searcher."""
+"""Label-word (verbalizer) search: vocabulary scoring, the search, words near the labels,
+the searcher.  The choice of words from a score matrix: test_label_selection.py."""
 
 from __future__ import annotations
 
 import dataclasses
 import inspect
-import itertools
 import random
 from typing import Any
 
@@ -15,12 +15,6 @@ from promptsearch.errors import ConfigError, TemplateError
 from promptsearch.prompt import Prompt
 from promptsearch.scoring.scorer import Scorer
 from promptsearch.searchers import get_searcher_class, make_searcher
-from promptsearch.searchers._tokens.label_selection import (
-    LabelWordChoice,
-    class_candidates,
-    evaluate_combinations,
-    select_label_words,
-)
 from promptsearch.searchers._tokens.label_word_scores import (
     answer_space,
     candidate_logprobs,
@@ -209,85 +203,7 @@ def test_masked_head_runs_on_mask_positions_only(
     assert torch.allclose(got, expected, atol=1e-5)
 
 
-# -- selection ----------------------------------------------------------------------------------
-
-
-def _planted(
-    n_words: int = 30, per_class: int = 8, seed: int = 0
-) -> tuple[torch.Tensor, list[str]]:
-    generator = torch.Generator().manual_seed(seed)
-    scores = torch.randn(2 * per_class, n_words, generator=generator) - 8.0
-    scores[:per_class, 4] += 5.0  # word 4 is likely for class "neg"
-    scores[per_class:, 17] += 5.0  # word 17 is likely for class "pos"
-    return scores, ["neg"] * per_class + ["pos"] * per_class
-
-
-def test_selection_finds_planted_words() -> None:
-    scores, targets = _planted()
-    words = [f"w{k}" for k in range(scores.shape[1])]
-    choices = select_label_words(scores, words, targets, ["neg", "pos"], top_per_class=5)
-    assert isinstance(choices[0], LabelWordChoice)
-    assert choices[0].verbalizer == {"neg": ["w4"], "pos": ["w17"]}
-    assert choices[0].train_accuracy == 1.0 and choices[0].margin > 3.0
-    assert len(choices) == 25  # 5 x 5 combinations, all evaluated
-    ranked = [(-c.train_accuracy, -c.margin) for c in choices]
-    assert ranked == sorted(ranked)
-    for choice in choices:  # one word never serves two labels
-        assert choice.verbalizer["neg"] != choice.verbalizer["pos"]
-
-
-def test_class_candidates_use_the_likelihood_ratio() -> None:
-    scores = torch.tensor(
-        [
-            [-1.0, -1.2, -9.0, -5.0],  # class 0
-            [-1.0, -1.3, -9.0, -5.0],  # class 0
-            [-1.0, -6.0, -2.0, -5.0],  # class 1
-        ]
-    )
-    lists = class_candidates(scores, [0, 0, 1], 2, top_per_class=2, pool=None)
-    # word 0 is likely everywhere (ratio 0), word 1 is likely for class 0 only,
-    # word 2 for class 1 only, word 3 is equally unlikely everywhere
-    assert lists[0][0] == 1 and lists[1][0] == 2
-    assert not set(lists[0]) & set(lists[1])
-    # with a likelihood pool of 1, each class may use only its most likely word
-    assert class_candidates(scores, [0, 0, 1], 2, top_per_class=1, pool=1) == [[0], [2]]
-
-
-def test_combination_accuracy_and_margin_brute_force() -> None:
-    generator = torch.Generator().manual_seed(5)
-    scores = torch.randint(-4, 0, (12, 6), generator=generator).float()  # many ties
-    classes = [k % 3 for k in range(12)]
-    combos = torch.tensor(list(itertools.permutations(range(6), 3)))
-    accuracy, margin = evaluate_combinations(scores, classes, combos)
-    for m, combo in enumerate(combos.tolist()):
-        correct, margins = 0, []
-        for i, gold in enumerate(classes):
-            values = [scores[i, w].item() for w in combo]
-            predicted = max(range(3), key=lambda c: (values[c], -c))  # first label on ties
-            correct += predicted == gold
-            margins.append(values[gold] - max(v for c, v in enumerate(values) if c != gold))
-        assert accuracy[m].item() == pytest.approx(correct / len(classes))
-        assert margin[m].item() == pytest.approx(sum(margins) / len(margins))
-
-
-def test_sampled_combinations_are_capped_and_seeded() -> None:
-    generator = torch.Generator().manual_seed(1)
-    scores = torch.randn(16, 60, generator=generator)
-    targets = [str(k % 4) for k in range(16)]
-    labels = ["0", "1", "2", "3"]
-
-    def run(seed: int) -> list[LabelWordChoice]:
-        return select_label_words(
-            scores, [f"w{k}" for k in range(60)], targets, labels,
-            top_per_class=6, max_combinations=50, rng=random.Random(seed),
-        )  # fmt: skip
-
-    first = run(3)
-    assert first == run(3)
-    # 6**4 combinations: 50 sampled, plus at most a few greedy rounds of 4 x 6
-    assert 50 <= len(first) <= 50 + 8 * 4 * 6
-    best = max(first, key=lambda c: (c.train_accuracy, c.margin))
-    assert first[0] == best
+# -- the search ---------------------------------------------------------------------------------
 
 
 def test_search_accuracy_matches_scorer(task: Any) -> None:
