@@ -4,7 +4,7 @@ user's best seed prompt on test data it never saw?
     python benchmarks/quality.py --data-dir ../shared/data \\
         [--tasks sst2,mr,agnews,rotten-tomatoes] [--seeds 13,42,100] \\
         [--arms default,weak] [--dev-sizes task,600] [--label-instructions off,on] \\
-        [--searcher label-words:near_labels=30] \\
+        [--searcher label-words:near_labels=30] [--confirm-train 200,0] \\
         [--budget N] [--test-limit 500] [--storage-dir DIR] \\
         [--selection-procedure sequence|holm]
 
@@ -19,7 +19,10 @@ test split).  ``--label-instructions off,on`` runs each study once as shipped an
 with the ``optuna`` searcher's ``label_instructions=true`` (two instructions written
 from the task's label words join its pool).  ``--searcher SPEC`` (repeatable) runs a
 default searcher with parameters in place of the shipped one of that name, e.g.
-``--searcher label-words:near_labels=30``.  Then, on a seeded sample of ``--test-limit`` test
+``--searcher label-words:near_labels=30``.  ``--confirm-train 200,0`` makes each study's
+pick once per value of ``Selection.confirm_train`` (the first runs the search, the
+others make the pick again on the same stored search, so they differ in the pick
+alone).  Then, on a seeded sample of ``--test-limit`` test
 examples (the same for every run of a task), it scores:
 
 * the baseline: the best seed prompt of the task chosen by the whole dev split
@@ -55,6 +58,7 @@ from promptsearch.api import DEFAULT_SEARCHERS, search
 from promptsearch.evaluation.stats import mcnemar
 from promptsearch.scoring.scorer import Scorer, ScoreReport
 from promptsearch.study.ensemble import PromptEnsemble
+from promptsearch.study.selection import Selection
 from promptsearch.task import Example, Task
 
 
@@ -65,6 +69,7 @@ class Run:
     arm: str
     dev: int
     label_instructions: bool
+    confirm_train: int
     baseline: str
     baseline_test: float
     pick: str
@@ -144,6 +149,7 @@ def run_one(
     arm: str,
     dev_size: int | None,
     label_instructions: bool,
+    confirm_train: int,
     args: argparse.Namespace,
     model: object,
     folder: Path,
@@ -174,8 +180,11 @@ def run_one(
         seed=seed,
         progress=False,
         racing="auto",
-        # the default settings, or only the procedure changed (they fit k-shot dev)
-        selection={"procedure": args.selection_procedure} if args.selection_procedure else True,
+        # the default settings, or only the pick's changed (they fit k-shot dev)
+        selection={
+            "confirm_train": confirm_train,
+            **({"procedure": args.selection_procedure} if args.selection_procedure else {}),
+        },
         **({"budget": args.budget} if args.budget else {}),  # type: ignore[arg-type]
     )
     minutes = (time.monotonic() - started) / 60
@@ -196,6 +205,7 @@ def run_one(
         arm=arm,
         dev=len(task.dev),
         label_instructions=label_instructions,
+        confirm_train=confirm_train,
         baseline=baseline.describe(width=50),
         baseline_test=base.value,
         pick=best.prompt.describe(width=50),
@@ -216,7 +226,8 @@ def cell(text: str) -> str:
 def print_row(run: Run) -> None:
     print(
         f"| {run.task} | {run.seed} | {run.arm} | {run.dev} | "
-        f"{'on' if run.label_instructions else 'off'} | {cell(run.baseline)} | "
+        f"{'on' if run.label_instructions else 'off'} | {run.confirm_train} | "
+        f"{cell(run.baseline)} | "
         f"{run.baseline_test:.3f} | {cell(run.pick)} | {run.pick_test:.3f} | "
         f"{run.delta:+.3f} | {run.p_value:.3g} | {'yes' if run.replaced else 'no'} | "
         f"{run.top10_best:.3f} | {run.top10_best - run.pick_test:.3f} | {run.minutes:.1f} | "
@@ -227,29 +238,39 @@ def print_row(run: Run) -> None:
 
 def summary(runs: list[Run]) -> None:
     print(
-        "\n| task | arm | dev | label instr. | seeds | baseline test | pick test | mean Δ | "
-        "selection gap |"
+        "\n| task | arm | dev | label instr. | confirm train | seeds | baseline test | "
+        "pick test | mean Δ | selection gap |"
     )
-    print("|---|---|---:|---|---|---:|---:|---:|---:|")
-    keys = sorted({(r.task, r.arm, r.dev, r.label_instructions) for r in runs})
-    for task, arm, dev, instructions in keys:
-        key = (task, arm, dev, instructions)
-        group = [r for r in runs if (r.task, r.arm, r.dev, r.label_instructions) == key]
+    print("|---|---|---:|---|---:|---|---:|---:|---:|---:|")
+    keys = sorted({(r.task, r.arm, r.dev, r.label_instructions, r.confirm_train) for r in runs})
+    for task, arm, dev, instructions, confirm_train in keys:
+        key = (task, arm, dev, instructions, confirm_train)
+        group = [
+            r for r in runs if (r.task, r.arm, r.dev, r.label_instructions, r.confirm_train) == key
+        ]
         seeds = ",".join(str(r.seed) for r in group)
         mean = statistics.mean
         print(
-            f"| {task} | {arm} | {dev} | {'on' if instructions else 'off'} | {seeds} | "
+            f"| {task} | {arm} | {dev} | {'on' if instructions else 'off'} | {confirm_train} | "
+            f"{seeds} | "
             f"{mean(r.baseline_test for r in group):.3f} | "
             f"{mean(r.pick_test for r in group):.3f} | {mean(r.delta for r in group):+.3f} | "
             f"{mean(r.top10_best - r.pick_test for r in group):.3f} |"
         )
-    default = [r for r in runs if r.arm == "default" and not r.label_instructions]
-    if default:
-        print(
-            f"\nmean Δ test over {len(default)} default runs (as shipped): "
-            f"{statistics.mean(r.delta for r in default):+.3f}; longest study "
-            f"{max(r.minutes for r in runs):.1f} min"
-        )
+    for confirm_train in sorted({r.confirm_train for r in runs}, reverse=True):
+        for arm in ("default", "weak"):
+            group = [
+                r
+                for r in runs
+                if r.arm == arm and not r.label_instructions and r.confirm_train == confirm_train
+            ]
+            if group:
+                print(
+                    f"mean Δ test over {len(group)} {arm} runs, confirm train {confirm_train}: "
+                    f"{statistics.mean(r.delta for r in group):+.3f}; mean gap "
+                    f"{statistics.mean(r.top10_best - r.pick_test for r in group):.3f}"
+                )
+    print(f"longest study {max(r.minutes for r in runs):.1f} min")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -274,6 +295,13 @@ def main(argv: list[str] | None = None) -> int:
         metavar="SPEC",
         help="a default searcher with parameters, in place of the shipped one of that "
         "name (repeatable), e.g. --searcher label-words:near_labels=30",
+    )
+    parser.add_argument(
+        "--confirm-train",
+        default=str(Selection().confirm_train),
+        help="comma list of Selection.confirm_train values: the first runs the search, the "
+        "others make the pick again on it (e.g. 200,0: as shipped, and without train "
+        "examples in the pick's tests)",
     )
     parser.add_argument("--budget", type=int, default=None, help="default: the CLI's default")
     parser.add_argument("--test-limit", type=int, default=500)
@@ -312,6 +340,11 @@ def main(argv: list[str] | None = None) -> int:
                 f"--searcher: {spec!r} names none of the default searchers "
                 f"{', '.join(DEFAULT_SEARCHERS)}; it replaces one of them"
             )
+    confirm_trains = [int(v) for v in args.confirm_train.split(",") if v.strip().isdigit()]
+    if len(confirm_trains) != len(args.confirm_train.split(",")):
+        parser.error(
+            f"--confirm-train: expected a comma list of counts ≥ 0; got {args.confirm_train!r}"
+        )
     arms = args.arms.split(",")
     unknown = sorted(set(arms) - {"default", "weak"})
     if unknown:
@@ -327,11 +360,12 @@ def main(argv: list[str] | None = None) -> int:
     folder = Path(args.storage_dir or tempfile.mkdtemp(prefix="quality-"))
     folder.mkdir(parents=True, exist_ok=True)
     print(
-        "| task | seed | arm | dev | label instr. | baseline (best seed by dev) | test | pick | "
+        "| task | seed | arm | dev | label instr. | confirm train | baseline (best seed by dev) "
+        "| test | pick | "
         "test | Δ | p | replaced seed | best of top 10 + pick | gap | search min | evals | "
         "fwd passes |"
     )
-    print("|---|---:|---|---:|---|---|---:|---|---:|---:|---:|---|---:|---:|---:|---:|---:|")
+    print("|---|---:|---|---:|---|---:|---|---:|---|---:|---:|---:|---|---:|---:|---:|---:|---:|")
     dev_sizes = parse_dev_sizes(args.dev_sizes)
     switches = parse_switch(args.label_instructions, "--label-instructions")
     runs = []
@@ -341,9 +375,21 @@ def main(argv: list[str] | None = None) -> int:
             for arm in arms:
                 for dev_size in dev_sizes:
                     for switch in switches:
-                        run = run_one(name, seed, arm, dev_size, switch, args, model, folder, memo)
-                        print_row(run)
-                        runs.append(run)
+                        for confirm_train in confirm_trains:
+                            run = run_one(
+                                name,
+                                seed,
+                                arm,
+                                dev_size,
+                                switch,
+                                confirm_train,
+                                args,
+                                model,
+                                folder,
+                                memo,
+                            )
+                            print_row(run)
+                            runs.append(run)
     summary(runs)
     return 0
 

@@ -16,6 +16,8 @@ def test_bad_selection_options_get_one_line_and_status_2(tmp_path: Path) -> None
         (["--no-selection", "--confirm-fraction", "0.3"], "--no-selection turns selection off"),
         (["--confirm-fraction", "2"], "selection.confirm_fraction must be a number between 0"),
         (["--selection-alpha", "0"], "selection.alpha must be a number between 0 and 1"),
+        (["--confirm-train", "-1"], "selection.confirm_train must be a whole number ≥ 0"),
+        (["--no-selection", "--confirm-train", "10"], "--no-selection turns selection off"),
         (["--no-selection", "--selection-procedure", "holm"], "--no-selection turns selection"),
     ]
     for options, message in cases:
@@ -103,7 +105,9 @@ def test_a_kept_seed_names_the_closest_challenger_and_a_small_confirmation_part(
     lines = out.getvalue().splitlines()
     assert "keeping the seed prompt" in lines[1]
     # the ensemble stopped the sequence: first in the testing order among equal p-values
-    assert lines[2].startswith("  closest: ensemble of 3  (held-back 0.688 against 0.500")
+    assert lines[2].startswith(
+        "  closest: ensemble of 3  (on the 16 held-back dev examples 0.688 against 0.500"
+    )
     assert "right on 5 where the seed was wrong, wrong on 2" in lines[2]
     assert "adjusted p=0.453, needs <= 0.1" in lines[2]
     assert "16 held-back examples confirm only large gains" in lines[3]
@@ -116,3 +120,14 @@ def test_a_kept_seed_names_the_closest_challenger_and_a_small_confirmation_part(
     print_pick(SimpleNamespace(selection=_record(16, replaced=True)), out)
     text = out.getvalue()
     assert "beats the best seed prompt" in text and "closest:" not in text
+
+    # a pick tested on train examples too says so, with the scores on all of them
+    record = _record(16, replaced=True)
+    pick = record["candidates"][2]  # type: ignore[index]
+    pick.update(n_train=29, tested_score=0.8, incumbent_tested_score=0.55)
+    out = io.StringIO()
+    print_pick(SimpleNamespace(selection=record), out)
+    assert (
+        "beats the best seed prompt on the 16 held-back dev examples and 29 train examples "
+        "(0.800 against 0.550;" in out.getvalue()
+    )

@@ -129,6 +129,15 @@ def add_arguments(run: argparse.ArgumentParser) -> None:
         help="share of dev held back to confirm the pick (default 0.5)",
     )
     run.add_argument(
+        "--confirm-train",
+        type=int,
+        default=None,
+        metavar="N",
+        help="at most N train examples join the held-back ones in the tests of a candidate "
+        "made of the task's own parts, where nothing was fitted on train (default 200; 0: "
+        "none; see docs/selection.md)",
+    )
+    run.add_argument(
         "--selection-alpha",
         type=float,
         default=None,
@@ -183,6 +192,7 @@ def _selection(args: argparse.Namespace) -> Any:
     the settings given."""
     given = {
         "confirm_fraction": args.confirm_fraction,
+        "confirm_train": args.confirm_train,
         "alpha": args.selection_alpha,
         "procedure": args.selection_procedure,
     }
@@ -191,7 +201,8 @@ def _selection(args: argparse.Namespace) -> Any:
         if chosen:
             raise ConfigError(
                 "--no-selection turns selection off; drop --confirm-fraction, "
-                "--selection-alpha and --selection-procedure, or drop --no-selection"
+                "--confirm-train, --selection-alpha and --selection-procedure, or drop "
+                "--no-selection"
             )
         return False
     if not chosen:
@@ -219,23 +230,23 @@ def print_pick(result: Any, out: Any = None) -> None:
     )
     if record["replaced_incumbent"]:
         print(
-            f"  beats the best seed prompt on the {n_confirm} held-back dev examples "
-            f"({seed['confirm_score']:.3f}; paired {pick.get('test', 'sign')} test "
+            f"  beats the best seed prompt on {_tested_on(pick, n_confirm)} "
+            f"({_versus(pick, seed)}; paired {pick.get('test', 'sign')} test "
             f"p={pick['p_value']:.3g}, "
             f"{record['settings'].get('procedure', 'holm')}-adjusted {pick['adjusted_p']:.3g})",
             file=out,
         )
     else:
         print(
-            f"  no candidate beat the best seed prompt with evidence on the {n_confirm} "
-            "held-back dev examples: keeping the seed prompt",
+            "  no candidate beat the best seed prompt with evidence on the examples held "
+            "back from the search: keeping the seed prompt",
             file=out,
         )
         closest = _closest_challenger(record["candidates"])
         if closest is not None:
             print(
-                f"  closest: {clip(closest['text'], 60)}  (held-back "
-                f"{closest['confirm_score']:.3f} against {seed['confirm_score']:.3f}: right on "
+                f"  closest: {clip(closest['text'], 60)}  (on {_tested_on(closest, n_confirm)} "
+                f"{_versus(closest, seed)}: right on "
                 f"{closest['wins']} where the seed was wrong, wrong on {closest['losses']} "
                 f"where it was right; adjusted p={closest['adjusted_p']:.3g}, needs "
                 f"<= {record['settings'].get('alpha', 0.1):g})",
@@ -247,6 +258,20 @@ def print_pick(result: Any, out: Any = None) -> None:
                 "split (--dev-size N), where the task has the data, can tell smaller ones",
                 file=out,
             )
+
+
+def _tested_on(row: dict[str, Any], n_confirm: int) -> str:
+    """The examples a challenger was tested on, in words."""
+    n_train = int(row.get("n_train", 0))
+    extra = f" and {n_train} train examples" if n_train else ""
+    return f"the {n_confirm} held-back dev examples{extra}"
+
+
+def _versus(row: dict[str, Any], seed: dict[str, Any]) -> str:
+    """A challenger's score against the seed prompt's on the examples it was tested on."""
+    mine = row.get("tested_score", row["confirm_score"])
+    theirs = row.get("incumbent_tested_score", seed["confirm_score"])
+    return f"{mine:.3f} against {theirs:.3f}"
 
 
 def _closest_challenger(rows: list[dict[str, Any]]) -> dict[str, Any] | None:

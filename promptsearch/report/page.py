@@ -180,8 +180,10 @@ def _pick_card(selection: dict[str, Any] | None) -> list[tuple[str, str, str]]:
         return []
     row = next(r for r in selection["candidates"] if r["key"] == selection["pick"])
     text = str(row.get("text", "?"))
+    n_train = int(row.get("n_train", 0))
+    on_train = f" and on {n_train} train examples" if n_train else ""
     verdict = (
-        "beat the best seed prompt there"
+        f"beat the best seed prompt there{on_train}"
         if selection["replaced_incumbent"]
         else "no candidate beat the best seed prompt there: kept"
     )

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from promptsearch.errors import ConfigError
 from promptsearch.metrics import aggregate
 from promptsearch.prompt import Prompt
+from promptsearch.scoring.chat import chat_turns
 from promptsearch.study.cached_scoring import score_with_cache
 from promptsearch.study.ensemble import PromptEnsemble, vote_records
 from promptsearch.study.selection import (
@@ -30,6 +31,7 @@ from promptsearch.study.selection import (
     tiebreak,
 )
 from promptsearch.study.support import check_same_setting, example_key
+from promptsearch.study.train_confirm import OwnParts, train_sample
 from promptsearch.task import Example, Task
 
 if TYPE_CHECKING:
@@ -91,10 +93,12 @@ class _Scores:
         self.study = study
         self.forward_passes = 0
 
-    def records(self, prompt: Prompt, examples: Sequence[Example]) -> dict[str, EvaluationRecord]:
+    def records(
+        self, prompt: Prompt, examples: Sequence[Example], split: str = "dev"
+    ) -> dict[str, EvaluationRecord]:
         study = self.study
         found, spent = score_with_cache(
-            study.storage, study.scorer, study.task, prompt, prompt.content_hash, "dev", examples
+            study.storage, study.scorer, study.task, prompt, prompt.content_hash, split, examples
         )
         self.forward_passes += spent
         return {r.example_key: r for r in found}
@@ -132,6 +136,44 @@ def _challenger(
         pooled_tiebreak=None,
         per_example=tuple(c_scores),
     )
+
+
+Row = tuple[float, str, float | None]
+"""One example's (metric score, prediction, gold value or ``None``) under a candidate."""
+
+
+def _with_train(
+    task: Task,
+    challenger: Challenger,
+    incumbent: Challenger,
+    confirm: Sequence[Example],
+    extra: Sequence[Example],
+    rows: Mapping[str, Row],
+    incumbent_rows: Mapping[str, Row],
+) -> Challenger:
+    """*challenger* tested on the held-back part *confirm* and the train examples
+    *extra* too, against *incumbent* on the same examples.  *rows*, *incumbent_rows*:
+    per example key of both parts, what each candidate made of it."""
+    if not extra:
+        return challenger
+    examples = [*confirm, *extra]
+    keys = [example_key(e) for e in examples]
+
+    def extend(base: Challenger, by: Mapping[str, Row]) -> Challenger:
+        golds = [by[k][2] for k in keys]
+        gold = None
+        if base.per_example_gold is not None and all(g is not None for g in golds):
+            gold = tuple(float(g) for g in golds if g is not None)
+        scores = [by[k][0] for k in keys]
+        return dataclasses.replace(
+            base,
+            per_example=tuple(scores),
+            per_example_gold=gold,
+            n_train=len(extra),
+            tested_score=_metric(task, examples, scores, [by[k][1] for k in keys]),
+        )
+
+    return dataclasses.replace(extend(challenger, rows), baseline=extend(incumbent, incumbent_rows))
 
 
 def select_final(study: Study) -> dict[str, Any]:
@@ -202,9 +244,54 @@ def select_final(study: Study) -> dict[str, Any]:
     others = [row.content_hash for row in board if row.content_hash not in seeds]
     top = others[: selection.top_k]
     incumbent = candidates.get(incumbent_key) or as_challenger(incumbent_key)
+    # train examples join the held-back part for candidates made of the task's own parts
+    own = OwnParts(
+        task, chat_turns(getattr(getattr(study.scorer, "model", None), "tokenizer", None))
+    )
+    # (a train example that is also a dev example counts once, on dev)
+    on_dev = set(keys)
+    pool = tuple(
+        e
+        for e in train_sample(task.train, selection.confirm_train, selection.seed)
+        if example_key(e) not in on_dev
+    )
+
+    def rows_of(
+        records_by_key: Mapping[str, EvaluationRecord], examples: Sequence[Example]
+    ) -> dict[str, Row]:
+        keys_here = [example_key(e) for e in examples]
+        gold = gold_values(task.kind, task.labels, examples, records_by_key, keys_here)
+        return {
+            k: (
+                records_by_key[k].score,
+                records_by_key[k].prediction,
+                None if gold is None else gold[i],
+            )
+            for i, k in enumerate(keys_here)
+        }
+
+    def on_train(key: str, extra: Sequence[Example]) -> dict[str, Row]:
+        """The prompt's rows on the held-back part and the train examples *extra*."""
+        both = {**records_of(key), **scores.records(prompts[key], extra, split="train")}
+        return rows_of(both, [*confirm, *extra])
+
+    def tested(challenger: Challenger) -> Challenger:
+        extra = own.examples(pool, [prompts[challenger.key], prompts[incumbent_key]])
+        if not extra:
+            return challenger
+        return _with_train(
+            task,
+            challenger,
+            incumbent,
+            confirm,
+            extra,
+            on_train(challenger.key, extra),
+            on_train(incumbent_key, extra),
+        )
+
     # the order the "sequence" procedure tests them in, fixed before the confirmation
     # part is looked at: the ensemble (inserted first below), then by the search part
-    challengers = [as_challenger(key) for key in top]
+    challengers = [tested(as_challenger(key)) for key in top]
     ensemble_record: dict[str, Any] | None = None
     members = [row.content_hash for row in board][: selection.ensemble_size]
     voted: list[tuple[str, float, float]] = []
@@ -222,14 +309,38 @@ def select_final(study: Study) -> dict[str, Any]:
             }
             challenger = _challenger(task, ensemble.content_hash, "ensemble", search, confirm, rows)
             gold = [p for _, _, p in voted]
-            challengers.insert(
-                0,
-                dataclasses.replace(
-                    challenger,
-                    pooled_tiebreak=sum(gold) / len(gold),
-                    per_example_gold=tuple(gold[len(search) :]),
-                ),
+            challenger = dataclasses.replace(
+                challenger,
+                pooled_tiebreak=sum(gold) / len(gold),
+                per_example_gold=tuple(gold[len(search) :]),
             )
+            extra = own.examples(pool, [*ensemble.members, prompts[incumbent_key]])
+            if extra:
+                extra_keys = [example_key(e) for e in extra]
+                on_extra = vote_records(
+                    task,
+                    extra,
+                    extra_keys,
+                    [scores.records(prompts[k], extra, split="train") for k in members],
+                )
+                both = {
+                    k: (score, prediction, p)
+                    for k, (prediction, score, p) in zip(
+                        [*keys[len(search) :], *extra_keys],
+                        [*voted[len(search) :], *on_extra],
+                        strict=True,
+                    )
+                }
+                challenger = _with_train(
+                    task,
+                    challenger,
+                    incumbent,
+                    confirm,
+                    extra,
+                    both,
+                    on_train(incumbent_key, extra),
+                )
+            challengers.insert(0, challenger)
             ensemble_record = {
                 "key": ensemble.content_hash,
                 "members": members,
@@ -250,6 +361,7 @@ def select_final(study: Study) -> dict[str, Any]:
         "metric": task.metric,
         "n_search": len(search),
         "n_confirm": len(confirm),
+        "n_train": len(pool),
         "incumbent": incumbent_key,
         "pick": pick,
         "pick_kind": "ensemble" if ensemble_record and pick == ensemble_record["key"] else "prompt",

@@ -18,7 +18,10 @@ more.  A study with selection on (:class:`Selection`) therefore works in three s
    ``top_k`` best other candidates and, for classification, the ensemble of the
    ``ensemble_size`` best (see :mod:`promptsearch.study.ensemble`).  A challenger is
    supported when, on the confirmation part, it is at least as good as the
-   incumbent on the task metric and a one-sided paired test says it is better: the
+   incumbent on the task metric and a one-sided paired test says it is better (a
+   candidate made of the task's own parts only, with nothing fitted on train, is
+   tested on up to ``confirm_train`` train examples too, see
+   :mod:`promptsearch.study.train_confirm`): the
    sign test of the per-example metric (``scipy.stats.binomtest``) or the Wilcoxon
    signed-rank test of the per-example gold probabilities (``scipy.stats.wilcoxon``),
    the smaller p-value doubled (Bonferroni over the two).  The family-wise error over
@@ -72,11 +75,21 @@ __all__ = [
     "tiebreak",
 ]
 
-SELECTION_VERSION = 2
+SELECTION_VERSION = 3
 """Bumped when the stored selection record changes shape (2: ``settings`` carries
-``procedure``; a record without it was made by ``"holm"``)."""
+``procedure``; a record without it was made by ``"holm"``; 3: ``settings`` carries
+``confirm_train`` and each challenger's row the examples it was tested on,
+``n_tested`` and ``n_train``)."""
 
-_FIELDS = ("confirm_fraction", "top_k", "alpha", "ensemble_size", "seed", "procedure")
+_FIELDS = (
+    "confirm_fraction",
+    "top_k",
+    "alpha",
+    "ensemble_size",
+    "seed",
+    "procedure",
+    "confirm_train",
+)
 
 PROCEDURES = ("sequence", "holm")
 """How the paired tests of the challengers are corrected for their number."""
@@ -109,6 +122,10 @@ class Selection:
     procedure:
         ``"sequence"`` (fixed-sequence testing, the default) or ``"holm"``; see the
         module docstring.
+    confirm_train:
+        At most this many train examples (a seeded sample) join the held-back part in
+        the tests of a candidate made of the task's own parts only, where nothing was
+        fitted on train (:mod:`promptsearch.study.train_confirm`); 0: none.
     """
 
     confirm_fraction: float = 0.5
@@ -117,6 +134,7 @@ class Selection:
     ensemble_size: int = 3
     seed: int = 0
     procedure: str = "sequence"
+    confirm_train: int = 200
 
     MIN_PART = 4
     """Each part of dev needs at least this many examples."""
@@ -132,7 +150,7 @@ class Selection:
                 f"selection.confirm_fraction must be a number between 0 and 1 (exclusive), "
                 f"e.g. 0.5; got {fraction!r}"
             )
-        for name, low in (("top_k", 1), ("ensemble_size", 0)):
+        for name, low in (("top_k", 1), ("ensemble_size", 0), ("confirm_train", 0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ConfigError(f"selection.{name} must be a whole number ≥ {low}; got {value!r}")
@@ -326,9 +344,14 @@ def holm(p_values: Sequence[float]) -> list[float]:
 class Challenger:
     """A candidate of the final pick, with its scores on both parts of dev.
 
-    ``per_example``: its per-example metric on the confirmation part, in the same
-    order as the incumbent's; ``per_example_gold``: how sure it is of each gold answer
-    there (:func:`gold_values`), or ``None`` when the scores lack label probabilities.
+    ``confirm_score``: its metric on the held-back part of dev.  ``per_example``: its
+    per-example metric on the examples it is tested on, in the same order as the
+    incumbent's: the held-back part, followed by ``n_train`` train examples where it
+    is tested on train too (see :mod:`promptsearch.study.train_confirm`);
+    ``per_example_gold``: how sure it is of each gold answer there
+    (:func:`gold_values`), or ``None`` when the scores lack label probabilities.
+    With train examples, ``tested_score`` is its metric on all the examples it is
+    tested on and ``baseline`` the incumbent on the same examples.
     """
 
     key: str
@@ -339,15 +362,30 @@ class Challenger:
     pooled_tiebreak: float | None
     per_example: tuple[float, ...]
     per_example_gold: tuple[float, ...] | None = None
+    n_train: int = 0
+    tested_score: float | None = None
+    baseline: Challenger | None = None
+
+    @property
+    def score_tested(self) -> float:
+        """Its metric on the examples it is tested on."""
+        return self.confirm_score if self.tested_score is None else self.tested_score
+
+    def against(self, incumbent: Challenger) -> Challenger:
+        """The incumbent on this challenger's examples: *incumbent* itself, or
+        ``baseline`` where train examples join the held-back part."""
+        return incumbent if self.baseline is None else self.baseline
 
 
 def challenger_p_value(
     challenger: Challenger, incumbent: Challenger
 ) -> tuple[int, int, float, float | None, float]:
     """(wins, losses, sign-test p, gold-test p or ``None``, the challenger's p-value):
-    the one-sided paired tests of *challenger* against *incumbent* on the confirmation
-    part, and the smaller of the two p-values doubled (Bonferroni over the two tests;
-    the sign test's alone where the scores carry no probabilities)."""
+    the one-sided paired tests of *challenger* against *incumbent* on the examples it
+    is tested on (:meth:`Challenger.against`), and the smaller of the two p-values
+    doubled (Bonferroni over the two tests; the sign test's alone where the scores
+    carry no probabilities)."""
+    incumbent = challenger.against(incumbent)
     diffs = [c - i for c, i in zip(challenger.per_example, incumbent.per_example, strict=True)]
     wins = sum(d > 0 for d in diffs)
     losses = sum(d < 0 for d in diffs)
@@ -368,12 +406,13 @@ def decide(
     """The key of the pick and one JSON row per candidate (incumbent first).
 
     A challenger is *supported* when it is at least as good as the incumbent on the
-    confirmation part's metric and one of two one-sided paired tests says it is
-    better there: the sign test of the per-example metric (:func:`sign_test`), and,
-    where the scores carry probabilities, the Wilcoxon signed-rank test of the
-    per-example gold probabilities (:func:`paired_gold_test`).  Each catches gains the
-    other misses (a confident prompt against a coin flip; a surer one that flips few
-    answers), so both count (:func:`challenger_p_value`).
+    metric over the examples it is tested on (the confirmation part, and train
+    examples where :attr:`Challenger.baseline` is set) and one of two one-sided paired
+    tests says it is better there: the sign test of the per-example metric
+    (:func:`sign_test`), and, where the scores carry probabilities, the Wilcoxon
+    signed-rank test of the per-example gold probabilities (:func:`paired_gold_test`).
+    Each catches gains the other misses (a confident prompt against a coin flip; a
+    surer one that flips few answers), so both count (:func:`challenger_p_value`).
 
     *procedure* holds the family-wise error over the challengers at *alpha*:
     ``"sequence"`` tests them in the order given (which must not depend on the
@@ -396,9 +435,9 @@ def decide(
     else:
         running = 0.0
         for challenger, (*_, p) in zip(challengers, tests, strict=True):
-            # a challenger worse on the confirmation part is not supported, whatever its
-            # p-value: the sequence stops there
-            worse = challenger.confirm_score < incumbent.confirm_score
+            # a challenger worse on the examples it is tested on is not supported,
+            # whatever its p-value: the sequence stops there
+            worse = _worse(challenger, incumbent)
             running = max(running, 1.0 if worse else p)
             adjusted.append(running)
     rows = [_row(incumbent, role="incumbent")]
@@ -406,12 +445,16 @@ def decide(
     for order, (challenger, (wins, losses, p_sign, p_gold, _), q) in enumerate(
         zip(challengers, tests, adjusted, strict=True), start=1
     ):
-        supported = q <= alpha and challenger.confirm_score >= incumbent.confirm_score
+        supported = q <= alpha and not _worse(challenger, incumbent)
         rows.append(
             _row(
                 challenger,
                 role="challenger",
                 order=order,
+                n_tested=len(challenger.per_example),
+                n_train=challenger.n_train,
+                tested_score=challenger.score_tested,
+                incumbent_tested_score=challenger.against(incumbent).score_tested,
                 wins=wins,
                 losses=losses,
                 test="wilcoxon-gold" if p_gold is not None and p_gold < p_sign else "sign",
@@ -427,6 +470,11 @@ def decide(
     if not eligible:
         return incumbent.key, rows
     return max(eligible, key=pooled_rank).key, rows
+
+
+def _worse(challenger: Challenger, incumbent: Challenger) -> bool:
+    """Whether *challenger* scores below the incumbent on the examples it is tested on."""
+    return challenger.score_tested < challenger.against(incumbent).score_tested
 
 
 def pooled_rank(challenger: Challenger) -> tuple[float, float]:

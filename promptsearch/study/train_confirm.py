@@ -1,0 +1,85 @@
+"""Train examples that can confirm a pick: more evidence for the final pick's tests.
+
+The held-back part of a small dev split is small (16 examples of a k-shot task's 32),
+and the final pick's paired tests on it pass only for large gains.  Some candidates
+can be tested on more: the train examples.  Searchers that *fit* on train (the
+label words of ``label-words``, the triggers of ``autoprompt``, the words of ``rl``)
+made their prompts to do well there, so train tells nothing about them.  But a prompt
+made of the task's own parts only was never tuned to train: its instruction, template
+and label words are the user's seed prompts' (or the task's label words, the
+instructions written from them, the plain ``Input:/Output:`` format, the one-line and
+chat forms of those templates; see
+:meth:`~promptsearch.searchers._prompt_space.PromptSpace.build`), and what the search
+chose among them it chose on the search part of dev.  Demonstrations are train
+examples shown to the model, so they are left out of the examples it is tested on;
+the separator and contextual calibration (which reads no examples) are free.
+
+For such a candidate, and an incumbent that is such a prompt too, the tests of
+:func:`~promptsearch.study.selection.decide` run on the held-back part of dev and a
+seeded sample of at most ``Selection.confirm_train`` train examples, less the
+demonstrations of both.  An ensemble counts when each member does.  Every other
+candidate is tested on the held-back part alone, as before.  This is conservative:
+a prompt rewritten by a generator that never saw a label (``paraphrase``) is left
+out too, since telling that apart needs more than the prompt's text.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections.abc import Iterable, Sequence
+
+from promptsearch.prompt import Prompt
+from promptsearch.searchers._prompt_space import SEPARATORS, PromptSpace
+from promptsearch.searchers.base import TrainView
+from promptsearch.study.support import example_key
+from promptsearch.task import Example, Task
+
+__all__ = ["OwnParts", "train_sample"]
+
+
+def train_sample(train: Sequence[Example], limit: int, seed: int) -> tuple[Example, ...]:
+    """At most *limit* train examples, a sample seeded by *seed*, in train order."""
+    if limit <= 0 or not train:
+        return ()
+    if len(train) <= limit:
+        return tuple(train)
+    chosen = set(random.Random(f"confirm-train:{seed}").sample(range(len(train)), limit))
+    return tuple(e for i, e in enumerate(train) if i in chosen)
+
+
+class OwnParts:
+    """Which prompts are made of the task's own parts only (see the module docstring),
+    for a model whose chat turns are *chat* (``None``: no chat template)."""
+
+    def __init__(self, task: Task, chat: tuple[str, str] | None) -> None:
+        self.space = PromptSpace.build(
+            TrainView.from_task(task),
+            instructions=(),
+            templates=(),
+            verbalizers=(),
+            max_demonstrations=0,
+            rng=random.Random(0),
+            owner="selection",
+            chat=chat,
+            label_instructions=True,
+        )
+        self._known: dict[str, bool] = {}
+
+    def __call__(self, prompt: Prompt) -> bool:
+        if prompt.content_hash not in self._known:
+            bare = dataclasses.replace(
+                prompt, demonstrations=(), separator=SEPARATORS[0], calibrate=False
+            )
+            self._known[prompt.content_hash] = self.space.point(bare) is not None
+        return self._known[prompt.content_hash]
+
+    def examples(self, pool: Sequence[Example], prompts: Iterable[Prompt]) -> list[Example]:
+        """The examples of *pool* that may test *prompts* side by side: none unless each
+        prompt is made of the task's own parts, else the pool less their
+        demonstrations."""
+        prompts = list(prompts)
+        if not pool or not all(self(p) for p in prompts):
+            return []
+        shown = {example_key(d) for p in prompts for d in p.demonstrations}
+        return [e for e in pool if example_key(e) not in shown]

@@ -1,0 +1,171 @@
+"""Train examples in the final pick's tests: which candidates may be tested on train
+(those made of the task's own parts), which train examples (a seeded sample, less the
+demonstrations shown), and what it changes in a study's pick (fast: the rule scorer of
+test_selection)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from test_selection import SEEDS, RuleScorer, _coin
+
+from promptsearch.errors import ConfigError
+from promptsearch.prompt import Prompt
+from promptsearch.searchers.manual import ManualSearcher
+from promptsearch.storage import open_storage
+from promptsearch.study.loop import Study
+from promptsearch.study.selection import Challenger, Selection, decide
+from promptsearch.study.train_confirm import OwnParts, train_sample
+from promptsearch.testing.searchers import contract_task, contract_task_with_dev
+
+CHAT = ("<|im_start|>user\n", "<|im_end|>\n<|im_start|>assistant\n")
+IO = "Input: {sentence}\nOutput: {answer}"
+
+
+def test_train_sample_is_seeded_in_train_order_and_bounded() -> None:
+    train = contract_task().train
+    assert train_sample(train, 0, 0) == ()
+    assert train_sample(train, 100, 0) == train
+    first = train_sample(train, 5, 0)
+    assert len(first) == 5 and first == train_sample(train, 5, 0)
+    assert [train.index(e) for e in first] == sorted(train.index(e) for e in first)
+    assert any(train_sample(train, 5, s) != first for s in range(1, 6))
+
+
+def test_prompts_of_the_task_own_parts_are_recognised() -> None:
+    task = contract_task()
+    own = OwnParts(task, CHAT)
+    seed = task.seed_prompts[0].resolve(task)
+    demo = task.train[3]
+    made_of_own = [
+        seed,
+        replace(seed, demonstrations=(demo,), separator=" ", calibrate=True),
+        # another seed's template with the task's words, a seed's instruction
+        replace(seed, template="{sentence} It was {answer}.", instruction=""),
+        replace(seed, instruction="Classify the sentiment of the review."),
+        # the plain format, its one-line form, the chat form of a seed template
+        replace(seed, template=IO),
+        replace(seed, template="Input: {sentence} Output: {answer}"),
+        replace(seed, template=f"{CHAT[0]}Review: {{sentence}}{CHAT[1]}Sentiment: {{answer}}"),
+        # an instruction written from the task's label words; a seed's own words
+        replace(seed, instruction="Classify the sentence as negative or positive."),
+        replace(seed, verbalizer={"0": ("terrible",), "1": ("great",)}),
+    ]
+    assert all(own(p) for p in made_of_own)
+    fitted_or_new = [
+        replace(seed, verbalizer={"0": ("worse",), "1": ("pioneered",)}),  # label-words
+        replace(seed, template="Review: {sentence} wonderful Atlas\nSentiment: {answer}"),
+        replace(seed, instruction="Decide if the critic liked it."),  # a generator's
+    ]
+    assert not any(own(p) for p in fitted_or_new)
+    assert not OwnParts(task, None)(made_of_own[6])  # no chat template: no chat form
+
+
+def test_the_examples_of_a_pair_leave_out_both_demonstrations() -> None:
+    task = contract_task()
+    own = OwnParts(task, None)
+    seed = task.seed_prompts[0].resolve(task)
+    pool = task.train
+    shown = replace(seed, demonstrations=(pool[0], pool[5]))
+    other = replace(seed, template=IO, demonstrations=(pool[5], pool[9]))
+    examples = own.examples(pool, [shown, other])
+    assert [e.id for e in pool if e not in examples] == ["train-0", "train-5", "train-9"]
+    fitted = replace(seed, verbalizer={"0": ("worse",), "1": ("pioneered",)})
+    assert own.examples(pool, [seed, fitted]) == []
+    assert own.examples((), [seed]) == []
+
+
+def test_a_bad_confirm_train_names_the_field() -> None:
+    for value in (-1, 2.5, True, "all"):
+        with pytest.raises(
+            ConfigError, match=r"selection.confirm_train must be a whole number ≥ 0"
+        ):
+            Selection(confirm_train=value)  # type: ignore[arg-type]
+
+
+def _challenger(key: str, per: list[float], **kw: object) -> Challenger:
+    score = sum(per) / len(per)
+    return Challenger(key, "prompt", score, score, score, None, tuple(per), **kw)  # type: ignore[arg-type]
+
+
+def test_decide_tests_a_challenger_against_the_incumbent_on_its_own_examples() -> None:
+    incumbent = _challenger("seed", [1.0, 0.0, 1.0, 0.0])
+    # 4 held-back examples: 2 won, none lost, not enough alone (sign p 0.25)
+    alone = _challenger("new", [1.0, 1.0, 1.0, 1.0])
+    pick, rows = decide(incumbent, [alone], 0.1)
+    assert pick == "seed" and rows[1]["n_train"] == 0 and rows[1]["n_tested"] == 4
+    # the same, tested on 8 train examples too, where the incumbent is right on half
+    baseline = _challenger("seed", [1.0, 0.0, 1.0, 0.0] + [1.0, 0.0] * 4)
+    widened = replace(
+        _challenger("new", [1.0] * 12),
+        n_train=8,
+        baseline=baseline,
+        confirm_score=1.0,
+    )
+    pick, rows = decide(incumbent, [widened], 0.1)
+    assert pick == "new"
+    row = rows[1]
+    assert (row["wins"], row["losses"], row["n_tested"], row["n_train"]) == (6, 0, 12, 8)
+    assert row["incumbent_tested_score"] == pytest.approx(0.5)
+    assert row["confirm_score"] == 1.0 and row["tested_score"] == 1.0
+    # worse than the incumbent over its examples: not supported, whatever else
+    worse = replace(widened, tested_score=0.4)
+    assert decide(incumbent, [worse], 0.1)[0] == "seed"
+
+
+def _great_on_odd(i: int) -> tuple[bool, float]:
+    return True, 0.9 if i % 2 else 0.6
+
+
+def _study(tmp: Path, prompts: list[str], confirm_train: int) -> Study:
+    # 8 dev examples, 4 held back: too few to confirm a gain on their own
+    task = contract_task_with_dev(8)
+    rules = {SEEDS[0]: _coin, IO: _great_on_odd, "A {sentence} {answer}": _great_on_odd}
+    return Study(
+        "own",
+        task,
+        RuleScorer(rules),
+        [ManualSearcher(prompts=prompts)],
+        20,
+        open_storage(f"sqlite:///{tmp / 'own.db'}"),
+        progress=False,
+        selection={"confirm_train": confirm_train, "ensemble_size": 0},
+    )
+
+
+def test_a_prompt_of_the_task_own_parts_is_confirmed_on_train_too(tmp_path: Path) -> None:
+    from promptsearch.report.page import build_report
+
+    study = _study(tmp_path, [SEEDS[0], IO], confirm_train=200)
+    result = study.run()
+    record = result.selection
+    assert record is not None and record["n_train"] == 16
+    task = contract_task_with_dev(8)
+    io_key = Prompt(IO).resolve(task).content_hash
+    row = next(r for r in record["candidates"] if r["key"] == io_key)
+    assert (row["n_train"], row["n_tested"]) == (16, 20)
+    assert row["supported"] and record["pick"] == io_key
+    assert result.best is not None and result.best.replaced_seed
+    # the train examples were scored once, under their own split in the cache
+    assert study.run().selection == {**record, "forward_passes": 0}
+    page = build_report(study.storage, "own", task=study.task)
+    assert "beat the best seed prompt there and on 16 train examples" in page
+
+
+def test_without_train_or_for_other_prompts_the_held_back_part_alone_decides(
+    tmp_path: Path,
+) -> None:
+    # the same prompt with train off, and an equally good prompt not made of own parts
+    for sub, prompts, confirm_train in (
+        ("off", [SEEDS[0], IO], 0),
+        ("other", [SEEDS[0], "A {sentence} {answer}"], 200),
+    ):
+        folder = tmp_path / sub
+        folder.mkdir()
+        record = _study(folder, prompts, confirm_train).run().selection
+        assert record is not None
+        challenger = next(r for r in record["candidates"] if r["role"] == "challenger")
+        assert (challenger["n_train"], challenger["n_tested"]) == (0, 4)
+        assert not challenger["supported"] and record["pick"] == record["incumbent"]
