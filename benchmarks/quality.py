@@ -5,6 +5,7 @@ user's best seed prompt on test data it never saw?
         [--tasks sst2,mr,agnews,rotten-tomatoes] [--seeds 13,42,100] \\
         [--arms default,weak] [--dev-sizes task,600] [--label-instructions off,on] \\
         [--searcher label-words:near_labels=30] [--confirm-train 200,0] \\
+        [--ensemble-order first,last] \\
         [--budget N] [--test-limit 500] [--storage-dir DIR] \\
         [--selection-procedure sequence|holm]
 
@@ -20,10 +21,12 @@ with the ``optuna`` searcher's ``label_instructions=true`` (two instructions wri
 from the task's label words join its pool).  ``--searcher SPEC`` (repeatable) runs a
 default searcher with parameters in place of the shipped one of that name, e.g.
 ``--searcher label-words:near_labels=30``.  ``--confirm-train 200,0`` makes each study's
-pick once per value of ``Selection.confirm_train`` (the first runs the search, the
-others make the pick again on the same stored search, so they differ in the pick
-alone).  Then, on a seeded sample of ``--test-limit`` test
-examples (the same for every run of a task), it scores:
+pick once per value of ``Selection.confirm_train``, and ``--ensemble-order first,last``
+once per place of the ensemble in the testing order (each combination is a *pick
+rule*, printed as ``200/first``: the first runs the search, the others make the pick
+again on the same stored search, so they differ in the pick alone).  Then, on a
+seeded sample of ``--test-limit`` test examples (the same for every run of a task), it
+scores:
 
 * the baseline: the best seed prompt of the task chosen by the whole dev split
   (what a user would pick without promptsearch; in the weak arm, the task's
@@ -58,7 +61,7 @@ from promptsearch.api import DEFAULT_SEARCHERS, search
 from promptsearch.evaluation.stats import mcnemar
 from promptsearch.scoring.scorer import Scorer, ScoreReport
 from promptsearch.study.ensemble import PromptEnsemble
-from promptsearch.study.selection import Selection
+from promptsearch.study.selection import ENSEMBLE_ORDERS, Selection
 from promptsearch.task import Example, Task
 
 
@@ -69,7 +72,7 @@ class Run:
     arm: str
     dev: int
     label_instructions: bool
-    confirm_train: int
+    rule: str
     baseline: str
     baseline_test: float
     pick: str
@@ -149,7 +152,7 @@ def run_one(
     arm: str,
     dev_size: int | None,
     label_instructions: bool,
-    confirm_train: int,
+    rule: tuple[int, str],
     args: argparse.Namespace,
     model: object,
     folder: Path,
@@ -182,7 +185,8 @@ def run_one(
         racing="auto",
         # the default settings, or only the pick's changed (they fit k-shot dev)
         selection={
-            "confirm_train": confirm_train,
+            "confirm_train": rule[0],
+            "ensemble_order": rule[1],
             **({"procedure": args.selection_procedure} if args.selection_procedure else {}),
         },
         **({"budget": args.budget} if args.budget else {}),  # type: ignore[arg-type]
@@ -205,7 +209,7 @@ def run_one(
         arm=arm,
         dev=len(task.dev),
         label_instructions=label_instructions,
-        confirm_train=confirm_train,
+        rule=f"{rule[0]}/{rule[1]}",
         baseline=baseline.describe(width=50),
         baseline_test=base.value,
         pick=best.prompt.describe(width=50),
@@ -226,7 +230,7 @@ def cell(text: str) -> str:
 def print_row(run: Run) -> None:
     print(
         f"| {run.task} | {run.seed} | {run.arm} | {run.dev} | "
-        f"{'on' if run.label_instructions else 'off'} | {run.confirm_train} | "
+        f"{'on' if run.label_instructions else 'off'} | {run.rule} | "
         f"{cell(run.baseline)} | "
         f"{run.baseline_test:.3f} | {cell(run.pick)} | {run.pick_test:.3f} | "
         f"{run.delta:+.3f} | {run.p_value:.3g} | {'yes' if run.replaced else 'no'} | "
@@ -238,35 +242,31 @@ def print_row(run: Run) -> None:
 
 def summary(runs: list[Run]) -> None:
     print(
-        "\n| task | arm | dev | label instr. | confirm train | seeds | baseline test | "
+        "\n| task | arm | dev | label instr. | pick rule | seeds | baseline test | "
         "pick test | mean Δ | selection gap |"
     )
     print("|---|---|---:|---|---:|---|---:|---:|---:|---:|")
-    keys = sorted({(r.task, r.arm, r.dev, r.label_instructions, r.confirm_train) for r in runs})
-    for task, arm, dev, instructions, confirm_train in keys:
-        key = (task, arm, dev, instructions, confirm_train)
-        group = [
-            r for r in runs if (r.task, r.arm, r.dev, r.label_instructions, r.confirm_train) == key
-        ]
+    keys = sorted({(r.task, r.arm, r.dev, r.label_instructions, r.rule) for r in runs})
+    for task, arm, dev, instructions, rule in keys:
+        key = (task, arm, dev, instructions, rule)
+        group = [r for r in runs if (r.task, r.arm, r.dev, r.label_instructions, r.rule) == key]
         seeds = ",".join(str(r.seed) for r in group)
         mean = statistics.mean
         print(
-            f"| {task} | {arm} | {dev} | {'on' if instructions else 'off'} | {confirm_train} | "
+            f"| {task} | {arm} | {dev} | {'on' if instructions else 'off'} | {rule} | "
             f"{seeds} | "
             f"{mean(r.baseline_test for r in group):.3f} | "
             f"{mean(r.pick_test for r in group):.3f} | {mean(r.delta for r in group):+.3f} | "
             f"{mean(r.top10_best - r.pick_test for r in group):.3f} |"
         )
-    for confirm_train in sorted({r.confirm_train for r in runs}, reverse=True):
+    for rule in sorted({r.rule for r in runs}):
         for arm in ("default", "weak"):
             group = [
-                r
-                for r in runs
-                if r.arm == arm and not r.label_instructions and r.confirm_train == confirm_train
+                r for r in runs if r.arm == arm and not r.label_instructions and r.rule == rule
             ]
             if group:
                 print(
-                    f"mean Δ test over {len(group)} {arm} runs, confirm train {confirm_train}: "
+                    f"mean Δ test over {len(group)} {arm} runs, pick rule {rule}: "
                     f"{statistics.mean(r.delta for r in group):+.3f}; mean gap "
                     f"{statistics.mean(r.top10_best - r.pick_test for r in group):.3f}"
                 )
@@ -302,6 +302,12 @@ def main(argv: list[str] | None = None) -> int:
         help="comma list of Selection.confirm_train values: the first runs the search, the "
         "others make the pick again on it (e.g. 200,0: as shipped, and without train "
         "examples in the pick's tests)",
+    )
+    parser.add_argument(
+        "--ensemble-order",
+        default=Selection().ensemble_order,
+        help="comma list of Selection.ensemble_order values (first, last): each makes the "
+        "pick again on the same search",
     )
     parser.add_argument("--budget", type=int, default=None, help="default: the CLI's default")
     parser.add_argument("--test-limit", type=int, default=500)
@@ -345,6 +351,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(
             f"--confirm-train: expected a comma list of counts ≥ 0; got {args.confirm_train!r}"
         )
+    orders = args.ensemble_order.split(",")
+    if not set(orders) <= set(ENSEMBLE_ORDERS):
+        parser.error(f"--ensemble-order: expected a comma list of {', '.join(ENSEMBLE_ORDERS)}")
+    rules = [(count, order) for count in confirm_trains for order in orders]
     arms = args.arms.split(",")
     unknown = sorted(set(arms) - {"default", "weak"})
     if unknown:
@@ -360,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     folder = Path(args.storage_dir or tempfile.mkdtemp(prefix="quality-"))
     folder.mkdir(parents=True, exist_ok=True)
     print(
-        "| task | seed | arm | dev | label instr. | confirm train | baseline (best seed by dev) "
+        "| task | seed | arm | dev | label instr. | pick rule | baseline (best seed by dev) "
         "| test | pick | "
         "test | Δ | p | replaced seed | best of top 10 + pick | gap | search min | evals | "
         "fwd passes |"
@@ -375,14 +385,14 @@ def main(argv: list[str] | None = None) -> int:
             for arm in arms:
                 for dev_size in dev_sizes:
                     for switch in switches:
-                        for confirm_train in confirm_trains:
+                        for rule in rules:
                             run = run_one(
                                 name,
                                 seed,
                                 arm,
                                 dev_size,
                                 switch,
-                                confirm_train,
+                                rule,
                                 args,
                                 model,
                                 folder,

@@ -290,7 +290,7 @@ def select_final(study: Study) -> dict[str, Any]:
         )
 
     # the order the "sequence" procedure tests them in, fixed before the confirmation
-    # part is looked at: the ensemble (inserted first below), then by the search part
+    # part is looked at: by the search part, the ensemble (inserted below) first or last
     challengers = [tested(as_challenger(key)) for key in top]
     ensemble_record: dict[str, Any] | None = None
     members = [row.content_hash for row in board][: selection.ensemble_size]
@@ -340,7 +340,9 @@ def select_final(study: Study) -> dict[str, Any]:
                     both,
                     on_train(incumbent_key, extra),
                 )
-            challengers.insert(0, challenger)
+            challengers.insert(
+                0 if selection.ensemble_order == "first" else len(challengers), challenger
+            )
             ensemble_record = {
                 "key": ensemble.content_hash,
                 "members": members,

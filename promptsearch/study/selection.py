@@ -56,6 +56,7 @@ if TYPE_CHECKING:
     from promptsearch.storage import EvaluationRecord
 
 __all__ = [
+    "ENSEMBLE_ORDERS",
     "PROCEDURES",
     "SELECTION_VERSION",
     "SMALL_CONFIRMATION",
@@ -89,10 +90,14 @@ _FIELDS = (
     "seed",
     "procedure",
     "confirm_train",
+    "ensemble_order",
 )
 
 PROCEDURES = ("sequence", "holm")
 """How the paired tests of the challengers are corrected for their number."""
+
+ENSEMBLE_ORDERS = ("first", "last")
+"""Where the ensemble stands in the ``"sequence"`` procedure's testing order."""
 
 SMALL_CONFIRMATION = 40
 """Below this many held-back dev examples, only large gains can pass the tests (with
@@ -126,6 +131,9 @@ class Selection:
         At most this many train examples (a seeded sample) join the held-back part in
         the tests of a candidate made of the task's own parts only, where nothing was
         fitted on train (:mod:`promptsearch.study.train_confirm`); 0: none.
+    ensemble_order:
+        Where the ensemble is tested in the ``"sequence"`` procedure: ``"first"``,
+        before the prompts, or ``"last"``, after them.
     """
 
     confirm_fraction: float = 0.5
@@ -135,6 +143,7 @@ class Selection:
     seed: int = 0
     procedure: str = "sequence"
     confirm_train: int = 200
+    ensemble_order: str = "first"
 
     MIN_PART = 4
     """Each part of dev needs at least this many examples."""
@@ -162,6 +171,11 @@ class Selection:
             )
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise ConfigError(f"selection.seed must be a whole number; got {self.seed!r}")
+        if self.ensemble_order not in ENSEMBLE_ORDERS:
+            raise ConfigError(
+                f"selection.ensemble_order must be one of {', '.join(ENSEMBLE_ORDERS)}; "
+                f"got {self.ensemble_order!r}"
+            )
         if self.procedure not in PROCEDURES:
             raise ConfigError(
                 f"selection.procedure must be one of {', '.join(PROCEDURES)}; "
