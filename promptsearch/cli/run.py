@@ -138,6 +138,13 @@ def add_arguments(run: argparse.ArgumentParser) -> None:
         "none; see docs/selection.md)",
     )
     run.add_argument(
+        "--ensemble-order",
+        choices=("first", "last"),
+        default=None,
+        help="where the ensemble of the best prompts is tested in the 'sequence' "
+        "procedure: before the single prompts or after them (default first)",
+    )
+    run.add_argument(
         "--selection-alpha",
         type=float,
         default=None,
@@ -193,6 +200,7 @@ def _selection(args: argparse.Namespace) -> Any:
     given = {
         "confirm_fraction": args.confirm_fraction,
         "confirm_train": args.confirm_train,
+        "ensemble_order": args.ensemble_order,
         "alpha": args.selection_alpha,
         "procedure": args.selection_procedure,
     }
@@ -201,8 +209,8 @@ def _selection(args: argparse.Namespace) -> Any:
         if chosen:
             raise ConfigError(
                 "--no-selection turns selection off; drop --confirm-fraction, "
-                "--confirm-train, --selection-alpha and --selection-procedure, or drop "
-                "--no-selection"
+                "--confirm-train, --ensemble-order, --selection-alpha and "
+                "--selection-procedure, or drop --no-selection"
             )
         return False
     if not chosen:
