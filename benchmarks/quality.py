@@ -5,7 +5,7 @@ user's best seed prompt on test data it never saw?
         [--tasks sst2,mr,agnews,rotten-tomatoes] [--seeds 13,42,100] \\
         [--arms default,weak] [--dev-sizes task,600] [--label-instructions off,on] \\
         [--searcher label-words:near_labels=30] [--confirm-train 200,0] \\
-        [--ensemble-order first,last] \\
+        [--order ensemble-first,ensemble-last,most-examples] \\
         [--budget N] [--test-limit 500] [--storage-dir DIR] \\
         [--selection-procedure sequence|holm]
 
@@ -21,9 +21,9 @@ with the ``optuna`` searcher's ``label_instructions=true`` (two instructions wri
 from the task's label words join its pool).  ``--searcher SPEC`` (repeatable) runs a
 default searcher with parameters in place of the shipped one of that name, e.g.
 ``--searcher label-words:near_labels=30``.  ``--confirm-train 200,0`` makes each study's
-pick once per value of ``Selection.confirm_train``, and ``--ensemble-order first,last``
-once per place of the ensemble in the testing order (each combination is a *pick
-rule*, printed as ``200/first``: the first runs the search, the others make the pick
+pick once per value of ``Selection.confirm_train``, and ``--order``
+once per testing order of ``Selection.order`` (each combination is a *pick
+rule*, printed as ``200/ensemble-first``: the first runs the search, the others make the pick
 again on the same stored search, so they differ in the pick alone).  Then, on a
 seeded sample of ``--test-limit`` test examples (the same for every run of a task), it
 scores:
@@ -61,7 +61,7 @@ from promptsearch.api import DEFAULT_SEARCHERS, search
 from promptsearch.evaluation.stats import mcnemar
 from promptsearch.scoring.scorer import Scorer, ScoreReport
 from promptsearch.study.ensemble import PromptEnsemble
-from promptsearch.study.selection import ENSEMBLE_ORDERS, Selection
+from promptsearch.study.selection import ORDERS, Selection
 from promptsearch.task import Example, Task
 
 
@@ -186,7 +186,7 @@ def run_one(
         # the default settings, or only the pick's changed (they fit k-shot dev)
         selection={
             "confirm_train": rule[0],
-            "ensemble_order": rule[1],
+            "order": rule[1],
             **({"procedure": args.selection_procedure} if args.selection_procedure else {}),
         },
         **({"budget": args.budget} if args.budget else {}),  # type: ignore[arg-type]
@@ -304,10 +304,10 @@ def main(argv: list[str] | None = None) -> int:
         "examples in the pick's tests)",
     )
     parser.add_argument(
-        "--ensemble-order",
-        default=Selection().ensemble_order,
-        help="comma list of Selection.ensemble_order values (first, last): each makes the "
-        "pick again on the same search",
+        "--order",
+        default=Selection().order,
+        help=f"comma list of Selection.order values ({', '.join(ORDERS)}): each makes "
+        "the pick again on the same search",
     )
     parser.add_argument("--budget", type=int, default=None, help="default: the CLI's default")
     parser.add_argument("--test-limit", type=int, default=500)
@@ -351,9 +351,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(
             f"--confirm-train: expected a comma list of counts ≥ 0; got {args.confirm_train!r}"
         )
-    orders = args.ensemble_order.split(",")
-    if not set(orders) <= set(ENSEMBLE_ORDERS):
-        parser.error(f"--ensemble-order: expected a comma list of {', '.join(ENSEMBLE_ORDERS)}")
+    orders = args.order.split(",")
+    if not set(orders) <= set(ORDERS):
+        parser.error(f"--order: expected a comma list of {', '.join(ORDERS)}")
     rules = [(count, order) for count in confirm_trains for order in orders]
     arms = args.arms.split(",")
     unknown = sorted(set(arms) - {"default", "weak"})

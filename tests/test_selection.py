@@ -106,7 +106,7 @@ def _study(tmp: Path, rules: Mapping[str, object], prompts: Sequence[str], **kw:
         ({"ensemble_size": -1}, "selection.ensemble_size must be a whole number ≥ 0"),
         ({"tpo_k": 3}, "selection has unknown field(s) ['tpo_k']"),
         ({"procedure": "bonferroni"}, "selection.procedure must be one of sequence, holm"),
-        ({"ensemble_order": "middle"}, "selection.ensemble_order must be one of first, last"),
+        ({"order": "middle"}, "selection.order must be one of ensemble-first, ensemble-last"),
     ],
 )
 def test_bad_settings_name_the_field(fields: dict[str, object], message: str) -> None:
@@ -408,7 +408,7 @@ def test_the_ensemble_is_a_candidate_and_can_be_the_pick(tmp_path: Path) -> None
     assert ensemble_row["order"] == 1
     # tested after the prompts instead: the same candidates, the ensemble last
     last = _study(tmp_path, rules, [SEEDS[0], *templates], n_dev=40,
-                  selection={"ensemble_order": "last"}).run().selection  # fmt: skip
+                  selection={"order": "ensemble-last"}).run().selection  # fmt: skip
     assert last is not None
     orders = {r["kind"]: r["order"] for r in last["candidates"] if r["role"] == "challenger"}
     assert orders["ensemble"] == max(r.get("order", 0) for r in last["candidates"])

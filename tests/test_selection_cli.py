@@ -30,9 +30,9 @@ def test_bad_selection_options_get_one_line_and_status_2(tmp_path: Path) -> None
     assert wrong.returncode == 2
     assert "argument --selection-procedure: invalid choice: 'bonferroni'" in wrong.stderr
     wrong = cli("run", "--task", "rotten-tomatoes", "--storage", storage,
-                "--ensemble-order", "middle")  # fmt: skip
+                "--selection-order", "middle")  # fmt: skip
     assert wrong.returncode == 2
-    assert "argument --ensemble-order: invalid choice: 'middle'" in wrong.stderr
+    assert "argument --selection-order: invalid choice: 'middle'" in wrong.stderr
     assert not (tmp_path / "bad.db").exists()
 
 

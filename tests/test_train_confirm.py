@@ -169,3 +169,36 @@ def test_without_train_or_for_other_prompts_the_held_back_part_alone_decides(
         challenger = next(r for r in record["candidates"] if r["role"] == "challenger")
         assert (challenger["n_train"], challenger["n_tested"]) == (0, 4)
         assert not challenger["supported"] and record["pick"] == record["incumbent"]
+
+
+def test_most_examples_first_tests_the_train_tested_candidate_before_the_others(
+    tmp_path: Path,
+) -> None:
+    def great(i: int) -> tuple[bool, float]:
+        return True, 0.95
+
+    task = contract_task_with_dev(8)
+    prompts = [SEEDS[0], "A {sentence} {answer}", IO]
+    keys = {t: Prompt(t).resolve(task).content_hash for t in prompts}
+    picks = {}
+    for order in ("ensemble-first", "most-examples"):
+        folder = tmp_path / order
+        folder.mkdir()
+        study = Study(
+            "own",
+            task,
+            RuleScorer({SEEDS[0]: _coin, prompts[1]: great, IO: _great_on_odd}),
+            [ManualSearcher(prompts=prompts)],
+            20,
+            open_storage(f"sqlite:///{folder / 'own.db'}"),
+            progress=False,
+            selection={"ensemble_size": 0, "order": order},
+        )
+        record = study.run().selection
+        assert record is not None
+        first = next(r for r in record["candidates"] if r.get("order") == 1)
+        picks[order] = (first["key"], record["pick"])
+    # by the search part "A" comes first, fails on the 4 held-back examples and ends
+    # the sequence; tested first on its 20 examples, the plain format passes
+    assert picks["ensemble-first"] == (keys[prompts[1]], keys[SEEDS[0]])
+    assert picks["most-examples"] == (keys[IO], keys[IO])

@@ -138,11 +138,12 @@ def add_arguments(run: argparse.ArgumentParser) -> None:
         "none; see docs/selection.md)",
     )
     run.add_argument(
-        "--ensemble-order",
-        choices=("first", "last"),
+        "--selection-order",
+        choices=("ensemble-first", "ensemble-last", "most-examples"),
         default=None,
-        help="where the ensemble of the best prompts is tested in the 'sequence' "
-        "procedure: before the single prompts or after them (default first)",
+        help="the order in which the 'sequence' procedure tests the challengers: the "
+        "ensemble of the best prompts before the single prompts or after them, or those "
+        "tested on the most examples first (default ensemble-first)",
     )
     run.add_argument(
         "--selection-alpha",
@@ -200,7 +201,7 @@ def _selection(args: argparse.Namespace) -> Any:
     given = {
         "confirm_fraction": args.confirm_fraction,
         "confirm_train": args.confirm_train,
-        "ensemble_order": args.ensemble_order,
+        "order": args.selection_order,
         "alpha": args.selection_alpha,
         "procedure": args.selection_procedure,
     }
@@ -209,7 +210,7 @@ def _selection(args: argparse.Namespace) -> Any:
         if chosen:
             raise ConfigError(
                 "--no-selection turns selection off; drop --confirm-fraction, "
-                "--confirm-train, --ensemble-order, --selection-alpha and "
+                "--confirm-train, --selection-order, --selection-alpha and "
                 "--selection-procedure, or drop --no-selection"
             )
         return False

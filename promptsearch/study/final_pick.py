@@ -341,13 +341,15 @@ def select_final(study: Study) -> dict[str, Any]:
                     on_train(incumbent_key, extra),
                 )
             challengers.insert(
-                0 if selection.ensemble_order == "first" else len(challengers), challenger
+                len(challengers) if selection.order == "ensemble-last" else 0, challenger
             )
             ensemble_record = {
                 "key": ensemble.content_hash,
                 "members": members,
                 "body": ensemble.to_dict(),
             }
+    if selection.order == "most-examples":  # known before the held-back part is looked at
+        challengers.sort(key=lambda c: -len(c.per_example))
     pick, rows_out = decide(incumbent, challengers, selection.alpha, selection.procedure)
     texts = {key: prompt.describe() for key, prompt in prompts.items()}
     for entry in rows_out:

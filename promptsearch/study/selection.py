@@ -56,7 +56,7 @@ if TYPE_CHECKING:
     from promptsearch.storage import EvaluationRecord
 
 __all__ = [
-    "ENSEMBLE_ORDERS",
+    "ORDERS",
     "PROCEDURES",
     "SELECTION_VERSION",
     "SMALL_CONFIRMATION",
@@ -90,14 +90,18 @@ _FIELDS = (
     "seed",
     "procedure",
     "confirm_train",
-    "ensemble_order",
+    "order",
 )
 
 PROCEDURES = ("sequence", "holm")
 """How the paired tests of the challengers are corrected for their number."""
 
-ENSEMBLE_ORDERS = ("first", "last")
-"""Where the ensemble stands in the ``"sequence"`` procedure's testing order."""
+ORDERS = ("ensemble-first", "ensemble-last", "most-examples")
+"""The ``"sequence"`` procedure's testing order: the ensemble, then the prompts by
+their rank on the search part; the prompts, then the ensemble; or the candidates
+tested on the most examples first (train examples count; see
+:mod:`promptsearch.study.train_confirm`), in the ``"ensemble-first"`` order among
+equals.  Each is fixed before the confirmation part is looked at."""
 
 SMALL_CONFIRMATION = 40
 """Below this many held-back dev examples, only large gains can pass the tests (with
@@ -131,9 +135,8 @@ class Selection:
         At most this many train examples (a seeded sample) join the held-back part in
         the tests of a candidate made of the task's own parts only, where nothing was
         fitted on train (:mod:`promptsearch.study.train_confirm`); 0: none.
-    ensemble_order:
-        Where the ensemble is tested in the ``"sequence"`` procedure: ``"first"``,
-        before the prompts, or ``"last"``, after them.
+    order:
+        The ``"sequence"`` procedure's testing order, one of :data:`ORDERS`.
     """
 
     confirm_fraction: float = 0.5
@@ -143,7 +146,7 @@ class Selection:
     seed: int = 0
     procedure: str = "sequence"
     confirm_train: int = 200
-    ensemble_order: str = "first"
+    order: str = "ensemble-first"
 
     MIN_PART = 4
     """Each part of dev needs at least this many examples."""
@@ -171,10 +174,9 @@ class Selection:
             )
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise ConfigError(f"selection.seed must be a whole number; got {self.seed!r}")
-        if self.ensemble_order not in ENSEMBLE_ORDERS:
+        if self.order not in ORDERS:
             raise ConfigError(
-                f"selection.ensemble_order must be one of {', '.join(ENSEMBLE_ORDERS)}; "
-                f"got {self.ensemble_order!r}"
+                f"selection.order must be one of {', '.join(ORDERS)}; got {self.order!r}"
             )
         if self.procedure not in PROCEDURES:
             raise ConfigError(
