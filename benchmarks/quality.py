@@ -170,7 +170,7 @@ def run_one(
     scorer = Scorer(model, batch_size=args.batch_size)  # type: ignore[arg-type]
     # the baseline: the best seed prompt by the whole dev split
     seeds = [p.resolve(task) for p in task.seed_prompts]
-    dev_scores = [scorer.score(p, task.dev, task).value for p in seeds]
+    dev_scores = [score(scorer, p, list(task.dev), task, memo).value for p in seeds]
     baseline = seeds[max(range(len(seeds)), key=lambda i: dev_scores[i])]
     searched = task if arm == "default" else replace(task, seed_prompts=(weak_prompt(task),))
     started = time.monotonic()
