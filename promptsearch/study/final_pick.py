@@ -17,16 +17,14 @@ from promptsearch.metrics import aggregate
 from promptsearch.prompt import Prompt
 from promptsearch.scoring.chat import chat_turns
 from promptsearch.study.cached_scoring import score_with_cache
+from promptsearch.study.challenger_tests import Challenger, decide, pooled_rank
 from promptsearch.study.ensemble import PromptEnsemble, vote_records
 from promptsearch.study.selection import (
     SELECTION_VERSION,
     SMALL_CONFIRMATION,
     SPLIT_FIELDS,
-    Challenger,
     Selection,
-    decide,
     gold_values,
-    pooled_rank,
     split_dev,
     tiebreak,
 )
