@@ -77,7 +77,8 @@ class Challenger:
     incumbent's: the held-back part, followed by ``n_train`` train examples where it
     is tested on train too (see :mod:`promptsearch.study.train_confirm`);
     ``per_example_gold``: how sure it is of each gold answer there
-    (:func:`gold_values`), or ``None`` when the scores lack label probabilities.
+    (:func:`~promptsearch.study.selection.gold_values`), or ``None`` when the scores
+    lack label probabilities.
     With train examples, ``tested_score`` is its metric on all the examples it is
     tested on and ``baseline`` the incumbent on the same examples.
     """
