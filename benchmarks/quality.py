@@ -5,7 +5,7 @@ user's best seed prompt on test data it never saw?
         [--tasks sst2,mr,agnews,rotten-tomatoes] [--seeds 13,42,100] \\
         [--arms default,weak] [--dev-sizes task,600] [--label-instructions off,on] \\
         [--searcher label-words:near_labels=30] [--confirm-train 200,0] \\
-        [--order ensemble-first,ensemble-last,most-examples] \\
+        [--order ensemble-first,ensemble-last,most-examples] [--train-holdout 0,0.5] \\
         [--budget N] [--test-limit 500] [--storage-dir DIR] \\
         [--selection-procedure sequence|holm]
 
@@ -58,6 +58,7 @@ from pathlib import Path
 
 from promptsearch import Prompt, load_model, load_task
 from promptsearch.api import DEFAULT_SEARCHERS, search
+from promptsearch.errors import ConfigError
 from promptsearch.evaluation.stats import mcnemar
 from promptsearch.scoring.scorer import Scorer, ScoreReport
 from promptsearch.study.ensemble import PromptEnsemble
@@ -72,6 +73,7 @@ class Run:
     arm: str
     dev: int
     label_instructions: bool
+    holdout: float
     rule: str
     baseline: str
     baseline_test: float
@@ -152,6 +154,7 @@ def run_one(
     arm: str,
     dev_size: int | None,
     label_instructions: bool,
+    holdout: float,
     rule: tuple[int, str],
     args: argparse.Namespace,
     model: object,
@@ -161,6 +164,7 @@ def run_one(
     task = load_task(name, data_dir=args.data_dir, seed=seed, dev_size=dev_size)
     label = f"{name}-{seed}-{arm}" + ("" if dev_size is None else f"-dev{dev_size}")
     label += "-label-instructions" if label_instructions else ""
+    label += f"-holdout{holdout:g}" if holdout else ""
     searchers = list(DEFAULT_SEARCHERS)
     if label_instructions:
         searchers = ["optuna:label_instructions=true" if s == "optuna" else s for s in searchers]
@@ -187,6 +191,7 @@ def run_one(
         selection={
             "confirm_train": rule[0],
             "order": rule[1],
+            "train_holdout": holdout,
             **({"procedure": args.selection_procedure} if args.selection_procedure else {}),
         },
         **({"budget": args.budget} if args.budget else {}),  # type: ignore[arg-type]
@@ -209,6 +214,7 @@ def run_one(
         arm=arm,
         dev=len(task.dev),
         label_instructions=label_instructions,
+        holdout=holdout,
         rule=f"{rule[0]}/{rule[1]}",
         baseline=baseline.describe(width=50),
         baseline_test=base.value,
@@ -230,7 +236,7 @@ def cell(text: str) -> str:
 def print_row(run: Run) -> None:
     print(
         f"| {run.task} | {run.seed} | {run.arm} | {run.dev} | "
-        f"{'on' if run.label_instructions else 'off'} | {run.rule} | "
+        f"{'on' if run.label_instructions else 'off'} | {run.holdout:g} | {run.rule} | "
         f"{cell(run.baseline)} | "
         f"{run.baseline_test:.3f} | {cell(run.pick)} | {run.pick_test:.3f} | "
         f"{run.delta:+.3f} | {run.p_value:.3g} | {'yes' if run.replaced else 'no'} | "
@@ -242,31 +248,39 @@ def print_row(run: Run) -> None:
 
 def summary(runs: list[Run]) -> None:
     print(
-        "\n| task | arm | dev | label instr. | pick rule | seeds | baseline test | "
-        "pick test | mean Δ | selection gap |"
+        "\n| task | arm | dev | label instr. | train holdout | pick rule | seeds | "
+        "baseline test | pick test | mean Δ | selection gap |"
     )
-    print("|---|---|---:|---|---:|---|---:|---:|---:|---:|")
-    keys = sorted({(r.task, r.arm, r.dev, r.label_instructions, r.rule) for r in runs})
-    for task, arm, dev, instructions, rule in keys:
-        key = (task, arm, dev, instructions, rule)
-        group = [r for r in runs if (r.task, r.arm, r.dev, r.label_instructions, r.rule) == key]
+    print("|---|---|---:|---|---:|---:|---|---:|---:|---:|---:|")
+
+    def key_of(r: Run) -> tuple[str, str, int, bool, float, str]:
+        return (r.task, r.arm, r.dev, r.label_instructions, r.holdout, r.rule)
+
+    for key in sorted({key_of(r) for r in runs}):
+        task, arm, dev, instructions, holdout, rule = key
+        group = [r for r in runs if key_of(r) == key]
         seeds = ",".join(str(r.seed) for r in group)
         mean = statistics.mean
         print(
-            f"| {task} | {arm} | {dev} | {'on' if instructions else 'off'} | {rule} | "
-            f"{seeds} | "
+            f"| {task} | {arm} | {dev} | {'on' if instructions else 'off'} | {holdout:g} | "
+            f"{rule} | {seeds} | "
             f"{mean(r.baseline_test for r in group):.3f} | "
             f"{mean(r.pick_test for r in group):.3f} | {mean(r.delta for r in group):+.3f} | "
             f"{mean(r.top10_best - r.pick_test for r in group):.3f} |"
         )
-    for rule in sorted({r.rule for r in runs}):
+    for holdout, rule in sorted({(r.holdout, r.rule) for r in runs}):
         for arm in ("default", "weak"):
             group = [
-                r for r in runs if r.arm == arm and not r.label_instructions and r.rule == rule
+                r
+                for r in runs
+                if r.arm == arm
+                and not r.label_instructions
+                and (r.holdout, r.rule) == (holdout, rule)
             ]
             if group:
                 print(
-                    f"mean Δ test over {len(group)} {arm} runs, pick rule {rule}: "
+                    f"mean Δ test over {len(group)} {arm} runs, train holdout {holdout:g}, "
+                    f"pick rule {rule}: "
                     f"{statistics.mean(r.delta for r in group):+.3f}; mean gap "
                     f"{statistics.mean(r.top10_best - r.pick_test for r in group):.3f}"
                 )
@@ -308,6 +322,12 @@ def main(argv: list[str] | None = None) -> int:
         default=Selection().order,
         help=f"comma list of Selection.order values ({', '.join(ORDERS)}): each makes "
         "the pick again on the same search",
+    )
+    parser.add_argument(
+        "--train-holdout",
+        default=f"{Selection().train_holdout:g}",
+        help="comma list of Selection.train_holdout values (share of train hidden from "
+        "the searchers); each runs its own search",
     )
     parser.add_argument("--budget", type=int, default=None, help="default: the CLI's default")
     parser.add_argument("--test-limit", type=int, default=500)
@@ -355,6 +375,12 @@ def main(argv: list[str] | None = None) -> int:
     if not set(orders) <= set(ORDERS):
         parser.error(f"--order: expected a comma list of {', '.join(ORDERS)}")
     rules = [(count, order) for count in confirm_trains for order in orders]
+    try:
+        holdouts = [float(v) for v in args.train_holdout.split(",")]
+        for value in holdouts:
+            Selection(train_holdout=value)
+    except (ValueError, ConfigError) as error:
+        parser.error(f"--train-holdout: expected a comma list of shares in [0, 1); {error}")
     arms = args.arms.split(",")
     unknown = sorted(set(arms) - {"default", "weak"})
     if unknown:
@@ -370,12 +396,15 @@ def main(argv: list[str] | None = None) -> int:
     folder = Path(args.storage_dir or tempfile.mkdtemp(prefix="quality-"))
     folder.mkdir(parents=True, exist_ok=True)
     print(
-        "| task | seed | arm | dev | label instr. | pick rule | baseline (best seed by dev) "
+        "| task | seed | arm | dev | label instr. | train holdout | pick rule | "
+        "baseline (best seed by dev) "
         "| test | pick | "
         "test | Δ | p | replaced seed | best of top 10 + pick | gap | search min | evals | "
         "fwd passes |"
     )
-    print("|---|---:|---|---:|---|---:|---|---:|---|---:|---:|---:|---|---:|---:|---:|---:|---:|")
+    print(
+        "|---|---:|---|---:|---|---:|---:|---|---:|---|---:|---:|---:|---|---:|---:|---:|---:|---:|"
+    )
     dev_sizes = parse_dev_sizes(args.dev_sizes)
     switches = parse_switch(args.label_instructions, "--label-instructions")
     runs = []
@@ -385,21 +414,23 @@ def main(argv: list[str] | None = None) -> int:
             for arm in arms:
                 for dev_size in dev_sizes:
                     for switch in switches:
-                        for rule in rules:
-                            run = run_one(
-                                name,
-                                seed,
-                                arm,
-                                dev_size,
-                                switch,
-                                rule,
-                                args,
-                                model,
-                                folder,
-                                memo,
-                            )
-                            print_row(run)
-                            runs.append(run)
+                        for holdout in holdouts:
+                            for rule in rules:
+                                run = run_one(
+                                    name,
+                                    seed,
+                                    arm,
+                                    dev_size,
+                                    switch,
+                                    holdout,
+                                    rule,
+                                    args,
+                                    model,
+                                    folder,
+                                    memo,
+                                )
+                                print_row(run)
+                                runs.append(run)
     summary(runs)
     return 0
 

@@ -18,6 +18,8 @@ def test_bad_selection_options_get_one_line_and_status_2(tmp_path: Path) -> None
         (["--selection-alpha", "0"], "selection.alpha must be a number between 0 and 1"),
         (["--confirm-train", "-1"], "selection.confirm_train must be a whole number ≥ 0"),
         (["--no-selection", "--confirm-train", "10"], "--no-selection turns selection off"),
+        (["--train-holdout", "1.5"], "selection.train_holdout must be a number from 0"),
+        (["--no-selection", "--train-holdout", "0.5"], "--no-selection turns selection off"),
         (["--no-selection", "--selection-procedure", "holm"], "--no-selection turns selection"),
     ]
     for options, message in cases:

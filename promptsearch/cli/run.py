@@ -138,6 +138,15 @@ def add_arguments(run: argparse.ArgumentParser) -> None:
         "none; see docs/selection.md)",
     )
     run.add_argument(
+        "--train-holdout",
+        type=float,
+        default=None,
+        metavar="F",
+        help="share of train hidden from the searchers (at most --confirm-train examples); "
+        "those join the held-back dev examples in every challenger's tests (default 0: "
+        "none; see docs/selection.md)",
+    )
+    run.add_argument(
         "--selection-order",
         choices=("ensemble-first", "ensemble-last", "most-examples"),
         default=None,
@@ -201,6 +210,7 @@ def _selection(args: argparse.Namespace) -> Any:
     given = {
         "confirm_fraction": args.confirm_fraction,
         "confirm_train": args.confirm_train,
+        "train_holdout": args.train_holdout,
         "order": args.selection_order,
         "alpha": args.selection_alpha,
         "procedure": args.selection_procedure,
@@ -210,7 +220,7 @@ def _selection(args: argparse.Namespace) -> Any:
         if chosen:
             raise ConfigError(
                 "--no-selection turns selection off; drop --confirm-fraction, "
-                "--confirm-train, --selection-order, --selection-alpha and "
+                "--confirm-train, --train-holdout, --selection-order, --selection-alpha and "
                 "--selection-procedure, or drop --no-selection"
             )
         return False

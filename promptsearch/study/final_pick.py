@@ -12,7 +12,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from promptsearch.errors import ConfigError
+from promptsearch.errors import ConfigError, StudyConflictError
 from promptsearch.metrics import aggregate
 from promptsearch.prompt import Prompt
 from promptsearch.scoring.chat import chat_turns
@@ -20,16 +20,18 @@ from promptsearch.study.cached_scoring import score_with_cache
 from promptsearch.study.challenger_tests import Challenger, decide, pooled_rank
 from promptsearch.study.ensemble import PromptEnsemble, vote_records
 from promptsearch.study.selection import (
+    LEGACY_SPLIT,
     SELECTION_VERSION,
     SMALL_CONFIRMATION,
     SPLIT_FIELDS,
     Selection,
     gold_values,
     split_dev,
+    split_train,
     tiebreak,
 )
 from promptsearch.study.support import check_same_setting, example_key
-from promptsearch.study.train_confirm import OwnParts, train_sample
+from promptsearch.study.train_confirm import OwnParts, TrainEvidence, train_sample
 from promptsearch.task import Example, Task
 
 if TYPE_CHECKING:
@@ -41,45 +43,62 @@ __all__ = ["announce_confirmation", "check_same_selection", "search_and_confirm"
 logger = logging.getLogger(__name__)
 
 
-def search_and_confirm(task: Task, selection: Selection | None) -> tuple[Task, tuple[Example, ...]]:
-    """The task the search runs on (dev = its search part) and the held-back examples."""
+def search_and_confirm(
+    task: Task, selection: Selection | None
+) -> tuple[Task, tuple[Example, ...], tuple[Example, ...]]:
+    """The task the search runs on (dev = its search part, train = the train examples
+    the searchers see), the held-back dev examples and the held-back train examples."""
     if selection is None:
-        return task, ()
-    search, confirm = split_dev(task.dev, selection, stratify=task.kind == "classification")
-    return dataclasses.replace(task, dev=search), confirm
+        return task, (), ()
+    stratify = task.kind == "classification"
+    search, confirm = split_dev(task.dev, selection, stratify=stratify)
+    seen, held = split_train(task.train, selection, stratify=stratify)
+    return dataclasses.replace(task, dev=search, train=seen), confirm, held
 
 
 def announce_confirmation(study: Study) -> None:
-    """Warn, as the search starts, when the held-back part of dev is too small to confirm
-    small gains (fewer than :data:`~promptsearch.study.selection.SMALL_CONFIRMATION`
-    examples).  Called once the study has opened, so that a run refused on opening
-    prints its one-line error alone."""
+    """Warn, as the search starts, when the held-back examples (of dev, and of train
+    hidden from the searchers) are too few to confirm small gains (fewer than
+    :data:`~promptsearch.study.selection.SMALL_CONFIRMATION`).  Called once the study
+    has opened, so that a run refused on opening prints its one-line error alone."""
     n_confirm = len(study.confirm_examples)
-    if study.selection is None or n_confirm >= SMALL_CONFIRMATION:
+    n_held = len(study.held_train)
+    if study.selection is None or n_confirm + n_held >= SMALL_CONFIRMATION:
         return
     logger.warning(
-        "task %r: %d of its %d dev examples are held back to confirm the pick; so few "
+        "task %r: %d of its %d dev examples%s are held back to confirm the pick; so few "
         "confirm only large gains (a smaller one keeps your best seed prompt); a larger "
         "dev split (--dev-size N, dev_size=N), where the task has the data, tells smaller "
         "ones",
         study.task.name,
         n_confirm,
         len(study.task.dev),
+        f" and {n_held} of its {len(study.task.train)} train examples" if n_held else "",
     )
 
 
 def check_same_selection(stored: StudyRecord | None, selection: Selection | None) -> None:
     """Refuse to resume a study with selection turned on or off, or with another split
-    of dev (``confirm_fraction``, ``seed``): its trials were scored on another part of
-    dev.  The settings of the final pick alone (``top_k``, ``alpha``,
-    ``ensemble_size``, ``procedure``) may change: a resumed run makes the pick again."""
+    of dev or train (``confirm_fraction``, ``seed``, ``train_holdout``): its trials were
+    scored on another part of dev, or its searchers saw other train examples.  The
+    settings of the final pick alone (``top_k``, ``alpha``, ``ensemble_size``,
+    ``procedure``, ``confirm_train``, ``order``) may change: a resumed run makes the pick
+    again."""
     if stored is None:
         return
     before = stored.config.get("selection")
     if isinstance(before, Mapping) and selection is not None:
         given = selection.to_dict()
-        if all(before.get(name) == given[name] for name in SPLIT_FIELDS):
+        if all(before.get(name, LEGACY_SPLIT.get(name)) == given[name] for name in SPLIT_FIELDS):
             return
+        if before.get("train_holdout", 0.0) != given["train_holdout"]:
+            raise StudyConflictError(
+                f"study {stored.name!r} already exists with selection.train_holdout "
+                f"{before.get('train_holdout', 0.0)} (its searchers saw the other train "
+                f"examples); given {given['train_holdout']}; resume it with "
+                f"--train-holdout {before.get('train_holdout', 0.0)}, or pick another "
+                "--study name"
+            )
     check_same_setting(stored, "selection", None if selection is None else selection.to_dict())
 
 
@@ -242,16 +261,16 @@ def select_final(study: Study) -> dict[str, Any]:
     others = [row.content_hash for row in board if row.content_hash not in seeds]
     top = others[: selection.top_k]
     incumbent = candidates.get(incumbent_key) or as_challenger(incumbent_key)
-    # train examples join the held-back part for candidates made of the task's own parts
-    own = OwnParts(
-        task, chat_turns(getattr(getattr(study.scorer, "model", None), "tokenizer", None))
-    )
-    # (a train example that is also a dev example counts once, on dev)
-    on_dev = set(keys)
-    pool = tuple(
-        e
-        for e in train_sample(task.train, selection.confirm_train, selection.seed)
-        if example_key(e) not in on_dev
+    # train examples join the held-back part: those hidden from the searchers for every
+    # candidate, a sample of the others for candidates made of the task's own parts
+    held = study.held_train
+    evidence = TrainEvidence(
+        OwnParts(
+            task, chat_turns(getattr(getattr(study.scorer, "model", None), "tokenizer", None))
+        ),
+        held,
+        train_sample(study.search_task.train, selection.confirm_train - len(held), selection.seed),
+        set(keys),
     )
 
     def rows_of(
@@ -274,7 +293,7 @@ def select_final(study: Study) -> dict[str, Any]:
         return rows_of(both, [*confirm, *extra])
 
     def tested(challenger: Challenger) -> Challenger:
-        extra = own.examples(pool, [prompts[challenger.key], prompts[incumbent_key]])
+        extra = evidence.examples([prompts[challenger.key], prompts[incumbent_key]])
         if not extra:
             return challenger
         return _with_train(
@@ -312,7 +331,7 @@ def select_final(study: Study) -> dict[str, Any]:
                 pooled_tiebreak=sum(gold) / len(gold),
                 per_example_gold=tuple(gold[len(search) :]),
             )
-            extra = own.examples(pool, [*ensemble.members, prompts[incumbent_key]])
+            extra = evidence.examples([*ensemble.members, prompts[incumbent_key]])
             if extra:
                 extra_keys = [example_key(e) for e in extra]
                 on_extra = vote_records(
@@ -363,7 +382,8 @@ def select_final(study: Study) -> dict[str, Any]:
         "metric": task.metric,
         "n_search": len(search),
         "n_confirm": len(confirm),
-        "n_train": len(pool),
+        "n_train": len(evidence.held) + len(evidence.pool),
+        "n_held_train": len(evidence.held),
         "incumbent": incumbent_key,
         "pick": pick,
         "pick_kind": "ensemble" if ensemble_record and pick == ensemble_record["key"] else "prompt",

@@ -152,7 +152,9 @@ class Study:
         if run_config is not None and not isinstance(run_config, Mapping):
             raise ConfigError(f"run_config must be a mapping (JSON) or None; got {run_config!r}")
         self.run_config = None if run_config is None else dict(run_config)
-        self.search_task, self.confirm_examples = search_and_confirm(task, self.selection)
+        self.search_task, self.confirm_examples, self.held_train = search_and_confirm(
+            task, self.selection
+        )
         self.racing = Racing.coerce(racing)
         if self.racing is not None:
             self.racing.check_dev(len(self.search_task.dev))
@@ -228,7 +230,7 @@ class Study:
         if self.mirror is not None:  # an unreachable storage stops here, before any write
             self.mirror.open()
         self.trials.join()
-        view = TrainView.from_task(self.task)
+        view = TrainView.from_task(self.search_task)  # less the held-back train examples
         for index, searcher in enumerate(self.searchers):
             context = SearchContext(
                 task=view,

@@ -69,6 +69,7 @@ if TYPE_CHECKING:
     from promptsearch.storage import EvaluationRecord
 
 __all__ = [
+    "LEGACY_SPLIT",
     "ORDERS",
     "PROCEDURES",
     "SELECTION_VERSION",
@@ -86,14 +87,16 @@ __all__ = [
     "record_distribution",
     "sign_test",
     "split_dev",
+    "split_train",
     "tiebreak",
 ]
 
-SELECTION_VERSION = 3
+SELECTION_VERSION = 4
 """Bumped when the stored selection record changes shape (2: ``settings`` carries
 ``procedure``; a record without it was made by ``"holm"``; 3: ``settings`` carries
 ``confirm_train`` and each challenger's row the examples it was tested on,
-``n_tested`` and ``n_train``)."""
+``n_tested`` and ``n_train``; 4: ``settings`` carries ``train_holdout`` and the record
+``n_held_train``, the held-back train examples every challenger was tested on)."""
 
 _FIELDS = (
     "confirm_fraction",
@@ -104,6 +107,7 @@ _FIELDS = (
     "procedure",
     "confirm_train",
     "order",
+    "train_holdout",
 )
 
 ORDERS = ("ensemble-first", "ensemble-last", "most-examples")
@@ -117,9 +121,13 @@ SMALL_CONFIRMATION = 40
 """Below this many held-back dev examples, only large gains can pass the tests (with
 16, the sign test needs 5 examples won and none lost); ``search`` and ``run`` say so."""
 
-SPLIT_FIELDS = ("confirm_fraction", "seed")
+SPLIT_FIELDS = ("confirm_fraction", "seed", "train_holdout")
 """The settings that decide which examples are held back; the others only steer the
 final pick, which a resumed run makes again."""
+
+LEGACY_SPLIT = {"train_holdout": 0.0}
+"""What a study stored before a split setting existed ran with (it held back no train
+examples)."""
 
 
 @dataclass(frozen=True)
@@ -147,6 +155,11 @@ class Selection:
         fitted on train (:mod:`promptsearch.study.train_confirm`); 0: none.
     order:
         The ``"sequence"`` procedure's testing order, one of :data:`ORDERS`.
+    train_holdout:
+        Share of train hidden from the searchers (0 ≤ f < 1; stratified by label,
+        seeded; at most ``confirm_train`` examples).  No searcher fits on, or shows as a
+        demonstration, a held-back train example, so these join the held-back part of
+        dev in *every* challenger's tests, whatever it was made of; 0: none held back.
     """
 
     confirm_fraction: float = 0.5
@@ -157,6 +170,7 @@ class Selection:
     procedure: str = "sequence"
     confirm_train: int = 200
     order: str = "ensemble-first"
+    train_holdout: float = 0.0
 
     MIN_PART = 4
     """Each part of dev needs at least this many examples."""
@@ -171,6 +185,16 @@ class Selection:
             raise ConfigError(
                 f"selection.confirm_fraction must be a number between 0 and 1 (exclusive), "
                 f"e.g. 0.5; got {fraction!r}"
+            )
+        holdout = self.train_holdout
+        if (
+            isinstance(holdout, bool)
+            or not isinstance(holdout, int | float)
+            or not 0 <= holdout < 1
+        ):
+            raise ConfigError(
+                f"selection.train_holdout must be a number from 0 (inclusive) to 1 "
+                f"(exclusive), e.g. 0.5; got {holdout!r}"
             )
         for name, low in (("top_k", 1), ("ensemble_size", 0), ("confirm_train", 0)):
             value = getattr(self, name)
@@ -234,6 +258,10 @@ class Selection:
     def confirm_size(self, n_dev: int) -> int:
         return round(n_dev * self.confirm_fraction)
 
+    def held_train_size(self, n_train: int) -> int:
+        """How many of *n_train* train examples are hidden from the searchers."""
+        return min(round(n_train * self.train_holdout), self.confirm_train)
+
     def to_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in _FIELDS}
 
@@ -247,25 +275,51 @@ def split_dev(
     the split depends only on the examples, their order and ``selection.seed``.
     """
     selection.check_dev(len(dev))
-    rng = random.Random(f"selection-split:{selection.seed}")
+    return _stratified_split(
+        dev,
+        selection.confirm_size(len(dev)),
+        random.Random(f"selection-split:{selection.seed}"),
+        stratify=stratify,
+    )
+
+
+def split_train(
+    train: Sequence[Example], selection: Selection, *, stratify: bool
+) -> tuple[tuple[Example, ...], tuple[Example, ...]]:
+    """(the train examples the searchers see, the held-back ones), each in train order:
+    ``selection.held_train_size`` held back, like :func:`split_dev` otherwise."""
+    return _stratified_split(
+        train,
+        selection.held_train_size(len(train)),
+        random.Random(f"selection-train-split:{selection.seed}"),
+        stratify=stratify,
+    )
+
+
+def _stratified_split(
+    examples: Sequence[Example], wanted: int, rng: random.Random, *, stratify: bool
+) -> tuple[tuple[Example, ...], tuple[Example, ...]]:
+    """(the rest, *wanted* examples drawn with *rng*), each in the given order; with
+    *stratify* each target keeps its share in both (within one example)."""
+    if wanted <= 0 or not examples:
+        return tuple(examples), ()
     groups: dict[str, list[int]] = {}
-    for index, example in enumerate(dev):
+    for index, example in enumerate(examples):
         groups.setdefault(example.target if stratify else "", []).append(index)
-    wanted = selection.confirm_size(len(dev))
     # each group's exact share, rounded so that the sizes add up to *wanted*
-    shares = {key: len(members) * wanted / len(dev) for key, members in groups.items()}
+    shares = {key: len(members) * wanted / len(examples) for key, members in groups.items()}
     counts = {key: math.floor(share) for key, share in shares.items()}
     leftover = wanted - sum(counts.values())
     for key in sorted(groups, key=lambda k: (-(shares[k] - counts[k]), k))[:leftover]:
         counts[key] += 1
-    confirm: set[int] = set()
+    drawn: set[int] = set()
     for key in sorted(groups):
         members = list(groups[key])
         rng.shuffle(members)
-        confirm.update(members[: counts[key]])
-    search = tuple(e for i, e in enumerate(dev) if i not in confirm)
-    held = tuple(e for i, e in enumerate(dev) if i in confirm)
-    return search, held
+        drawn.update(members[: counts[key]])
+    rest = tuple(e for i, e in enumerate(examples) if i not in drawn)
+    held = tuple(e for i, e in enumerate(examples) if i in drawn)
+    return rest, held
 
 
 def gold_probabilities(

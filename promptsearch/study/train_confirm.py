@@ -17,10 +17,18 @@ the separator and contextual calibration (which reads no examples) are free.
 For such a candidate, and an incumbent that is such a prompt too, the tests of
 :func:`~promptsearch.study.selection.decide` run on the held-back part of dev and a
 seeded sample of at most ``Selection.confirm_train`` train examples, less the
-demonstrations of both.  An ensemble counts when each member does.  Every other
-candidate is tested on the held-back part alone, as before.  This is conservative:
-a prompt rewritten by a generator that never saw a label (``paraphrase``) is left
-out too, since telling that apart needs more than the prompt's text.
+demonstrations of both.  An ensemble counts when each member does.  This is
+conservative: a prompt rewritten by a generator that never saw a label
+(``paraphrase``) is left out too, since telling that apart needs more than the
+prompt's text.
+
+With ``Selection.train_holdout`` above 0 the study hides a share of train from the
+searchers (:func:`~promptsearch.study.selection.split_train`): nothing was fitted on
+those examples nor shown from them, so they join the held-back part of dev in every
+challenger's tests, whatever it is made of (less any demonstration a prompt carries
+that is one of them).  The sample for own-parts candidates then comes from the train
+examples the searchers saw, up to ``confirm_train`` in all.  :class:`TrainEvidence`
+says which train examples test which prompts.
 """
 
 from __future__ import annotations
@@ -35,7 +43,7 @@ from promptsearch.searchers.base import TrainView
 from promptsearch.study.support import example_key
 from promptsearch.task import Example, Task
 
-__all__ = ["OwnParts", "train_sample"]
+__all__ = ["OwnParts", "TrainEvidence", "train_sample"]
 
 
 def train_sample(train: Sequence[Example], limit: int, seed: int) -> tuple[Example, ...]:
@@ -83,3 +91,30 @@ class OwnParts:
             return []
         shown = {example_key(d) for p in prompts for d in p.demonstrations}
         return [e for e in pool if example_key(e) not in shown]
+
+
+class TrainEvidence:
+    """Which train examples test a candidate (and the incumbent beside it) in the final
+    pick: the *held* train examples (hidden from the searchers) for every candidate,
+    then, for candidates made of the task's own parts (*own*), the *pool* sampled from
+    the train examples the searchers saw.  Examples on dev (*on_dev*, by example key)
+    are left out: they count once, on dev."""
+
+    def __init__(
+        self,
+        own: OwnParts,
+        held: Sequence[Example],
+        pool: Sequence[Example],
+        on_dev: set[str],
+    ) -> None:
+        self.own = own
+        self.held = tuple(e for e in held if example_key(e) not in on_dev)
+        self.pool = tuple(e for e in pool if example_key(e) not in on_dev)
+
+    def examples(self, prompts: Iterable[Prompt]) -> list[Example]:
+        """The train examples that test *prompts* side by side, less their
+        demonstrations: the held-back ones, then the pool if all are own parts."""
+        prompts = list(prompts)
+        shown = {example_key(d) for p in prompts for d in p.demonstrations}
+        held = [e for e in self.held if example_key(e) not in shown]
+        return held + self.own.examples(self.pool, prompts)
