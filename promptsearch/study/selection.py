@@ -7,7 +7,10 @@ more.  A study with selection on (:class:`Selection`) therefore works in three s
 1. **Two parts of dev.**  Dev is split once, stratified by label and seeded, into a
    *search* part and a *confirmation* part (``confirm_fraction`` of it).  Searchers'
    feedback, racing and the leaderboard's ``dev_score`` use the search part only;
-   nothing the searchers see depends on the confirmation part.
+   nothing the searchers see depends on the confirmation part.  With
+   ``train_holdout`` a share of train is held back the same way
+   (:func:`split_train`): the searchers never see it, and it joins the confirmation
+   part in every challenger's tests (:mod:`promptsearch.study.train_confirm`).
 2. **Ties broken by a continuous score.**  Trials with the same dev score are ordered
    by ``dev_tiebreak``: the mean normalised probability of the gold label
    (classification; calibrated when the scorer or the prompt calibrates) or the mean gold
