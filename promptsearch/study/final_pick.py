@@ -193,89 +193,83 @@ def _with_train(
     return dataclasses.replace(extend(challenger, rows), baseline=extend(incumbent, incumbent_rows))
 
 
-def select_final(study: Study) -> dict[str, Any]:
-    """Make the study's final pick, store it with the study and return the record."""
-    selection = study.selection
-    if selection is None:
-        raise ConfigError("select_final needs a study with selection on")
-    task = study.task
-    search, confirm = study.search_task.dev, study.confirm_examples
-    everything = [*search, *confirm]
-    keys = [example_key(e) for e in everything]
-    scores = _Scores(study)
-    seeds: dict[str, Prompt] = {}
-    for prompt in task.seed_prompts:
-        try:
-            resolved = prompt.resolve(task)
-        except ConfigError:
-            continue
-        seeds.setdefault(resolved.content_hash, resolved)
-    board = study.storage.leaderboard(study.name)
-    prompts: dict[str, Prompt] = dict(seeds)
-    for row in board:
-        prompts.setdefault(row.content_hash, Prompt.from_dict(row.body))
-    records: dict[tuple[str, bool], dict[str, EvaluationRecord]] = {}
+class _Candidates:
+    """What the final pick reads of a study: its seed prompts and leaderboard, every
+    candidate's per-example records on both parts of dev (from the cache or scored
+    now), and the train examples that may test each one."""
 
-    def records_of(key: str, *, confirmed: bool = True) -> dict[str, EvaluationRecord]:
+    def __init__(self, study: Study) -> None:
+        selection = study.selection
+        if selection is None:
+            raise ConfigError("select_final needs a study with selection on")
+        self.study = study
+        self.selection = selection
+        self.task = task = study.task
+        self.search, self.confirm = study.search_task.dev, study.confirm_examples
+        self.everything = [*self.search, *self.confirm]
+        self.keys = [example_key(e) for e in self.everything]
+        self.scores = _Scores(study)
+        self.seeds: dict[str, Prompt] = {}
+        for prompt in task.seed_prompts:
+            try:
+                resolved = prompt.resolve(task)
+            except ConfigError:
+                continue
+            self.seeds.setdefault(resolved.content_hash, resolved)
+        self.board = study.storage.leaderboard(study.name)
+        self.prompts: dict[str, Prompt] = dict(self.seeds)
+        for row in self.board:
+            self.prompts.setdefault(row.content_hash, Prompt.from_dict(row.body))
+        self._records: dict[tuple[str, bool], dict[str, EvaluationRecord]] = {}
+        # train examples join the held-back part: those hidden from the searchers for
+        # every candidate, a sample of the others for candidates made of the task's own
+        # parts (a train example that is also a dev example counts once, on dev)
+        held = study.held_train
+        self.evidence = TrainEvidence(
+            OwnParts(
+                task, chat_turns(getattr(getattr(study.scorer, "model", None), "tokenizer", None))
+            ),
+            held,
+            train_sample(
+                study.search_task.train, selection.confirm_train - len(held), selection.seed
+            ),
+            set(self.keys),
+        )
+
+    def records_of(self, key: str, *, confirmed: bool = True) -> dict[str, EvaluationRecord]:
         """The prompt's records on the search part, and on the held-back part too."""
-        if (key, confirmed) not in records:
+        if (key, confirmed) not in self._records:
             if confirmed:
-                records[key, True] = {
-                    **records_of(key, confirmed=False),
-                    **scores.records(prompts[key], confirm),
+                self._records[key, True] = {
+                    **self.records_of(key, confirmed=False),
+                    **self.scores.records(self.prompts[key], self.confirm),
                 }
             else:
-                records[key, False] = scores.records(prompts[key], search)
-        return records[key, confirmed]
+                self._records[key, False] = self.scores.records(self.prompts[key], self.search)
+        return self._records[key, confirmed]
 
-    if not seeds and not board:
-        logger.warning("study %r: nothing to pick from (no seed prompt, no trial)", study.name)
-        return {}
-
-    def as_challenger(key: str, kind: str = "prompt") -> Challenger:
-        part = records_of(key)
+    def challenger(self, key: str) -> Challenger:
+        """The prompt *key* as a challenger on both parts of dev."""
+        task, search, part = self.task, self.search, self.records_of(key)
         challenger = _challenger(
             task,
             key,
-            kind,
+            "prompt",
             search,
-            confirm,
+            self.confirm,
             {k: (r.score, r.prediction) for k, r in part.items()},
         )
-        gold = gold_values(task.kind, task.labels, confirm, part, keys[len(search) :])
+        gold = gold_values(task.kind, task.labels, self.confirm, part, self.keys[len(search) :])
         return dataclasses.replace(
             challenger,
-            pooled_tiebreak=tiebreak(task.kind, task.labels, everything, part, keys),
+            pooled_tiebreak=tiebreak(task.kind, task.labels, self.everything, part, self.keys),
             per_example_gold=None if gold is None else tuple(gold),
         )
 
-    # the incumbent: the best seed prompt on all of dev, as the user would pick it without
-    # promptsearch.  Chosen on the confirmation part too, its score there is biased up,
-    # which makes the challengers' tests against it stricter, never looser; chosen on
-    # the search part alone it could be a seed the user would not have picked, handed
-    # back with no challenger involved
-    candidates = {key: as_challenger(key) for key in seeds}
-    incumbent_key = (
-        max(seeds, key=lambda k: pooled_rank(candidates[k])) if seeds else board[0].content_hash
-    )
-    others = [row.content_hash for row in board if row.content_hash not in seeds]
-    top = others[: selection.top_k]
-    incumbent = candidates.get(incumbent_key) or as_challenger(incumbent_key)
-    # train examples join the held-back part: those hidden from the searchers for every
-    # candidate, a sample of the others for candidates made of the task's own parts
-    held = study.held_train
-    evidence = TrainEvidence(
-        OwnParts(
-            task, chat_turns(getattr(getattr(study.scorer, "model", None), "tokenizer", None))
-        ),
-        held,
-        train_sample(study.search_task.train, selection.confirm_train - len(held), selection.seed),
-        set(keys),
-    )
-
     def rows_of(
-        records_by_key: Mapping[str, EvaluationRecord], examples: Sequence[Example]
+        self, records_by_key: Mapping[str, EvaluationRecord], examples: Sequence[Example]
     ) -> dict[str, Row]:
+        task = self.task
         keys_here = [example_key(e) for e in examples]
         gold = gold_values(task.kind, task.labels, examples, records_by_key, keys_here)
         return {
@@ -287,76 +281,106 @@ def select_final(study: Study) -> dict[str, Any]:
             for i, k in enumerate(keys_here)
         }
 
-    def on_train(key: str, extra: Sequence[Example]) -> dict[str, Row]:
-        """The prompt's rows on the held-back part and the train examples *extra*."""
-        both = {**records_of(key), **scores.records(prompts[key], extra, split="train")}
-        return rows_of(both, [*confirm, *extra])
+    def train_records(self, key: str, extra: Sequence[Example]) -> dict[str, EvaluationRecord]:
+        return self.scores.records(self.prompts[key], extra, split="train")
 
-    def tested(challenger: Challenger) -> Challenger:
-        extra = evidence.examples([prompts[challenger.key], prompts[incumbent_key]])
+    def on_train(self, key: str, extra: Sequence[Example]) -> dict[str, Row]:
+        """The prompt's rows on the held-back part and the train examples *extra*."""
+        both = {**self.records_of(key), **self.train_records(key, extra)}
+        return self.rows_of(both, [*self.confirm, *extra])
+
+    def tested(self, challenger: Challenger, incumbent: Challenger) -> Challenger:
+        """*challenger* tested on the train examples it may be tested on too."""
+        extra = self.evidence.examples([self.prompts[challenger.key], self.prompts[incumbent.key]])
         if not extra:
             return challenger
         return _with_train(
-            task,
+            self.task,
             challenger,
             incumbent,
-            confirm,
+            self.confirm,
             extra,
-            on_train(challenger.key, extra),
-            on_train(incumbent_key, extra),
+            self.on_train(challenger.key, extra),
+            self.on_train(incumbent.key, extra),
         )
 
+    def ensemble(
+        self, members: Sequence[str], incumbent: Challenger
+    ) -> tuple[Challenger, PromptEnsemble] | None:
+        """The ensemble of *members* as a challenger, or ``None`` where the scorer gives
+        no label probabilities."""
+        task, search, confirm, keys = self.task, self.search, self.confirm, self.keys
+        ensemble = PromptEnsemble(tuple(self.prompts[k] for k in members))
+        try:
+            voted = vote_records(task, self.everything, keys, [self.records_of(k) for k in members])
+        except ConfigError as error:  # a scorer that gives no label probabilities
+            logger.warning("study %r: no ensemble candidate: %s", self.study.name, error)
+            return None
+        if not voted:
+            return None
+        rows = {
+            k: (score, prediction) for k, (prediction, score, _) in zip(keys, voted, strict=True)
+        }
+        challenger = _challenger(task, ensemble.content_hash, "ensemble", search, confirm, rows)
+        gold = [p for _, _, p in voted]
+        challenger = dataclasses.replace(
+            challenger,
+            pooled_tiebreak=sum(gold) / len(gold),
+            per_example_gold=tuple(gold[len(search) :]),
+        )
+        extra = self.evidence.examples([*ensemble.members, self.prompts[incumbent.key]])
+        if extra:
+            extra_keys = [example_key(e) for e in extra]
+            on_extra = vote_records(
+                task, extra, extra_keys, [self.train_records(k, extra) for k in members]
+            )
+            both = {
+                k: (score, prediction, p)
+                for k, (prediction, score, p) in zip(
+                    [*keys[len(search) :], *extra_keys],
+                    [*voted[len(search) :], *on_extra],
+                    strict=True,
+                )
+            }
+            challenger = _with_train(
+                task,
+                challenger,
+                incumbent,
+                confirm,
+                extra,
+                both,
+                self.on_train(incumbent.key, extra),
+            )
+        return challenger, ensemble
+
+
+def select_final(study: Study) -> dict[str, Any]:
+    """Make the study's final pick, store it with the study and return the record."""
+    found = _Candidates(study)
+    selection, task, seeds, board = found.selection, found.task, found.seeds, found.board
+    if not seeds and not board:
+        logger.warning("study %r: nothing to pick from (no seed prompt, no trial)", study.name)
+        return {}
+    # the incumbent: the best seed prompt on all of dev, as the user would pick it without
+    # promptsearch.  Chosen on the confirmation part too, its score there is biased up,
+    # which makes the challengers' tests against it stricter, never looser; chosen on
+    # the search part alone it could be a seed the user would not have picked, handed
+    # back with no challenger involved
+    candidates = {key: found.challenger(key) for key in seeds}
+    incumbent_key = (
+        max(seeds, key=lambda k: pooled_rank(candidates[k])) if seeds else board[0].content_hash
+    )
+    incumbent = candidates.get(incumbent_key) or found.challenger(incumbent_key)
+    top = [row.content_hash for row in board if row.content_hash not in seeds][: selection.top_k]
     # the order the "sequence" procedure tests them in, fixed before the confirmation
     # part is looked at: by the search part, the ensemble (inserted below) first or last
-    challengers = [tested(as_challenger(key)) for key in top]
+    challengers = [found.tested(found.challenger(key), incumbent) for key in top]
     ensemble_record: dict[str, Any] | None = None
     members = [row.content_hash for row in board][: selection.ensemble_size]
-    voted: list[tuple[str, float, float]] = []
     if task.kind == "classification" and selection.ensemble_size >= 2 and len(members) >= 2:
-        ensemble = PromptEnsemble(tuple(prompts[k] for k in members))
-        try:
-            voted = vote_records(task, everything, keys, [records_of(k) for k in members])
-        except ConfigError as error:  # a scorer that gives no label probabilities
-            logger.warning("study %r: no ensemble candidate: %s", study.name, error)
-            voted = []
-        if voted:
-            rows = {
-                k: (score, prediction)
-                for k, (prediction, score, _) in zip(keys, voted, strict=True)
-            }
-            challenger = _challenger(task, ensemble.content_hash, "ensemble", search, confirm, rows)
-            gold = [p for _, _, p in voted]
-            challenger = dataclasses.replace(
-                challenger,
-                pooled_tiebreak=sum(gold) / len(gold),
-                per_example_gold=tuple(gold[len(search) :]),
-            )
-            extra = evidence.examples([*ensemble.members, prompts[incumbent_key]])
-            if extra:
-                extra_keys = [example_key(e) for e in extra]
-                on_extra = vote_records(
-                    task,
-                    extra,
-                    extra_keys,
-                    [scores.records(prompts[k], extra, split="train") for k in members],
-                )
-                both = {
-                    k: (score, prediction, p)
-                    for k, (prediction, score, p) in zip(
-                        [*keys[len(search) :], *extra_keys],
-                        [*voted[len(search) :], *on_extra],
-                        strict=True,
-                    )
-                }
-                challenger = _with_train(
-                    task,
-                    challenger,
-                    incumbent,
-                    confirm,
-                    extra,
-                    both,
-                    on_train(incumbent_key, extra),
-                )
+        made = found.ensemble(members, incumbent)
+        if made is not None:
+            challenger, ensemble = made
             challengers.insert(
                 len(challengers) if selection.order == "ensemble-last" else 0, challenger
             )
@@ -368,6 +392,7 @@ def select_final(study: Study) -> dict[str, Any]:
     if selection.order == "most-examples":  # known before the held-back part is looked at
         challengers.sort(key=lambda c: -len(c.per_example))
     pick, rows_out = decide(incumbent, challengers, selection.alpha, selection.procedure)
+    prompts = found.prompts
     texts = {key: prompt.describe() for key, prompt in prompts.items()}
     for entry in rows_out:
         entry["text"] = (
@@ -376,12 +401,13 @@ def select_final(study: Study) -> dict[str, Any]:
             else f"ensemble of {len(members)}"
         )
         entry["is_seed"] = entry["key"] in seeds
+    evidence = found.evidence
     record: dict[str, Any] = {
         "version": SELECTION_VERSION,
         "settings": selection.to_dict(),
         "metric": task.metric,
-        "n_search": len(search),
-        "n_confirm": len(confirm),
+        "n_search": len(found.search),
+        "n_confirm": len(found.confirm),
         "n_train": len(evidence.held) + len(evidence.pool),
         "n_held_train": len(evidence.held),
         "incumbent": incumbent_key,
@@ -391,7 +417,7 @@ def select_final(study: Study) -> dict[str, Any]:
         "candidates": rows_out,
         "ensemble": ensemble_record,
         "prompts": {key: prompts[key].to_dict() for key in [incumbent_key, *top] if key in prompts},
-        "forward_passes": scores.forward_passes,
+        "forward_passes": found.scores.forward_passes,
     }
     study.storage.set_study_selection(study.name, record)
     if pick == incumbent_key:
@@ -399,6 +425,6 @@ def select_final(study: Study) -> dict[str, Any]:
             "study %r: no candidate beat the best seed prompt with evidence on the %d held-back "
             "dev examples; keeping it",
             study.name,
-            len(confirm),
+            len(found.confirm),
         )
     return record
