@@ -194,7 +194,7 @@ def run_one(
             "train_holdout": holdout,
             **({"procedure": args.selection_procedure} if args.selection_procedure else {}),
         },
-        **({"budget": args.budget} if args.budget else {}),  # type: ignore[arg-type]
+        **({"budget": args.budget} if args.budget else {}),
     )
     minutes = (time.monotonic() - started) / 60
     best = result.best

@@ -10,5 +10,5 @@ if [ -z "${PROMPTSEARCH_TEST_POSTGRES_URL:-}" ]; then
 fi
 PY=${PYTHON:-python3}
 "$PY" -m ruff check promptsearch tests benchmarks
-"$PY" -m mypy promptsearch tests
+"$PY" -m mypy promptsearch tests benchmarks
 "$PY" -m pytest -q -p no:cacheprovider "$@"
