@@ -7,7 +7,7 @@ user's best seed prompt on test data it never saw?
         [--searcher label-words:near_labels=30] [--confirm-train 200,0] \\
         [--order ensemble-first,ensemble-last,most-examples] [--train-holdout 0,0.5] \\
         [--budget N] [--test-limit 500] [--storage-dir DIR] \\
-        [--selection-procedure sequence|holm]
+        [--selection-procedure sequence|fallback|holm]
 
 For each task x seed x arm, one study runs exactly what ``promptsearch run --task T``
 runs (the default searchers, budget, selection and racing of
@@ -347,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--selection-procedure",
-        choices=("sequence", "holm"),
+        choices=("sequence", "fallback", "holm"),
         default=None,
         help="the final pick's correction (default: the library's); with --storage-dir, a "
         "rerun with the other one makes the pick again on the same searches",

@@ -15,6 +15,7 @@ from promptsearch.errors import ConfigError, StudyConflictError
 from promptsearch.prompt import Prompt
 from promptsearch.searchers.manual import ManualSearcher
 from promptsearch.storage import open_storage
+from promptsearch.study.challenger_tests import fallback_levels, fallback_weights
 from promptsearch.study.ensemble import PromptEnsemble, vote_labels
 from promptsearch.study.loop import Study
 from promptsearch.study.selection import (
@@ -105,7 +106,7 @@ def _study(tmp: Path, rules: Mapping[str, object], prompts: Sequence[str], **kw:
         ({"alpha": 0}, "selection.alpha must be a number between 0 and 1"),
         ({"ensemble_size": -1}, "selection.ensemble_size must be a whole number ≥ 0"),
         ({"tpo_k": 3}, "selection has unknown field(s) ['tpo_k']"),
-        ({"procedure": "bonferroni"}, "selection.procedure must be one of sequence, holm"),
+        ({"procedure": "bonferroni"}, "selection.procedure must be one of sequence, fallback"),
         ({"order": "middle"}, "selection.order must be one of ensemble-first, ensemble-last"),
     ],
 )
@@ -238,6 +239,42 @@ def test_sequence_stops_at_the_first_challenger_without_evidence() -> None:
     pick, rows = decide(incumbent, [worse, strong], alpha=0.1)
     assert pick == "seed" and rows[1]["adjusted_p"] == rows[2]["adjusted_p"] == 1.0
     assert decide(incumbent, [strong, worse], alpha=0.1)[0] == "strong"
+
+
+def test_fallback_levels_carry_a_passed_level_forward_and_go_on_past_a_failure() -> None:
+    assert fallback_weights(1) == [1.0] and fallback_weights(0) == []
+    assert fallback_weights(4) == pytest.approx([0.5, 1 / 6, 1 / 6, 1 / 6])
+    # passed, passed: each level adds its share to the one before
+    assert fallback_levels([0.01, 0.05, 0.5], 0.1) == pytest.approx([0.05, 0.075, 0.1])
+    # a failure passes nothing on, but the next still gets its own share
+    assert fallback_levels([0.5, 0.01, 0.5], 0.1) == pytest.approx([0.05, 0.025, 0.05])
+    # a p-value of 1 (a challenger worse than the incumbent) is never rejected
+    assert fallback_levels([1.0, 0.5], 1.0 - 1e-9)[1] == pytest.approx(0.5 - 5e-10)
+
+
+def test_fallback_tests_the_challengers_after_one_without_evidence() -> None:
+    incumbent = _challenger("seed", [0] * 10, 0.3)
+    lucky = _challenger("lucky", [1] + [0] * 9, 0.4)  # one won: p = 0.5
+    strong = _challenger("strong", [1] * 8 + [0, 0], 0.8)  # p = 1/256
+    pick, rows = decide(incumbent, [lucky, strong], alpha=0.1, procedure="fallback")
+    assert pick == "strong" and not rows[1]["supported"] and rows[2]["supported"]
+    # tested at 0.05 (its half of alpha), shown as p scaled to alpha
+    assert rows[2]["adjusted_p"] == pytest.approx((1 / 256) * 0.1 / 0.05)
+    assert rows[1]["adjusted_p"] == pytest.approx(min(1.0, 0.5 * 0.1 / 0.05))
+    # the first is tested at half of alpha: 4 won of 8 (p 1/16) passes the sequence only
+    first = _challenger("first", [1] * 4 + [0] * 4, 0.6)
+    nulls = [_challenger(f"null{i}", [0] * 8, 0.3) for i in range(2)]
+    small = _challenger("seed", [0] * 8, 0.3)
+    assert decide(small, [first, *nulls], alpha=0.1)[0] == "first"
+    assert decide(small, [first, *nulls], alpha=0.1, procedure="fallback")[0] == "seed"
+    # one worse than the incumbent is not supported, whatever its p-value, and passes
+    # no level on
+    gold = replace(incumbent, per_example_gold=(0.1,) * 10, confirm_score=0.35)
+    worse = replace(_challenger("worse", [1] * 3 + [0] * 7, 0.3), per_example_gold=(0.9,) * 10)
+    pick, rows = decide(gold, [worse, strong], alpha=0.1, procedure="fallback")
+    assert rows[1]["p_value"] < 0.01 and rows[1]["adjusted_p"] == 1.0
+    assert not rows[1]["supported"] and pick == "strong"
+    assert rows[2]["adjusted_p"] == pytest.approx(rows[2]["p_value"] * 0.1 / 0.05)
 
 
 def test_two_tests_of_one_challenger_are_bonferroni_corrected() -> None:
@@ -431,6 +468,10 @@ def test_resuming_gives_the_same_pick_and_other_settings_are_refused(tmp_path: P
     picked = strict.run().selection
     assert picked is not None and picked["settings"]["procedure"] == "holm"
     assert picked["settings"]["alpha"] == 0.01
+    fallback = _study(tmp_path, rules, prompts, selection={"procedure": "fallback"})
+    picked = fallback.run().selection
+    assert picked is not None and picked["settings"]["procedure"] == "fallback"
+    assert picked["forward_passes"] == 0 and picked["pick"] == first["pick"]
 
 
 def test_explicit_settings_must_fit_the_dev_split(tmp_path: Path) -> None:

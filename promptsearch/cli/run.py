@@ -163,11 +163,12 @@ def add_arguments(run: argparse.ArgumentParser) -> None:
     )
     run.add_argument(
         "--selection-procedure",
-        choices=("sequence", "holm"),
+        choices=("sequence", "fallback", "holm"),
         default=None,
         help="how the tests of several challengers are corrected: 'sequence' tests them "
-        "in a fixed order and stops at the first without evidence (default), 'holm' "
-        "corrects over all of them",
+        "in a fixed order and stops at the first without evidence (default), 'fallback' "
+        "tests them in that order with a share of alpha each and goes on past a failure, "
+        "'holm' corrects over all of them",
     )
     run.add_argument("--top", type=int, default=10, help="leaderboard rows to print at the end")
     run.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -4,7 +4,8 @@ A challenger is a candidate of the pick with its per-example results on the exam
 it is tested on (:class:`Challenger`); :func:`decide` tests each one against the
 incumbent with two one-sided paired tests (the sign test of the per-example metric
 and the Wilcoxon signed-rank test of the gold probabilities), corrects for their
-number with a fixed sequence or Holm's procedure, and names the pick.  How the
+number with a fixed sequence, the fallback procedure or Holm's procedure, and names
+the pick.  How the
 candidates and their examples are gathered from a study is
 :mod:`promptsearch.study.final_pick`; the settings are
 :class:`promptsearch.study.selection.Selection`.
@@ -24,14 +25,41 @@ __all__ = [
     "Challenger",
     "challenger_p_value",
     "decide",
+    "fallback_levels",
+    "fallback_weights",
     "holm",
     "paired_gold_test",
     "pooled_rank",
     "sign_test",
 ]
 
-PROCEDURES = ("sequence", "holm")
+PROCEDURES = ("sequence", "fallback", "holm")
 """How the paired tests of the challengers are corrected for their number."""
+
+
+def fallback_weights(n: int) -> list[float]:
+    """The fallback procedure's shares of ``alpha``: half for the first challenger of
+    the fixed order, the other half split evenly among the rest (all of it for a
+    lone challenger)."""
+    if n <= 1:
+        return [1.0] * n
+    return [0.5] + [0.5 / (n - 1)] * (n - 1)
+
+
+def fallback_levels(p_values: Sequence[float], alpha: float) -> list[float]:
+    """The level each hypothesis is tested at by the fallback procedure (Wiens 2003),
+    in the order given: hypothesis *i* gets its own share of *alpha*
+    (:func:`fallback_weights`) plus the level of hypothesis *i - 1* when that one was
+    rejected.  Unlike the fixed sequence, a hypothesis that is not rejected does not
+    end the testing; the family-wise error is held at *alpha* all the same.  A
+    p-value of 1 or more is never rejected (a challenger worse than the incumbent)."""
+    levels: list[float] = []
+    carried = 0.0
+    for p, weight in zip(p_values, fallback_weights(len(p_values)), strict=True):
+        level = alpha * weight + carried
+        levels.append(level)
+        carried = level if p <= level and p < 1.0 else 0.0
+    return levels
 
 
 def paired_gold_test(challenger: Sequence[float], incumbent: Sequence[float]) -> float:
@@ -146,9 +174,12 @@ def decide(
     *procedure* holds the family-wise error over the challengers at *alpha*:
     ``"sequence"`` tests them in the order given (which must not depend on the
     confirmation part) and stops at the first one not supported: the adjusted p-value
-    of each is the largest raw one up to it; ``"holm"`` runs Holm's correction over
-    every test of every challenger (two per challenger where both apply).  Of the
-    supported, the best on all of dev wins.
+    of each is the largest raw one up to it; ``"fallback"`` tests them in that order
+    too, each at its own share of *alpha* plus the level of the one before where that
+    one passed (:func:`fallback_levels`), so that one failure does not end the
+    testing: the adjusted p-value of each is its raw one scaled by *alpha* over its
+    level; ``"holm"`` runs Holm's correction over every test of every challenger (two
+    per challenger where both apply).  Of the supported, the best on all of dev wins.
     """
     if procedure not in PROCEDURES:
         raise ConfigError(f"procedure must be one of {', '.join(PROCEDURES)}; got {procedure!r}")
@@ -161,6 +192,14 @@ def decide(
             q_sign = next(by_test)
             q_gold = next(by_test) if p_gold is not None else None
             adjusted.append(min(q_sign, 1.0 if q_gold is None else q_gold))
+    elif procedure == "fallback":
+        # a challenger worse on the examples it is tested on is not supported
+        raw = [
+            1.0 if _worse(challenger, incumbent) else p
+            for challenger, (*_, p) in zip(challengers, tests, strict=True)
+        ]
+        levels = fallback_levels(raw, alpha)
+        adjusted = [min(1.0, p * alpha / level) for p, level in zip(raw, levels, strict=True)]
     else:
         running = 0.0
         for challenger, (*_, p) in zip(challengers, tests, strict=True):

@@ -32,10 +32,13 @@ more.  A study with selection on (:class:`Selection`) therefore works in three s
    default) tests them one after another in an order fixed before the confirmation
    part is looked at (the ensemble, then the others by their rank on the search
    part) and stops at the first that is not supported, so the first challenger is
-   tested at the full ``alpha``; ``"holm"`` runs Holm's correction over every test of
-   every challenger.  Of the supported, the one with the best score on all of dev
-   wins; if none is, the incumbent stays: the tool never hands back a prompt it has
-   no evidence for.
+   tested at the full ``alpha``; ``"fallback"`` tests them in the same order, the
+   first at half of ``alpha`` and each of the others at an even share of the rest plus
+   the level of the one before it where that one passed, so that a failure does not end
+   the testing; ``"holm"`` runs Holm's correction over every test of every
+   challenger.  Of the supported, the one with the best score on all of dev wins; if
+   none is, the incumbent stays: the tool never hands back a prompt it has no
+   evidence for.
 
 The paired tests and the pick among the challengers live in
 :mod:`promptsearch.study.challenger_tests` (re-exported here).
@@ -150,8 +153,8 @@ class Selection:
     seed:
         Seeds the split of dev.
     procedure:
-        ``"sequence"`` (fixed-sequence testing, the default) or ``"holm"``; see the
-        module docstring.
+        ``"sequence"`` (fixed-sequence testing, the default), ``"fallback"`` (the
+        fallback procedure) or ``"holm"``; see the module docstring.
     confirm_train:
         At most this many train examples (a seeded sample) join the held-back part in
         the tests of a candidate made of the task's own parts only, where nothing was
