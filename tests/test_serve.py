@@ -350,7 +350,7 @@ def test_promptsearch_serve_as_a_process(tmp_path: Path) -> None:
     finally:
         process.send_signal(2)  # Ctrl-C
         try:
-            process.wait(timeout=20)
+            process.wait(timeout=60)  # a loaded machine can be slow to shut down
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
