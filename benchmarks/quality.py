@@ -215,7 +215,8 @@ def run_one(
         dev=len(task.dev),
         label_instructions=label_instructions,
         holdout=holdout,
-        rule=f"{rule[0]}/{rule[1]}",
+        rule=f"{rule[0]}/{rule[1]}"
+        + (f"/{args.selection_procedure}" if args.selection_procedure else ""),
         baseline=baseline.describe(width=50),
         baseline_test=base.value,
         pick=best.prompt.describe(width=50),
