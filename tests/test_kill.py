@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from process_support import default_sigint
 
 from promptsearch.storage import open_storage
 
@@ -254,6 +255,7 @@ class Run:
                 cwd=log.parent,
                 stdout=out,
                 stderr=err,
+                preexec_fn=default_sigint,
             )
         return cls(process, log)
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from process_support import default_sigint
 
 from promptsearch.errors import ModelError
 from promptsearch.example import Example
@@ -60,7 +61,12 @@ def served() -> Iterator[str]:
     env.pop("OPENAI_API_KEY", None)
     command = [sys.executable, "-m", "promptsearch.cli", "serve", "--port", "0"]
     process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        preexec_fn=default_sigint,
     )
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(

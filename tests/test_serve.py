@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from process_support import default_sigint
 
 from promptsearch.errors import ConfigError, GeneratorError
 from promptsearch.generators import OpenAICompatibleGenerator, make_generator
@@ -327,7 +328,12 @@ def test_promptsearch_serve_as_a_process(tmp_path: Path) -> None:
     command = [sys.executable, "-m", "promptsearch.cli", "serve", "--model", str(folder)]
     command += ["--port", "0", "--api-key-env", KEY_ENV, "--served-model-name", "tiny"]
     process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        preexec_fn=default_sigint,
     )
     try:
         lines: queue.Queue[str] = queue.Queue()
