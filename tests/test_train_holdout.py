@@ -44,6 +44,8 @@ def test_split_train_is_stratified_seeded_capped_and_in_train_order() -> None:
     )
     assert split_train(train, Selection(), stratify=True) == (train, ())
     assert split_train((), Selection(train_holdout=0.5), stratify=True) == ((), ())
+    # a share that rounds to all of train leaves the searchers one example
+    assert len(split_train(train, Selection(train_holdout=0.99), stratify=True)[0]) == 1
 
 
 def test_a_bad_train_holdout_names_the_field() -> None:

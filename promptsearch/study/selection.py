@@ -163,7 +163,7 @@ class Selection:
         The ``"sequence"`` procedure's testing order, one of :data:`ORDERS`.
     train_holdout:
         Share of train hidden from the searchers (0 ≤ f < 1; stratified by label,
-        seeded; at most ``confirm_train`` examples).  No searcher fits on, or shows as a
+        seeded; at most ``confirm_train`` examples, never all of train).  No searcher fits on, or shows as a
         demonstration, a held-back train example, so these join the held-back part of
         dev in *every* challenger's tests, whatever it was made of; 0: none held back.
     """
@@ -265,8 +265,9 @@ class Selection:
         return round(n_dev * self.confirm_fraction)
 
     def held_train_size(self, n_train: int) -> int:
-        """How many of *n_train* train examples are hidden from the searchers."""
-        return min(round(n_train * self.train_holdout), self.confirm_train)
+        """How many of *n_train* train examples are hidden from the searchers: the
+        ``train_holdout`` share, at most ``confirm_train``, never all of them."""
+        return max(0, min(round(n_train * self.train_holdout), self.confirm_train, n_train - 1))
 
     def to_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in _FIELDS}
