@@ -163,9 +163,10 @@ class Selection:
         The ``"sequence"`` procedure's testing order, one of :data:`ORDERS`.
     train_holdout:
         Share of train hidden from the searchers (0 ≤ f < 1; stratified by label,
-        seeded; at most ``confirm_train`` examples, never all of train).  No searcher fits on, or shows as a
-        demonstration, a held-back train example, so these join the held-back part of
-        dev in *every* challenger's tests, whatever it was made of; 0: none held back.
+        seeded; at most ``confirm_train`` examples, never all of train).  No searcher
+        fits on, or shows as a demonstration, a held-back train example, so these join
+        the held-back part of dev in *every* challenger's tests, whatever it was made
+        of; 0: none held back.
     """
 
     confirm_fraction: float = 0.5
