@@ -12,12 +12,10 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import queue
 import re
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -25,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from process_support import default_sigint
+from process_support import first_line, start_serve, stop
 
 from promptsearch.errors import ModelError
 from promptsearch.example import Example
@@ -45,45 +43,20 @@ NEXT_TOKEN_EXAMPLES = 40
 """Test examples per prompt in next-token mode (one request row each)."""
 
 
-def _stop(process: subprocess.Popen[str]) -> None:
-    process.send_signal(2)  # Ctrl-C
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 @pytest.fixture(scope="module")
 def served() -> Iterator[str]:
     """A ``promptsearch serve`` process with the default (embedded) model: its base URL."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env.pop("OPENAI_API_KEY", None)
-    command = [sys.executable, "-m", "promptsearch.cli", "serve", "--port", "0"]
-    process = subprocess.Popen(
-        command,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        preexec_fn=default_sigint,
-    )
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(
-        target=lambda: lines.put(process.stdout.readline() if process.stdout else ""),
-        daemon=True,
-    ).start()
+    process = start_serve(["--port", "0"], env)
     try:
-        try:
-            line = lines.get(timeout=180)
-        except queue.Empty:
-            pytest.fail("promptsearch serve did not start within 180 s")
+        line = first_line(process, timeout=180)
         found = re.search(r"serving '([^']+)' at (http://\S+/v1)", line)
         errors = process.stderr.read() if process.stderr and process.poll() is not None else ""
         assert found, (line, errors)
         yield f"openai:{found.group(2)}#model={found.group(1)}&concurrency=2&batch=8"
     finally:
-        _stop(process)
+        stop(process, timeout=20)
 
 
 @pytest.fixture(scope="module")
@@ -301,5 +274,5 @@ def test_remote_scores_through_llama_cpp_agree_with_local(
         print(f"\nllama-cpp-python: {agree}/{total} predictions agree, max |d logprob| {worst:.2e}")
         assert agree / total >= 0.75  # Q4_1 kernels against dequantised float32 weights
     finally:
-        _stop(process)
+        stop(process, timeout=20)
         log.close()

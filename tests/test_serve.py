@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import re
 import sqlite3
-import subprocess
-import sys
 import threading
 import urllib.error
 import urllib.request
@@ -24,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from process_support import default_sigint
+from process_support import first_line, start_serve, stop
 
 from promptsearch.errors import ConfigError, GeneratorError
 from promptsearch.generators import OpenAICompatibleGenerator, make_generator
@@ -325,26 +322,10 @@ def test_promptsearch_serve_as_a_process(tmp_path: Path) -> None:
     lm.model.save_pretrained(folder)
     lm.tokenizer.save_pretrained(folder)
     env = {**os.environ, KEY_ENV: SECRET, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "promptsearch.cli", "serve", "--model", str(folder)]
-    command += ["--port", "0", "--api-key-env", KEY_ENV, "--served-model-name", "tiny"]
-    process = subprocess.Popen(
-        command,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        preexec_fn=default_sigint,
-    )
+    arguments = ["--model", str(folder), "--port", "0", "--api-key-env", KEY_ENV]
+    process = start_serve([*arguments, "--served-model-name", "tiny"], env)
     try:
-        lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(
-            target=lambda: lines.put(process.stdout.readline() if process.stdout else ""),
-            daemon=True,
-        ).start()
-        try:
-            line = lines.get(timeout=120)
-        except queue.Empty:
-            pytest.fail("promptsearch serve did not start within 120 s")
+        line = first_line(process, timeout=120)
         found = re.search(r"serving 'tiny' at (http://\S+/v1) \(an API key is required\)", line)
         assert process.stderr is not None  # stderr=PIPE
         assert found, (line, process.stderr.read() if process.poll() is not None else "")
@@ -354,11 +335,6 @@ def test_promptsearch_serve_as_a_process(tmp_path: Path) -> None:
             out = generator.generate(PROMPTS, n=2, max_new_tokens=5, seed=3)
         assert [len(row) for row in out] == [2, 2]
     finally:
-        process.send_signal(2)  # Ctrl-C
-        try:
-            process.wait(timeout=60)  # a loaded machine can be slow to shut down
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process, timeout=60)  # a loaded machine can be slow to shut down
     assert process.returncode == 0
     assert "server stopped" in (process.stderr.read() if process.stderr else "")
