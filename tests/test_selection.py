@@ -4,6 +4,7 @@ pick and the ensemble candidate (fast: a fake scorer with known per-example answ
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -108,16 +109,11 @@ def _study(tmp: Path, rules: Mapping[str, object], prompts: Sequence[str], **kw:
         ({"tpo_k": 3}, "selection has unknown field(s) ['tpo_k']"),
         ({"procedure": "bonferroni"}, "selection.procedure must be one of sequence, fallback"),
         ({"order": "middle"}, "selection.order must be one of ensemble-first, ensemble-last"),
+        ({"tests": "gold"}, "selection.tests must be one of sign+gold, sign; got 'gold'"),
     ],
 )
 def test_bad_settings_name_the_field(fields: dict[str, object], message: str) -> None:
-    with pytest.raises(
-        ConfigError,
-        match=message.replace("(", r"\(")
-        .replace(")", r"\)")
-        .replace("[", r"\[")
-        .replace("]", r"\]"),
-    ):
+    with pytest.raises(ConfigError, match=re.escape(message)):
         Selection.coerce(fields)
 
 
@@ -283,6 +279,29 @@ def test_two_tests_of_one_challenger_are_bonferroni_corrected() -> None:
     rows = decide(incumbent, [surer], alpha=0.1)[1]
     assert rows[1]["p_value"] == pytest.approx(rows[1]["p_gold"])
     assert rows[1]["adjusted_p"] == pytest.approx(2 * rows[1]["p_gold"])
+
+
+def test_sign_tests_count_only_more_examples_right_and_are_not_doubled() -> None:
+    # surer of the gold answers everywhere, right no more often: passes on the gold
+    # test with "sign+gold", never with "sign"
+    incumbent = replace(_challenger("seed", [1, 0] * 4, 0.5), per_example_gold=(0.55, 0.45) * 4)
+    surer = replace(_challenger("surer", [1, 0] * 4, 0.5), per_example_gold=(0.9, 0.48) * 4)
+    assert decide(incumbent, [surer], alpha=0.1)[0] == "surer"
+    pick, rows = decide(incumbent, [surer], alpha=0.1, tests="sign")
+    assert pick == "seed" and rows[1]["p_gold"] is None and rows[1]["test"] == "sign"
+    assert rows[1]["p_value"] == rows[1]["adjusted_p"] == 1.0
+    # 4 won, 0 lost: p 1/16, undoubled with "sign" (passes at 0.1), doubled to 1/8 with
+    # "sign+gold" where the gold test is no stronger
+    small = replace(_challenger("seed", [0] * 8, 0.3), per_example_gold=(0.4,) * 8)
+    won = replace(
+        _challenger("won", [1] * 4 + [0] * 4, 0.6), per_example_gold=(0.6,) * 4 + (0.4,) * 4
+    )
+    pick, rows = decide(small, [won], alpha=0.1, tests="sign")
+    assert pick == "won" and rows[1]["adjusted_p"] == pytest.approx(1 / 16)
+    pick, rows = decide(small, [won], alpha=0.1)
+    assert pick == "seed" and rows[1]["adjusted_p"] == pytest.approx(1 / 8)
+    with pytest.raises(ConfigError, match="tests must be one of sign\\+gold, sign"):
+        decide(small, [won], alpha=0.1, tests="gold")
 
 
 def test_paired_gold_test_is_the_one_sided_wilcoxon_test() -> None:

@@ -21,6 +21,7 @@ def test_bad_selection_options_get_one_line_and_status_2(tmp_path: Path) -> None
         (["--train-holdout", "1.5"], "selection.train_holdout must be a number from 0"),
         (["--no-selection", "--train-holdout", "0.5"], "--no-selection turns selection off"),
         (["--no-selection", "--selection-procedure", "holm"], "--no-selection turns selection"),
+        (["--no-selection", "--selection-tests", "sign"], "--no-selection turns selection"),
     ]
     for options, message in cases:
         run = cli("run", "--task", "rotten-tomatoes", "--storage", storage, *options)
@@ -31,6 +32,10 @@ def test_bad_selection_options_get_one_line_and_status_2(tmp_path: Path) -> None
                 "--selection-procedure", "bonferroni")  # fmt: skip
     assert wrong.returncode == 2
     assert "argument --selection-procedure: invalid choice: 'bonferroni'" in wrong.stderr
+    wrong = cli("run", "--task", "rotten-tomatoes", "--storage", storage,
+                "--selection-tests", "gold")  # fmt: skip
+    assert wrong.returncode == 2
+    assert "argument --selection-tests: invalid choice: 'gold'" in wrong.stderr
     wrong = cli("run", "--task", "rotten-tomatoes", "--storage", storage,
                 "--selection-order", "middle")  # fmt: skip
     assert wrong.returncode == 2

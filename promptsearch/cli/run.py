@@ -170,6 +170,14 @@ def add_arguments(run: argparse.ArgumentParser) -> None:
         "tests them in that order with a share of alpha each and goes on past a failure, "
         "'holm' corrects over all of them",
     )
+    run.add_argument(
+        "--selection-tests",
+        choices=("sign+gold", "sign"),
+        default=None,
+        help="the paired tests a challenger may pass: the sign test of the metric or the "
+        "Wilcoxon test of the gold-label probabilities (default sign+gold), or the sign "
+        "test alone (sign: only more examples right counts)",
+    )
     run.add_argument("--top", type=int, default=10, help="leaderboard rows to print at the end")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.add_argument(
@@ -215,14 +223,15 @@ def _selection(args: argparse.Namespace) -> Any:
         "order": args.selection_order,
         "alpha": args.selection_alpha,
         "procedure": args.selection_procedure,
+        "tests": args.selection_tests,
     }
     chosen = {k: v for k, v in given.items() if v is not None}
     if args.no_selection:
         if chosen:
             raise ConfigError(
                 "--no-selection turns selection off; drop --confirm-fraction, "
-                "--confirm-train, --train-holdout, --selection-order, --selection-alpha and "
-                "--selection-procedure, or drop --no-selection"
+                "--confirm-train, --train-holdout, --selection-order, --selection-alpha, "
+                "--selection-procedure and --selection-tests, or drop --no-selection"
             )
         return False
     if not chosen:

@@ -22,6 +22,7 @@ from promptsearch.errors import ConfigError
 
 __all__ = [
     "PROCEDURES",
+    "TESTS",
     "Challenger",
     "challenger_p_value",
     "decide",
@@ -35,6 +36,12 @@ __all__ = [
 
 PROCEDURES = ("sequence", "fallback", "holm")
 """How the paired tests of the challengers are corrected for their number."""
+
+TESTS = ("sign+gold", "sign")
+"""Which paired tests a challenger may pass: the sign test of the per-example metric or
+the Wilcoxon test of the gold probabilities, the smaller p-value doubled
+(``"sign+gold"``); or the sign test alone, undoubled (``"sign"``): only more examples
+right counts, not more confidence in the gold answers."""
 
 
 def fallback_weights(n: int) -> list[float]:
@@ -135,20 +142,26 @@ class Challenger:
 
 
 def challenger_p_value(
-    challenger: Challenger, incumbent: Challenger
+    challenger: Challenger, incumbent: Challenger, tests: str = "sign+gold"
 ) -> tuple[int, int, float, float | None, float]:
     """(wins, losses, sign-test p, gold-test p or ``None``, the challenger's p-value):
     the one-sided paired tests of *challenger* against *incumbent* on the examples it
     is tested on (:meth:`Challenger.against`), and the smaller of the two p-values
     doubled (Bonferroni over the two tests; the sign test's alone where the scores
-    carry no probabilities)."""
+    carry no probabilities, or where *tests* is ``"sign"``: see :data:`TESTS`)."""
+    if tests not in TESTS:
+        raise ConfigError(f"tests must be one of {', '.join(TESTS)}; got {tests!r}")
     incumbent = challenger.against(incumbent)
     diffs = [c - i for c, i in zip(challenger.per_example, incumbent.per_example, strict=True)]
     wins = sum(d > 0 for d in diffs)
     losses = sum(d < 0 for d in diffs)
     p_sign = sign_test(wins, losses)
     p_gold = None
-    if challenger.per_example_gold is not None and incumbent.per_example_gold is not None:
+    if (
+        tests == "sign+gold"
+        and challenger.per_example_gold is not None
+        and incumbent.per_example_gold is not None
+    ):
         p_gold = paired_gold_test(challenger.per_example_gold, incumbent.per_example_gold)
     p = p_sign if p_gold is None else min(1.0, 2 * min(p_sign, p_gold))
     return wins, losses, p_sign, p_gold, p
@@ -159,6 +172,7 @@ def decide(
     challengers: Sequence[Challenger],
     alpha: float,
     procedure: str = "sequence",
+    tests: str = "sign+gold",
 ) -> tuple[str, list[dict[str, Any]]]:
     """The key of the pick and one JSON row per candidate (incumbent first).
 
@@ -169,7 +183,8 @@ def decide(
     (:func:`sign_test`), and, where the scores carry probabilities, the Wilcoxon
     signed-rank test of the per-example gold probabilities (:func:`paired_gold_test`).
     Each catches gains the other misses (a confident prompt against a coin flip; a
-    surer one that flips few answers), so both count (:func:`challenger_p_value`).
+    surer one that flips few answers), so both count (:func:`challenger_p_value`);
+    with *tests* ``"sign"`` the sign test alone does (:data:`TESTS`).
 
     *procedure* holds the family-wise error over the challengers at *alpha*:
     ``"sequence"`` tests them in the order given (which must not depend on the
@@ -183,12 +198,14 @@ def decide(
     """
     if procedure not in PROCEDURES:
         raise ConfigError(f"procedure must be one of {', '.join(PROCEDURES)}; got {procedure!r}")
-    tests = [challenger_p_value(challenger, incumbent) for challenger in challengers]
+    if tests not in TESTS:
+        raise ConfigError(f"tests must be one of {', '.join(TESTS)}; got {tests!r}")
+    results = [challenger_p_value(challenger, incumbent, tests) for challenger in challengers]
     adjusted: list[float] = []
     if procedure == "holm":
-        flat = [p for _, _, p_sign, p_gold, _ in tests for p in (p_sign, p_gold) if p is not None]
+        flat = [p for _, _, p_sign, p_gold, _ in results for p in (p_sign, p_gold) if p is not None]
         by_test = iter(holm(flat))
-        for _, _, _, p_gold, _ in tests:
+        for _, _, _, p_gold, _ in results:
             q_sign = next(by_test)
             q_gold = next(by_test) if p_gold is not None else None
             adjusted.append(min(q_sign, 1.0 if q_gold is None else q_gold))
@@ -196,13 +213,13 @@ def decide(
         # a challenger worse on the examples it is tested on is not supported
         raw = [
             1.0 if _worse(challenger, incumbent) else p
-            for challenger, (*_, p) in zip(challengers, tests, strict=True)
+            for challenger, (*_, p) in zip(challengers, results, strict=True)
         ]
         levels = fallback_levels(raw, alpha)
         adjusted = [min(1.0, p * alpha / level) for p, level in zip(raw, levels, strict=True)]
     else:
         running = 0.0
-        for challenger, (*_, p) in zip(challengers, tests, strict=True):
+        for challenger, (*_, p) in zip(challengers, results, strict=True):
             # a challenger worse on the examples it is tested on is not supported,
             # whatever its p-value: the sequence stops there
             worse = _worse(challenger, incumbent)
@@ -211,7 +228,7 @@ def decide(
     rows = [_row(incumbent, role="incumbent")]
     eligible = []
     for order, (challenger, (wins, losses, p_sign, p_gold, _), q) in enumerate(
-        zip(challengers, tests, adjusted, strict=True), start=1
+        zip(challengers, results, adjusted, strict=True), start=1
     ):
         supported = q <= alpha and not _worse(challenger, incumbent)
         rows.append(

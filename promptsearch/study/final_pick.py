@@ -82,7 +82,7 @@ def check_same_selection(stored: StudyRecord | None, selection: Selection | None
     of dev or train (``confirm_fraction``, ``seed``, ``train_holdout``): its trials were
     scored on another part of dev, or its searchers saw other train examples.  The
     settings of the final pick alone (``top_k``, ``alpha``, ``ensemble_size``,
-    ``procedure``, ``confirm_train``, ``order``) may change: a resumed run makes the pick
+    ``procedure``, ``confirm_train``, ``order``, ``tests``) may change: a resumed run makes the pick
     again."""
     if stored is None:
         return
@@ -391,7 +391,9 @@ def select_final(study: Study) -> dict[str, Any]:
             }
     if selection.order == "most-examples":  # known before the held-back part is looked at
         challengers.sort(key=lambda c: -len(c.per_example))
-    pick, rows_out = decide(incumbent, challengers, selection.alpha, selection.procedure)
+    pick, rows_out = decide(
+        incumbent, challengers, selection.alpha, selection.procedure, selection.tests
+    )
     prompts = found.prompts
     texts = {key: prompt.describe() for key, prompt in prompts.items()}
     for entry in rows_out:

@@ -27,7 +27,8 @@ more.  A study with selection on (:class:`Selection`) therefore works in three s
    :mod:`promptsearch.study.train_confirm`): the
    sign test of the per-example metric (``scipy.stats.binomtest``) or the Wilcoxon
    signed-rank test of the per-example gold probabilities (``scipy.stats.wilcoxon``),
-   the smaller p-value doubled (Bonferroni over the two).  The family-wise error over
+   the smaller p-value doubled (Bonferroni over the two); with ``tests="sign"`` the
+   sign test alone, undoubled.  The family-wise error over
    all challengers is held at ``alpha`` by ``procedure``: ``"sequence"`` (the
    default) tests them one after another in an order fixed before the confirmation
    part is looked at (the ensemble, then the others by their rank on the search
@@ -61,6 +62,7 @@ from typing import TYPE_CHECKING, Any
 from promptsearch.errors import ConfigError
 from promptsearch.study.challenger_tests import (
     PROCEDURES,
+    TESTS,
     Challenger,
     challenger_p_value,
     decide,
@@ -81,6 +83,7 @@ __all__ = [
     "SELECTION_VERSION",
     "SMALL_CONFIRMATION",
     "SPLIT_FIELDS",
+    "TESTS",
     "Challenger",
     "Selection",
     "challenger_p_value",
@@ -97,12 +100,13 @@ __all__ = [
     "tiebreak",
 ]
 
-SELECTION_VERSION = 4
+SELECTION_VERSION = 5
 """Bumped when the stored selection record changes shape (2: ``settings`` carries
 ``procedure``; a record without it was made by ``"holm"``; 3: ``settings`` carries
 ``confirm_train`` and each challenger's row the examples it was tested on,
 ``n_tested`` and ``n_train``; 4: ``settings`` carries ``train_holdout`` and the record
-``n_held_train``, the held-back train examples every challenger was tested on)."""
+``n_held_train``, the held-back train examples every challenger was tested on; 5:
+``settings`` carries ``tests``; a record without it was made with ``"sign+gold"``)."""
 
 _FIELDS = (
     "confirm_fraction",
@@ -114,6 +118,7 @@ _FIELDS = (
     "confirm_train",
     "order",
     "train_holdout",
+    "tests",
 )
 
 ORDERS = ("ensemble-first", "ensemble-last", "most-examples")
@@ -167,6 +172,10 @@ class Selection:
         fits on, or shows as a demonstration, a held-back train example, so these join
         the held-back part of dev in *every* challenger's tests, whatever it was made
         of; 0: none held back.
+    tests:
+        Which paired tests a challenger may pass, one of :data:`TESTS`:
+        ``"sign+gold"`` (the sign test or the Wilcoxon test of the gold probabilities,
+        the smaller p-value doubled; the default) or ``"sign"`` (the sign test alone).
     """
 
     confirm_fraction: float = 0.5
@@ -178,6 +187,7 @@ class Selection:
     confirm_train: int = 200
     order: str = "ensemble-first"
     train_holdout: float = 0.0
+    tests: str = "sign+gold"
 
     MIN_PART = 4
     """Each part of dev needs at least this many examples."""
@@ -223,6 +233,10 @@ class Selection:
             raise ConfigError(
                 f"selection.procedure must be one of {', '.join(PROCEDURES)}; "
                 f"got {self.procedure!r}"
+            )
+        if self.tests not in TESTS:
+            raise ConfigError(
+                f"selection.tests must be one of {', '.join(TESTS)}; got {self.tests!r}"
             )
 
     @classmethod
