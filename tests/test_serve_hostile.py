@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from process_support import first_line
 
 from promptsearch.errors import ConfigError
 from promptsearch.generators import LocalGenerator, make_generator
@@ -365,15 +366,7 @@ def test_promptsearch_serve_ends_at_sigterm_with_connections_half_open(tmp_path:
         env={**os.environ, **env},
     )
     try:
-        lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(
-            target=lambda: lines.put(process.stdout.readline() if process.stdout else ""),
-            daemon=True,
-        ).start()
-        try:
-            line = lines.get(timeout=120)
-        except queue.Empty:
-            pytest.fail("promptsearch serve did not start within 120 s")
+        line = first_line(process, 120)
         found = re.search(r"at (http://(\S+):(\d+)/v1) .*1 request at once, 4 connections", line)
         assert found, (line, process.poll())
         address = (found.group(2), int(found.group(3)))
