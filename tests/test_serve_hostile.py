@@ -20,7 +20,6 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -29,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from process_support import first_line
+from process_support import first_line, start_serve
 
 from promptsearch.errors import ConfigError
 from promptsearch.generators import LocalGenerator, make_generator
@@ -354,17 +353,10 @@ def test_promptsearch_serve_ends_at_sigterm_with_connections_half_open(tmp_path:
     folder = tmp_path / "tiny"
     lm.model.save_pretrained(folder)
     lm.tokenizer.save_pretrained(folder)
-    env = {KEY_ENV: SECRET, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "promptsearch.cli", "serve", "--model", str(folder)]
-    command += ["--port", "0", "--api-key-env", KEY_ENV, "--served-model-name", "tiny"]
-    command += ["--timeout", "60", "--max-concurrency", "1", "--max-connections", "4"]
-    process = subprocess.Popen(
-        command,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, **env},
-    )
+    env = {**os.environ, KEY_ENV: SECRET, "OMP_NUM_THREADS": "1"}
+    arguments = ["--model", str(folder), "--port", "0", "--api-key-env", KEY_ENV]
+    arguments += ["--served-model-name", "tiny", "--timeout", "60", "--max-concurrency", "1"]
+    process = start_serve([*arguments, "--max-connections", "4"], env)
     try:
         line = first_line(process, 120)
         found = re.search(r"at (http://(\S+):(\d+)/v1) .*1 request at once, 4 connections", line)

@@ -44,6 +44,11 @@ the Wilcoxon test of the gold probabilities, the smaller p-value doubled
 right counts, not more confidence in the gold answers."""
 
 
+def _check_tests(tests: str) -> None:
+    if tests not in TESTS:
+        raise ConfigError(f"tests must be one of {', '.join(TESTS)}; got {tests!r}")
+
+
 def fallback_weights(n: int) -> list[float]:
     """The fallback procedure's shares of ``alpha``: half for the first challenger of
     the fixed order, the other half split evenly among the rest (all of it for a
@@ -149,8 +154,7 @@ def challenger_p_value(
     is tested on (:meth:`Challenger.against`), and the smaller of the two p-values
     doubled (Bonferroni over the two tests; the sign test's alone where the scores
     carry no probabilities, or where *tests* is ``"sign"``: see :data:`TESTS`)."""
-    if tests not in TESTS:
-        raise ConfigError(f"tests must be one of {', '.join(TESTS)}; got {tests!r}")
+    _check_tests(tests)
     incumbent = challenger.against(incumbent)
     diffs = [c - i for c, i in zip(challenger.per_example, incumbent.per_example, strict=True)]
     wins = sum(d > 0 for d in diffs)
@@ -198,8 +202,7 @@ def decide(
     """
     if procedure not in PROCEDURES:
         raise ConfigError(f"procedure must be one of {', '.join(PROCEDURES)}; got {procedure!r}")
-    if tests not in TESTS:
-        raise ConfigError(f"tests must be one of {', '.join(TESTS)}; got {tests!r}")
+    _check_tests(tests)
     results = [challenger_p_value(challenger, incumbent, tests) for challenger in challengers]
     adjusted: list[float] = []
     if procedure == "holm":
