@@ -45,6 +45,7 @@ is looked at only here, to report.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import platform
 import random
@@ -232,6 +233,11 @@ def run_one(
     )
 
 
+def figure(value: float) -> str:
+    """A score to three places, or a dash where it was not measured (``--top-test 0``)."""
+    return "—" if math.isnan(value) else f"{value:.3f}"
+
+
 def cell(text: str) -> str:
     return "`" + text.replace("|", "\\|").replace("`", "'").replace("\n", "\\n") + "`"
 
@@ -243,7 +249,8 @@ def print_row(run: Run) -> None:
         f"{cell(run.baseline)} | "
         f"{run.baseline_test:.3f} | {cell(run.pick)} | {run.pick_test:.3f} | "
         f"{run.delta:+.3f} | {run.p_value:.3g} | {'yes' if run.replaced else 'no'} | "
-        f"{run.top10_best:.3f} | {run.top10_best - run.pick_test:.3f} | {run.minutes:.1f} | "
+        f"{figure(run.top10_best)} | {figure(run.top10_best - run.pick_test)} | "
+        f"{run.minutes:.1f} | "
         f"{run.evaluations} | {run.forward_passes} |",
         flush=True,
     )
@@ -269,7 +276,7 @@ def summary(runs: list[Run]) -> None:
             f"{rule} | {seeds} | "
             f"{mean(r.baseline_test for r in group):.3f} | "
             f"{mean(r.pick_test for r in group):.3f} | {mean(r.delta for r in group):+.3f} | "
-            f"{mean(r.top10_best - r.pick_test for r in group):.3f} |"
+            f"{figure(mean(r.top10_best - r.pick_test for r in group))} |"
         )
     for holdout, rule in sorted({(r.holdout, r.rule) for r in runs}):
         for arm in ("default", "weak"):
@@ -285,7 +292,7 @@ def summary(runs: list[Run]) -> None:
                     f"mean Δ test over {len(group)} {arm} runs, train holdout {holdout:g}, "
                     f"pick rule {rule}: "
                     f"{statistics.mean(r.delta for r in group):+.3f}; mean gap "
-                    f"{statistics.mean(r.top10_best - r.pick_test for r in group):.3f}"
+                    f"{figure(statistics.mean(r.top10_best - r.pick_test for r in group))}"
                 )
     print(f"longest study {max(r.minutes for r in runs):.1f} min")
 
@@ -409,7 +416,8 @@ def main(argv: list[str] | None = None) -> int:
         "| task | seed | arm | dev | label instr. | train holdout | pick rule | "
         "baseline (best seed by dev) "
         "| test | pick | "
-        "test | Δ | p | replaced seed | best of top 10 + pick | gap | search min | evals | "
+        f"test | Δ | p | replaced seed | best of top {args.top_test} + pick | gap | search min | "
+        "evals | "
         "fwd passes |"
     )
     print(
