@@ -91,6 +91,11 @@ class Run:
     def delta(self) -> float:
         return self.pick_test - self.baseline_test
 
+    @property
+    def gap(self) -> float:
+        """The selection gap: how far the pick is below the best of the top prompts by dev."""
+        return self.top10_best - self.pick_test
+
 
 def parse_switch(text: str, option: str) -> list[bool]:
     """``on,off`` -> ``[True, False]``."""
@@ -249,7 +254,7 @@ def print_row(run: Run) -> None:
         f"{cell(run.baseline)} | "
         f"{run.baseline_test:.3f} | {cell(run.pick)} | {run.pick_test:.3f} | "
         f"{run.delta:+.3f} | {run.p_value:.3g} | {'yes' if run.replaced else 'no'} | "
-        f"{figure(run.top10_best)} | {figure(run.top10_best - run.pick_test)} | "
+        f"{figure(run.top10_best)} | {figure(run.gap)} | "
         f"{run.minutes:.1f} | "
         f"{run.evaluations} | {run.forward_passes} |",
         flush=True,
@@ -276,7 +281,7 @@ def summary(runs: list[Run]) -> None:
             f"{rule} | {seeds} | "
             f"{mean(r.baseline_test for r in group):.3f} | "
             f"{mean(r.pick_test for r in group):.3f} | {mean(r.delta for r in group):+.3f} | "
-            f"{figure(mean(r.top10_best - r.pick_test for r in group))} |"
+            f"{figure(mean(r.gap for r in group))} |"
         )
     for holdout, rule in sorted({(r.holdout, r.rule) for r in runs}):
         for arm in ("default", "weak"):
@@ -292,7 +297,7 @@ def summary(runs: list[Run]) -> None:
                     f"mean Δ test over {len(group)} {arm} runs, train holdout {holdout:g}, "
                     f"pick rule {rule}: "
                     f"{statistics.mean(r.delta for r in group):+.3f}; mean gap "
-                    f"{figure(statistics.mean(r.top10_best - r.pick_test for r in group))}"
+                    f"{figure(statistics.mean(r.gap for r in group))}"
                 )
     print(f"longest study {max(r.minutes for r in runs):.1f} min")
 
