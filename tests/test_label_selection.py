@@ -9,6 +9,7 @@ import random
 import pytest
 import torch
 
+from promptsearch.errors import ConfigError
 from promptsearch.searchers._tokens.label_selection import (
     LabelWordChoice,
     class_candidates,
@@ -93,3 +94,73 @@ def test_sampled_combinations_are_capped_and_seeded() -> None:
     assert 50 <= len(first) <= 50 + 8 * 4 * 6
     best = max(first, key=lambda c: (c.train_accuracy, c.margin))
     assert first[0] == best
+
+
+def _lucky_and_steady() -> tuple[torch.Tensor, list[str], list[str]]:
+    """Eight examples, two folds (0, 1, 4, 5 and 2, 3, 6, 7): ``bad``/``good`` separate
+    the labels everywhere by a small margin; ``odd``/``queer`` by a large one on fold 0
+    and the wrong way round on fold 1."""
+    targets = ["neg", "pos"] * 4
+    scores = torch.zeros(8, 4)
+    for i, target in enumerate(targets):
+        neg = target == "neg"
+        scores[i, 0] = -1.0 if neg else -2.0
+        scores[i, 1] = -2.0 if neg else -1.0
+        if i in (0, 1, 4, 5):
+            scores[i, 2] = -0.1 if neg else -6.0
+            scores[i, 3] = -6.0 if neg else -0.1
+        else:
+            scores[i, 2] = -3.0 if neg else -2.5
+            scores[i, 3] = -2.5 if neg else -3.0
+    return scores, ["bad", "good", "odd", "queer"], targets
+
+
+def test_cross_fitting_ranks_words_on_the_examples_they_were_not_chosen_on() -> None:
+    scores, words, targets = _lucky_and_steady()
+    labels = ["neg", "pos"]
+    # chosen on all eight, the large margin on fold 0 wins the one slot per label
+    (only,) = select_label_words(scores, words, targets, labels, top_per_class=1, pool=None)
+    assert only.verbalizer == {"neg": ["odd"], "pos": ["queer"]}
+    assert only.train_accuracy == 0.5
+    # cross-fitted: fold 1 chooses bad/good and fold 0 confirms them; fold 0 chooses
+    # odd/queer and fold 1 gets them all wrong
+    choices = select_label_words(
+        scores, words, targets, labels, top_per_class=1, pool=None, folds=2
+    )
+    assert [c.verbalizer for c in choices] == [
+        {"neg": ["bad"], "pos": ["good"]},
+        {"neg": ["odd"], "pos": ["queer"]},
+    ]
+    assert choices[0].train_accuracy == 1.0 and choices[0].margin == pytest.approx(1.0)
+    assert choices[1].train_accuracy == 0.0 and choices[1].margin == pytest.approx(-0.5)
+
+
+def test_cross_fitting_scores_words_both_folds_chose_on_every_example() -> None:
+    scores, targets = _planted(per_class=8)
+    words = [f"w{k}" for k in range(scores.shape[1])]
+    choices = select_label_words(scores, words, targets, ["neg", "pos"], top_per_class=5, folds=2)
+    # the planted words separate every example: both folds choose them, and they are
+    # scored on all 16 (an accuracy of 1 on one fold's 8 would tie, not lead by margin)
+    assert choices[0].verbalizer == {"neg": ["w4"], "pos": ["w17"]}
+    assert choices[0].train_accuracy == 1.0
+    ranked = [(-c.train_accuracy, -c.margin) for c in choices]
+    assert ranked == sorted(ranked)
+    assert len({tuple(c.verbalizer.values()).__repr__() for c in choices}) == len(choices)
+
+
+def test_cross_fitting_needs_every_label_in_every_fold() -> None:
+    scores, targets = _planted(per_class=3)
+    words = [f"w{k}" for k in range(scores.shape[1])]
+    labels = ["neg", "pos"]
+    plain = select_label_words(scores, words, targets, labels, top_per_class=4)
+    # three examples a label: ten folds are lowered to three, not an error
+    assert select_label_words(scores, words, targets, labels, top_per_class=4, folds=10)
+    # one example of "neg": no cross-fitting is possible, the plain search runs
+    one = [0, 3, 4, 5]
+    single = [targets[i] for i in one]
+    assert select_label_words(
+        scores[one], words, single, labels, top_per_class=4, folds=2
+    ) == select_label_words(scores[one], words, single, labels, top_per_class=4)
+    assert plain == select_label_words(scores, words, targets, labels, top_per_class=4, folds=1)
+    with pytest.raises(ConfigError, match="folds must be <= 10; got 11"):
+        select_label_words(scores, words, targets, labels, folds=11)

@@ -16,6 +16,7 @@ from promptsearch.prompt import Prompt
 from promptsearch.scoring.scorer import Scorer
 from promptsearch.searchers import get_searcher_class, make_searcher
 from promptsearch.searchers._tokens.label_word_scores import (
+    LabelWordChoice,
     answer_space,
     candidate_logprobs,
     search_label_words,
@@ -245,6 +246,7 @@ def test_search_with_candidate_words(task: Any) -> None:
         ({"candidates": ["great", " "]}, "non-empty words"),
         ({"batch_size": 0}, "batch_size must be >= 1"),
         ({"near_labels": 0}, "near_labels must be >= 1"),
+        ({"folds": 0}, "folds must be >= 1"),
     ],
 )
 def test_search_label_words_errors(task: Any, arguments: dict[str, Any], message: str) -> None:
@@ -335,7 +337,8 @@ def test_registered() -> None:
     searcher = make_searcher("label-words:top_per_class=3,num_candidates=2,candidates=good+bad")
     assert isinstance(searcher, LabelWordsSearcher)
     assert searcher.top_per_class == 3 and searcher.candidates == ("good", "bad")
-    assert searcher.near_labels is None
+    assert searcher.near_labels is None and searcher.folds == 1
+    assert make_searcher("label-words:folds=2").folds == 2  # type: ignore[attr-defined]
     for spec, near in (("near_labels=30", 30), ("near_labels=null", None)):
         nearby = make_searcher(f"label-words:{spec}")
         assert isinstance(nearby, LabelWordsSearcher) and nearby.near_labels == near
@@ -410,8 +413,32 @@ def test_searcher_template_must_fit_the_task(task: Any) -> None:
         ({"candidates": ["good", ""]}, "non-empty words"),
         ({"near_labels": 0}, "near_labels must be >= 1; got 0"),
         ({"near_labels": "many"}, "near_labels must be an integer; got 'many'"),
+        ({"folds": 0}, "folds must be >= 1; got 0"),
+        ({"folds": 11}, "folds must be <= 10; got 11"),
     ],
 )
 def test_searcher_param_errors(arguments: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         LabelWordsSearcher(**arguments)
+
+
+def test_searcher_cross_fits_when_asked(task: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from promptsearch.searchers._tokens import label_word_scores
+
+    real = label_word_scores.search_label_words
+    seen: list[tuple[int, list[LabelWordChoice]]] = []
+
+    def recording(*args: Any, **kwargs: Any) -> list[LabelWordChoice]:
+        choices = real(*args, **kwargs)
+        seen.append((kwargs["folds"], choices))
+        return choices
+
+    monkeypatch.setattr(label_word_scores, "search_label_words", recording)
+    searcher = LabelWordsSearcher(top_per_class=3, num_candidates=2, folds=2)
+    searcher.setup(make_context(searcher, task, seed=1))
+    proposals = searcher.propose(100)
+    assert seen and all(folds == 2 for folds, _ in seen)
+    # what is proposed is each base prompt's best cross-fitted verbalizers, in their order
+    first = [{k: tuple(v) for k, v in choices[0].verbalizer.items()} for _, choices in seen]
+    assert [c.prompt.verbalizer for c in proposals[: len(first)]] == first
+    assert searcher.summary["prompt0.train_accuracy"] == seen[0][1][0].train_accuracy

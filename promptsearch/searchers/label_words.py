@@ -22,6 +22,7 @@ from itertools import zip_longest
 
 from promptsearch.errors import ConfigError
 from promptsearch.prompt import Prompt
+from promptsearch.searchers._tokens.label_selection import MAX_FOLDS
 from promptsearch.searchers.base import Candidate, SearchContext, Searcher, TrainView
 from promptsearch.task import Example, Task
 from promptsearch.template import Template
@@ -85,6 +86,12 @@ class LabelWordsSearcher(Searcher):
         (by the model's input embeddings) to each label name and each label word
         the base prompt and the task use, so the words found stay plausible;
         ``None`` searches the whole vocabulary.
+    folds:
+        Cross-fitting: with *folds* above 1 the train sample is split into that many
+        class-stratified folds; the words are chosen on the other folds and the
+        verbalizers ranked by their accuracy on the fold they were not chosen on,
+        so the first proposed are the ones that held up on train examples they
+        were not fitted on.  1 chooses and ranks on the same examples (LM-BFF).
     """
 
     name = "label-words"
@@ -100,6 +107,7 @@ class LabelWordsSearcher(Searcher):
         train_examples: int = 64,
         candidates: Sequence[str] | None = None,
         near_labels: int | None = None,
+        folds: int = 1,
     ) -> None:
         if template is not None:
             if not isinstance(template, str):
@@ -125,6 +133,7 @@ class LabelWordsSearcher(Searcher):
             if near_labels is None
             else check_int(near_labels, "near_labels", minimum=1, maximum=100_000, owner=_OWNER)
         )
+        self.folds = check_int(folds, "folds", minimum=1, maximum=MAX_FOLDS, owner=_OWNER)
         self._queue: list[Candidate] | None = None
         self.summary: dict[str, float] = {}
 
@@ -194,6 +203,7 @@ class LabelWordsSearcher(Searcher):
                     rng=context.rng,
                     near_labels=self.near_labels,
                     anchors=label_anchors(context.task, base),
+                    folds=self.folds,
                 )
             except ConfigError as error:
                 failures.append(f"{base.describe()!r}: {error}")

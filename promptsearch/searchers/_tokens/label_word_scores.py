@@ -384,6 +384,7 @@ def search_label_words(
     rng: random.Random | None = None,
     near_labels: int | None = None,
     anchors: Sequence[str] = (),
+    folds: int = 1,
 ) -> list[LabelWordChoice]:
     """Label words for *prompt*'s template that best separate *labels* on *examples*.
 
@@ -400,6 +401,9 @@ def search_label_words(
     words in use) by input embedding; see
     :func:`promptsearch.searchers._tokens.nearby.nearby_columns`.  Without anchors,
     or when fewer words than labels are left, the whole vocabulary stays.
+
+    With *folds* above 1 the words are cross-fitted: chosen on some of *examples*
+    and ranked on the others (see :mod:`promptsearch.searchers._tokens.label_selection`).
     """
     top_per_class = check_int(top_per_class, "top_per_class", minimum=1)
     max_combinations = check_int(max_combinations, "max_combinations", minimum=1)
@@ -429,4 +433,5 @@ def search_label_words(
         top_per_class=top_per_class,
         max_combinations=max_combinations,
         rng=rng,
+        folds=folds,
     )
