@@ -7,7 +7,8 @@ user's best seed prompt on test data it never saw?
         [--searcher label-words:near_labels=30] [--confirm-train 200,0] \\
         [--order ensemble-first,ensemble-last,most-examples] [--train-holdout 0,0.5] \\
         [--budget N] [--test-limit 500] [--storage-dir DIR] \\
-        [--selection-procedure sequence|fallback|holm] [--selection-tests sign+gold|sign]
+        [--selection-procedure sequence|fallback|holm] [--selection-tests sign+gold|sign] \\
+        [--selection-ensemble top|own-parts]
 
 For each task x seed x arm, one study runs exactly what ``promptsearch run --task T``
 runs (the default searchers, budget, selection and racing of
@@ -200,6 +201,7 @@ def run_one(
             "train_holdout": holdout,
             **({"procedure": args.selection_procedure} if args.selection_procedure else {}),
             **({"tests": args.selection_tests} if args.selection_tests else {}),
+            **({"ensemble_members": args.selection_ensemble} if args.selection_ensemble else {}),
         },
         **({"budget": args.budget} if args.budget else {}),
     )
@@ -224,7 +226,8 @@ def run_one(
         holdout=holdout,
         rule=f"{rule[0]}/{rule[1]}"
         + (f"/{args.selection_procedure}" if args.selection_procedure else "")
-        + (f"/{args.selection_tests}" if args.selection_tests else ""),
+        + (f"/{args.selection_tests}" if args.selection_tests else "")
+        + (f"/ensemble-{args.selection_ensemble}" if args.selection_ensemble else ""),
         baseline=baseline.describe(width=50),
         baseline_test=base.value,
         pick=best.prompt.describe(width=50),
@@ -372,6 +375,13 @@ def main(argv: list[str] | None = None) -> int:
         choices=("sign+gold", "sign"),
         default=None,
         help="the paired tests of the final pick (default: the library's); with "
+        "--storage-dir, a rerun with the other makes the pick again on the same searches",
+    )
+    parser.add_argument(
+        "--selection-ensemble",
+        choices=("top", "own-parts"),
+        default=None,
+        help="the ensemble challenger's members (default: the library's); with "
         "--storage-dir, a rerun with the other makes the pick again on the same searches",
     )
     parser.add_argument("--model", default=None, help="default: the embedded model")

@@ -104,6 +104,10 @@ def _study(tmp: Path, rules: Mapping[str, object], prompts: Sequence[str], **kw:
         ({"procedure": "bonferroni"}, "selection.procedure must be one of sequence, fallback"),
         ({"order": "middle"}, "selection.order must be one of ensemble-first, ensemble-last"),
         ({"tests": "gold"}, "selection.tests must be one of sign+gold, sign; got 'gold'"),
+        (
+            {"ensemble_members": "best"},
+            "selection.ensemble_members must be one of top, own-parts; got 'best'",
+        ),
     ],
 )
 def test_bad_settings_name_the_field(fields: dict[str, object], message: str) -> None:

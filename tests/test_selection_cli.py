@@ -22,6 +22,7 @@ def test_bad_selection_options_get_one_line_and_status_2(tmp_path: Path) -> None
         (["--no-selection", "--train-holdout", "0.5"], "--no-selection turns selection off"),
         (["--no-selection", "--selection-procedure", "holm"], "--no-selection turns selection"),
         (["--no-selection", "--selection-tests", "sign"], "--no-selection turns selection"),
+        (["--no-selection", "--selection-ensemble", "top"], "--no-selection turns selection"),
     ]
     for options, message in cases:
         run = cli("run", "--task", "rotten-tomatoes", "--storage", storage, *options)
@@ -37,10 +38,28 @@ def test_bad_selection_options_get_one_line_and_status_2(tmp_path: Path) -> None
     assert wrong.returncode == 2
     assert "argument --selection-tests: invalid choice: 'gold'" in wrong.stderr
     wrong = cli("run", "--task", "rotten-tomatoes", "--storage", storage,
+                "--selection-ensemble", "best")  # fmt: skip
+    assert wrong.returncode == 2
+    assert "argument --selection-ensemble: invalid choice: 'best'" in wrong.stderr
+    wrong = cli("run", "--task", "rotten-tomatoes", "--storage", storage,
                 "--selection-order", "middle")  # fmt: skip
     assert wrong.returncode == 2
     assert "argument --selection-order: invalid choice: 'middle'" in wrong.stderr
     assert not (tmp_path / "bad.db").exists()
+
+
+def test_pick_options_reach_the_selection() -> None:
+    from promptsearch.cli import build_parser
+    from promptsearch.cli.run import _selection
+    from promptsearch.study.selection import Selection
+
+    parser = build_parser()
+    args = parser.parse_args(["run", "--task", "sst2"])
+    assert _selection(args) is True  # the defaults
+    args = parser.parse_args(
+        ["run", "--task", "sst2", "--selection-ensemble", "own-parts", "--selection-tests", "sign"]
+    )
+    assert _selection(args) == Selection(ensemble_members="own-parts", tests="sign")
 
 
 @pytest.mark.slow

@@ -202,3 +202,44 @@ def test_most_examples_first_tests_the_train_tested_candidate_before_the_others(
     # the sequence; tested first on its 20 examples, the plain format passes
     assert picks["ensemble-first"] == (keys[prompts[1]], keys[SEEDS[0]])
     assert picks["most-examples"] == (keys[IO], keys[IO])
+
+
+def test_an_ensemble_of_own_parts_is_tested_on_train_too(tmp_path: Path) -> None:
+    def great(i: int) -> tuple[bool, float]:
+        return True, 0.95
+
+    task = contract_task_with_dev(8)
+    prompts = [SEEDS[0], "A {sentence} {answer}", IO]
+    keys = {t: Prompt(t).resolve(task).content_hash for t in prompts}
+    records = {}
+    for members in ("top", "own-parts"):
+        folder = tmp_path / members
+        folder.mkdir()
+        study = Study(
+            "own",
+            task,
+            RuleScorer({SEEDS[0]: _coin, prompts[1]: great, IO: _great_on_odd}),
+            [ManualSearcher(prompts=prompts)],
+            20,
+            open_storage(f"sqlite:///{folder / 'own.db'}"),
+            progress=False,
+            selection={"ensemble_size": 2, "ensemble_members": members},
+        )
+        record = study.run().selection
+        assert record is not None and record["settings"]["ensemble_members"] == members
+        records[members] = record
+        # made again on the stored search, the same pick
+        assert study.run().selection == {**record, "forward_passes": 0}
+    # the two best by the search part: "A" (fitted on nothing known, so not own parts)
+    # and the plain format; tested on the 4 held-back examples alone
+    top = records["top"]
+    assert top["ensemble"]["members"] == [keys[prompts[1]], keys[IO]]
+    row = next(r for r in top["candidates"] if r["kind"] == "ensemble")
+    assert (row["n_train"], row["n_tested"]) == (0, 4)
+    # the best two made of the task's own parts: the plain format and the seed prompt,
+    # whose vote is right everywhere, tested on the 16 train examples too, and passes
+    own = records["own-parts"]
+    assert own["ensemble"]["members"] == [keys[IO], keys[SEEDS[0]]]
+    row = next(r for r in own["candidates"] if r["kind"] == "ensemble")
+    assert (row["n_train"], row["n_tested"]) == (16, 20)
+    assert row["supported"] and own["pick"] == own["ensemble"]["key"]

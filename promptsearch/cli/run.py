@@ -178,6 +178,14 @@ def add_arguments(run: argparse.ArgumentParser) -> None:
         "Wilcoxon test of the gold-label probabilities (default sign+gold), or the sign "
         "test alone (sign: only more examples right counts)",
     )
+    run.add_argument(
+        "--selection-ensemble",
+        choices=("top", "own-parts"),
+        default=None,
+        help="which prompts make the ensemble challenger: the best by the searched dev "
+        "examples (default top), or the best of those made of the task's own parts only "
+        "(own-parts), which train examples can test too",
+    )
     run.add_argument("--top", type=int, default=10, help="leaderboard rows to print at the end")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.add_argument(
@@ -224,6 +232,7 @@ def _selection(args: argparse.Namespace) -> Any:
         "alpha": args.selection_alpha,
         "procedure": args.selection_procedure,
         "tests": args.selection_tests,
+        "ensemble_members": args.selection_ensemble,
     }
     chosen = {k: v for k, v in given.items() if v is not None}
     if args.no_selection:
@@ -231,7 +240,8 @@ def _selection(args: argparse.Namespace) -> Any:
             raise ConfigError(
                 "--no-selection turns selection off; drop --confirm-fraction, "
                 "--confirm-train, --train-holdout, --selection-order, --selection-alpha, "
-                "--selection-procedure and --selection-tests, or drop --no-selection"
+                "--selection-procedure, --selection-tests and --selection-ensemble, or drop "
+                "--no-selection"
             )
         return False
     if not chosen:

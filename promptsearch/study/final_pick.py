@@ -354,6 +354,16 @@ class _Candidates:
         return challenger, ensemble
 
 
+def _members(found: _Candidates, selection: Selection) -> list[str]:
+    """The ensemble's members, best on the search part first: of all prompts on the
+    leaderboard (seed prompts included), or of those made of the task's own parts."""
+    keys = [row.content_hash for row in found.board]
+    if selection.ensemble_members == "own-parts":
+        own = found.evidence.own
+        keys = [key for key in keys if own(found.prompts[key])]
+    return keys[: selection.ensemble_size]
+
+
 def select_final(study: Study) -> dict[str, Any]:
     """Make the study's final pick, store it with the study and return the record."""
     found = _Candidates(study)
@@ -376,7 +386,7 @@ def select_final(study: Study) -> dict[str, Any]:
     # part is looked at: by the search part, the ensemble (inserted below) first or last
     challengers = [found.tested(found.challenger(key), incumbent) for key in top]
     ensemble_record: dict[str, Any] | None = None
-    members = [row.content_hash for row in board][: selection.ensemble_size]
+    members = _members(found, selection)
     if task.kind == "classification" and selection.ensemble_size >= 2 and len(members) >= 2:
         made = found.ensemble(members, incumbent)
         if made is not None:

@@ -19,7 +19,8 @@ more.  A study with selection on (:class:`Selection`) therefore works in three s
 3. **A pick that needs evidence.**  At the end of a run the study scores on the
    confirmation part the incumbent (the best seed prompt on all of dev), the
    ``top_k`` best other candidates and, for classification, the ensemble of the
-   ``ensemble_size`` best (see :mod:`promptsearch.study.ensemble`).  A challenger is
+   ``ensemble_size`` best (see :mod:`promptsearch.study.ensemble`; with
+   ``ensemble_members="own-parts"`` the best made of the task's own parts).  A challenger is
    supported when, on the confirmation part, it is at least as good as the
    incumbent on the task metric and a one-sided paired test says it is better (a
    candidate made of the task's own parts only, with nothing fitted on train, is
@@ -77,6 +78,7 @@ if TYPE_CHECKING:
     from promptsearch.storage import EvaluationRecord
 
 __all__ = [
+    "ENSEMBLE_MEMBERS",
     "LEGACY_SPLIT",
     "ORDERS",
     "PROCEDURES",
@@ -100,13 +102,15 @@ __all__ = [
     "tiebreak",
 ]
 
-SELECTION_VERSION = 5
+SELECTION_VERSION = 6
 """Bumped when the stored selection record changes shape (2: ``settings`` carries
 ``procedure``; a record without it was made by ``"holm"``; 3: ``settings`` carries
 ``confirm_train`` and each challenger's row the examples it was tested on,
 ``n_tested`` and ``n_train``; 4: ``settings`` carries ``train_holdout`` and the record
 ``n_held_train``, the held-back train examples every challenger was tested on; 5:
-``settings`` carries ``tests``; a record without it was made with ``"sign+gold"``)."""
+``settings`` carries ``tests``; a record without it was made with ``"sign+gold"``; 6:
+``settings`` carries ``ensemble_members``; a record without it was made with
+``"top"``)."""
 
 _FIELDS = (
     "confirm_fraction",
@@ -119,7 +123,14 @@ _FIELDS = (
     "order",
     "train_holdout",
     "tests",
+    "ensemble_members",
 )
+
+ENSEMBLE_MEMBERS = ("top", "own-parts")
+"""Which prompts make the ensemble challenger: the ``ensemble_size`` best by the search
+part (``"top"``), or the best among those made of the task's own parts only
+(``"own-parts"``, see :mod:`promptsearch.study.train_confirm`), which the train
+examples can test too."""
 
 ORDERS = ("ensemble-first", "ensemble-last", "most-examples")
 """The ``"sequence"`` procedure's testing order: the ensemble, then the prompts by
@@ -176,6 +187,11 @@ class Selection:
         Which paired tests a challenger may pass, one of :data:`TESTS`:
         ``"sign+gold"`` (the sign test or the Wilcoxon test of the gold probabilities,
         the smaller p-value doubled; the default) or ``"sign"`` (the sign test alone).
+    ensemble_members:
+        Which prompts make the ensemble, one of :data:`ENSEMBLE_MEMBERS`: the
+        ``ensemble_size`` best by the search part (``"top"``, the default), or the
+        best of those made of the task's own parts only (``"own-parts"``), so that
+        the ensemble is tested on train examples as well as the held-back ones.
     """
 
     confirm_fraction: float = 0.5
@@ -188,6 +204,7 @@ class Selection:
     order: str = "ensemble-first"
     train_holdout: float = 0.0
     tests: str = "sign+gold"
+    ensemble_members: str = "top"
 
     MIN_PART = 4
     """Each part of dev needs at least this many examples."""
@@ -237,6 +254,11 @@ class Selection:
         if self.tests not in TESTS:
             raise ConfigError(
                 f"selection.tests must be one of {', '.join(TESTS)}; got {self.tests!r}"
+            )
+        if self.ensemble_members not in ENSEMBLE_MEMBERS:
+            raise ConfigError(
+                f"selection.ensemble_members must be one of {', '.join(ENSEMBLE_MEMBERS)}; "
+                f"got {self.ensemble_members!r}"
             )
 
     @classmethod
