@@ -220,7 +220,11 @@ def test_cli_run_with_a_larger_dev_split_then_final_show_and_resume(
     name = "rotten-tomatoes-tiny-gpt2-dev40"  # not the study of the default dev split
     assert [s.name for s in open_storage(url).list_studies()] == [name]
     assert f"study '{name}': 2 prompts scored" in captured.out
-    assert "20 of its 40 dev examples are held back to confirm the pick" in captured.err
+    assert (
+        "20 of its 40 dev examples and 16 of its 32 train examples are held back to confirm "
+        "the pick" in captured.err
+    )
+    assert "evidence on the 20 held-back dev and 16 held-back train examples" in captured.err
     assert "on 20)" in captured.out  # the pick's held-back score rests on 20 examples
 
     assert main(["final", "--study", name, "--test-limit", "20", *common]) == 0

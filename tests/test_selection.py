@@ -137,14 +137,18 @@ def test_a_small_confirmation_part_is_announced_as_the_search_starts(
             study.run()
         return [r.getMessage() for r in caplog.records if "held back" in r.getMessage()]
 
-    n_dev = 2 * SMALL_CONFIRMATION - 2
+    # by default half of train is held back too, and counts towards the 40
+    n_train = len(_task().train)
+    held = Selection().held_train_size(n_train)
+    assert held == n_train // 2
+    n_dev = 2 * (SMALL_CONFIRMATION - held) - 2
     assert announced(n_dev, True) == [
-        f"task 'contract-sentiment': {n_dev // 2} of its {n_dev} dev examples are held back "
-        "to confirm the pick; so few confirm only large gains (a smaller one keeps your best "
-        "seed prompt); a larger dev split (--dev-size N, dev_size=N), where the task has the "
-        "data, tells smaller ones"
+        f"task 'contract-sentiment': {n_dev // 2} of its {n_dev} dev examples and {held} of "
+        f"its {n_train} train examples are held back to confirm the pick; so few confirm "
+        "only large gains (a smaller one keeps your best seed prompt); a larger dev split "
+        "(--dev-size N, dev_size=N), where the task has the data, tells smaller ones"
     ]
-    assert announced(2 * SMALL_CONFIRMATION, True) == []
+    assert announced(2 * (SMALL_CONFIRMATION - held), True) == []
     assert announced(8, False) == []
 
 

@@ -131,7 +131,7 @@ def _study(tmp: Path, prompts: list[str], confirm_train: int) -> Study:
         20,
         open_storage(f"sqlite:///{tmp / 'own.db'}"),
         progress=False,
-        selection={"confirm_train": confirm_train, "ensemble_size": 0},
+        selection={"confirm_train": confirm_train, "ensemble_size": 0, "train_holdout": 0},
     )
 
 
@@ -192,7 +192,7 @@ def test_most_examples_first_tests_the_train_tested_candidate_before_the_others(
             20,
             open_storage(f"sqlite:///{folder / 'own.db'}"),
             progress=False,
-            selection={"ensemble_size": 0, "order": order},
+            selection={"ensemble_size": 0, "order": order, "train_holdout": 0},
         )
         record = study.run().selection
         assert record is not None
@@ -223,7 +223,7 @@ def test_an_ensemble_of_own_parts_is_tested_on_train_too(tmp_path: Path) -> None
             20,
             open_storage(f"sqlite:///{folder / 'own.db'}"),
             progress=False,
-            selection={"ensemble_size": 2, "ensemble_members": members},
+            selection={"ensemble_size": 2, "ensemble_members": members, "train_holdout": 0},
         )
         record = study.run().selection
         assert record is not None and record["settings"]["ensemble_members"] == members

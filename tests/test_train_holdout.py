@@ -42,7 +42,8 @@ def test_split_train_is_stratified_seeded_capped_and_in_train_order() -> None:
         len(split_train(train, Selection(train_holdout=0.5, confirm_train=3), stratify=True)[1])
         == 3
     )
-    assert split_train(train, Selection(), stratify=True) == (train, ())
+    assert split_train(train, Selection(train_holdout=0), stratify=True) == (train, ())
+    assert split_train(train, Selection(), stratify=True) == (seen, held)  # the default, 0.5
     assert split_train((), Selection(train_holdout=0.5), stratify=True) == ((), ())
     # a share that rounds to all of train leaves the searchers one example
     assert len(split_train(train, Selection(train_holdout=0.99), stratify=True)[0]) == 1

@@ -143,8 +143,8 @@ def add_arguments(run: argparse.ArgumentParser) -> None:
         default=None,
         metavar="F",
         help="share of train hidden from the searchers (at most --confirm-train examples); "
-        "those join the held-back dev examples in every challenger's tests (default 0: "
-        "none; see docs/selection.md)",
+        "those join the held-back dev examples in every challenger's tests (default 0.5; "
+        "0: none; see docs/selection.md)",
     )
     run.add_argument(
         "--selection-order",
@@ -174,9 +174,9 @@ def add_arguments(run: argparse.ArgumentParser) -> None:
         "--selection-tests",
         choices=("sign+gold", "sign"),
         default=None,
-        help="the paired tests a challenger may pass: the sign test of the metric or the "
-        "Wilcoxon test of the gold-label probabilities (default sign+gold), or the sign "
-        "test alone (sign: only more examples right counts)",
+        help="the paired tests a challenger may pass: the sign test alone (default sign: "
+        "only more examples right counts), or the sign test of the metric or the Wilcoxon "
+        "test of the gold-label probabilities (sign+gold)",
     )
     run.add_argument(
         "--selection-ensemble",

@@ -433,10 +433,12 @@ def select_final(study: Study) -> dict[str, Any]:
     }
     study.storage.set_study_selection(study.name, record)
     if pick == incumbent_key:
+        held = f" and {len(evidence.held)} held-back train" if evidence.held else ""
         logger.info(
             "study %r: no candidate beat the best seed prompt with evidence on the %d held-back "
-            "dev examples; keeping it",
+            "dev%s examples; keeping it",
             study.name,
             len(found.confirm),
+            held,
         )
     return record

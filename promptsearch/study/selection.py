@@ -7,8 +7,8 @@ more.  A study with selection on (:class:`Selection`) therefore works in three s
 1. **Two parts of dev.**  Dev is split once, stratified by label and seeded, into a
    *search* part and a *confirmation* part (``confirm_fraction`` of it).  Searchers'
    feedback, racing and the leaderboard's ``dev_score`` use the search part only;
-   nothing the searchers see depends on the confirmation part.  With
-   ``train_holdout`` a share of train is held back the same way
+   nothing the searchers see depends on the confirmation part.  A share of train
+   (``train_holdout``, half by default) is held back the same way
    (:func:`split_train`): the searchers never see it, and it joins the confirmation
    part in every challenger's tests (:mod:`promptsearch.study.train_confirm`).
 2. **Ties broken by a continuous score.**  Trials with the same dev score are ordered
@@ -28,8 +28,8 @@ more.  A study with selection on (:class:`Selection`) therefore works in three s
    :mod:`promptsearch.study.train_confirm`): the
    sign test of the per-example metric (``scipy.stats.binomtest``) or the Wilcoxon
    signed-rank test of the per-example gold probabilities (``scipy.stats.wilcoxon``),
-   the smaller p-value doubled (Bonferroni over the two); with ``tests="sign"`` the
-   sign test alone, undoubled.  The family-wise error over
+   the smaller p-value doubled (Bonferroni over the two) with ``tests="sign+gold"``;
+   by default (``tests="sign"``) the sign test alone, undoubled.  The family-wise error over
    all challengers is held at ``alpha`` by ``procedure``: ``"sequence"`` (the
    default) tests them one after another in an order fixed before the confirmation
    part is looked at (the ensemble, then the others by their rank on the search
@@ -182,11 +182,12 @@ class Selection:
         seeded; at most ``confirm_train`` examples, never all of train).  No searcher
         fits on, or shows as a demonstration, a held-back train example, so these join
         the held-back part of dev in *every* challenger's tests, whatever it was made
-        of; 0: none held back.
+        of; 0: none held back.  Default 0.5 (since session 33; 0 before).
     tests:
         Which paired tests a challenger may pass, one of :data:`TESTS`:
-        ``"sign+gold"`` (the sign test or the Wilcoxon test of the gold probabilities,
-        the smaller p-value doubled; the default) or ``"sign"`` (the sign test alone).
+        ``"sign"`` (the sign test of the per-example metric alone; the default since
+        session 33) or ``"sign+gold"`` (the sign test or the Wilcoxon test of the
+        gold probabilities, the smaller p-value doubled; the default before).
     ensemble_members:
         Which prompts make the ensemble, one of :data:`ENSEMBLE_MEMBERS`: the
         ``ensemble_size`` best by the search part (``"top"``, the default), or the
@@ -202,8 +203,8 @@ class Selection:
     procedure: str = "sequence"
     confirm_train: int = 200
     order: str = "ensemble-first"
-    train_holdout: float = 0.0
-    tests: str = "sign+gold"
+    train_holdout: float = 0.5
+    tests: str = "sign"
     ensemble_members: str = "top"
 
     MIN_PART = 4
