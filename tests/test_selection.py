@@ -76,6 +76,14 @@ def _study(tmp: Path, rules: Mapping[str, object], prompts: Sequence[str], **kw:
     task = _task(int(kw.pop("n_dev", 24)))  # type: ignore[call-overload]
     storage = open_storage(f"sqlite:///{tmp / 'sel.db'}")
     searcher = ManualSearcher(prompts=list(prompts))
+    selection = kw.pop("selection", True)
+    # the rules' templates ("A {sentence} {answer}") are not made of the task's own
+    # parts: the ensemble is of the best prompts of all, as before the default became
+    # "own-parts" (tests/test_train_confirm.py tests that one)
+    if selection is True:
+        selection = {"ensemble_members": "top"}
+    elif isinstance(selection, dict):
+        selection = {"ensemble_members": "top", **selection}
     return Study(
         "sel",
         task,
@@ -84,7 +92,7 @@ def _study(tmp: Path, rules: Mapping[str, object], prompts: Sequence[str], **kw:
         50,
         storage,
         progress=False,
-        selection=kw.pop("selection", True),  # type: ignore[arg-type]
+        selection=selection,  # type: ignore[arg-type]
         **kw,  # type: ignore[arg-type]
     )
 

@@ -180,11 +180,11 @@ def add_arguments(run: argparse.ArgumentParser) -> None:
     )
     run.add_argument(
         "--selection-ensemble",
-        choices=("top", "own-parts"),
+        choices=("own-parts", "top"),
         default=None,
-        help="which prompts make the ensemble challenger: the best by the searched dev "
-        "examples (default top), or the best of those made of the task's own parts only "
-        "(own-parts), which train examples can test too",
+        help="which prompts make the ensemble challenger: the best of those made of the "
+        "task's own parts only, which train examples can test too (default own-parts), or "
+        "the best of all by the searched dev examples (top)",
     )
     run.add_argument("--top", type=int, default=10, help="leaderboard rows to print at the end")
     run.add_argument("--quiet", action="store_true", help="no progress bar")

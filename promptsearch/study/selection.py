@@ -190,9 +190,10 @@ class Selection:
         gold probabilities, the smaller p-value doubled; the default before).
     ensemble_members:
         Which prompts make the ensemble, one of :data:`ENSEMBLE_MEMBERS`: the
-        ``ensemble_size`` best by the search part (``"top"``, the default), or the
-        best of those made of the task's own parts only (``"own-parts"``), so that
-        the ensemble is tested on train examples as well as the held-back ones.
+        ``ensemble_size`` best by the search part made of the task's own parts only
+        (``"own-parts"``, the default since session 33), so that the ensemble is
+        tested on train examples as well as the held-back ones, or the best of all
+        (``"top"``, the ensemble before).
     """
 
     confirm_fraction: float = 0.5
@@ -205,7 +206,7 @@ class Selection:
     order: str = "ensemble-first"
     train_holdout: float = 0.5
     tests: str = "sign"
-    ensemble_members: str = "top"
+    ensemble_members: str = "own-parts"
 
     MIN_PART = 4
     """Each part of dev needs at least this many examples."""
