@@ -171,60 +171,56 @@ def test_without_train_or_for_other_prompts_the_held_back_part_alone_decides(
         assert not challenger["supported"] and record["pick"] == record["incumbent"]
 
 
-def test_most_examples_first_tests_the_train_tested_candidate_before_the_others(
-    tmp_path: Path,
-) -> None:
+FITTED = "A {sentence} {answer}"  # great everywhere, not made of the task's own parts
+
+
+def _three(folder: Path, selection: dict[str, object]) -> Study:
+    """The seed prompt (a coin flip), FITTED (great) and the plain format (good), on
+    8 dev examples (4 held back) and 16 train examples, none held back."""
+
     def great(i: int) -> tuple[bool, float]:
         return True, 0.95
 
+    folder.mkdir()
+    return Study(
+        "own",
+        contract_task_with_dev(8),
+        RuleScorer({SEEDS[0]: _coin, FITTED: great, IO: _great_on_odd}),
+        [ManualSearcher(prompts=[SEEDS[0], FITTED, IO])],
+        20,
+        open_storage(f"sqlite:///{folder / 'own.db'}"),
+        progress=False,
+        selection={**selection, "train_holdout": 0},
+    )
+
+
+def _keys() -> dict[str, str]:
     task = contract_task_with_dev(8)
-    prompts = [SEEDS[0], "A {sentence} {answer}", IO]
-    keys = {t: Prompt(t).resolve(task).content_hash for t in prompts}
+    return {t: Prompt(t).resolve(task).content_hash for t in (SEEDS[0], FITTED, IO)}
+
+
+def test_most_examples_first_tests_the_train_tested_candidate_before_the_others(
+    tmp_path: Path,
+) -> None:
+    keys = _keys()
     picks = {}
     for order in ("ensemble-first", "most-examples"):
-        folder = tmp_path / order
-        folder.mkdir()
-        study = Study(
-            "own",
-            task,
-            RuleScorer({SEEDS[0]: _coin, prompts[1]: great, IO: _great_on_odd}),
-            [ManualSearcher(prompts=prompts)],
-            20,
-            open_storage(f"sqlite:///{folder / 'own.db'}"),
-            progress=False,
-            selection={"ensemble_size": 0, "order": order, "train_holdout": 0},
-        )
+        study = _three(tmp_path / order, {"ensemble_size": 0, "order": order})
         record = study.run().selection
         assert record is not None
         first = next(r for r in record["candidates"] if r.get("order") == 1)
         picks[order] = (first["key"], record["pick"])
     # by the search part "A" comes first, fails on the 4 held-back examples and ends
     # the sequence; tested first on its 20 examples, the plain format passes
-    assert picks["ensemble-first"] == (keys[prompts[1]], keys[SEEDS[0]])
+    assert picks["ensemble-first"] == (keys[FITTED], keys[SEEDS[0]])
     assert picks["most-examples"] == (keys[IO], keys[IO])
 
 
 def test_an_ensemble_of_own_parts_is_tested_on_train_too(tmp_path: Path) -> None:
-    def great(i: int) -> tuple[bool, float]:
-        return True, 0.95
-
-    task = contract_task_with_dev(8)
-    prompts = [SEEDS[0], "A {sentence} {answer}", IO]
-    keys = {t: Prompt(t).resolve(task).content_hash for t in prompts}
+    keys = _keys()
     records = {}
     for members in ("top", "own-parts"):
-        folder = tmp_path / members
-        folder.mkdir()
-        study = Study(
-            "own",
-            task,
-            RuleScorer({SEEDS[0]: _coin, prompts[1]: great, IO: _great_on_odd}),
-            [ManualSearcher(prompts=prompts)],
-            20,
-            open_storage(f"sqlite:///{folder / 'own.db'}"),
-            progress=False,
-            selection={"ensemble_size": 2, "ensemble_members": members, "train_holdout": 0},
-        )
+        study = _three(tmp_path / members, {"ensemble_size": 2, "ensemble_members": members})
         record = study.run().selection
         assert record is not None and record["settings"]["ensemble_members"] == members
         records[members] = record
@@ -233,7 +229,7 @@ def test_an_ensemble_of_own_parts_is_tested_on_train_too(tmp_path: Path) -> None
     # the two best by the search part: "A" (fitted on nothing known, so not own parts)
     # and the plain format; tested on the 4 held-back examples alone
     top = records["top"]
-    assert top["ensemble"]["members"] == [keys[prompts[1]], keys[IO]]
+    assert top["ensemble"]["members"] == [keys[FITTED], keys[IO]]
     row = next(r for r in top["candidates"] if r["kind"] == "ensemble")
     assert (row["n_train"], row["n_tested"]) == (0, 4)
     # the best two made of the task's own parts: the plain format and the seed prompt,

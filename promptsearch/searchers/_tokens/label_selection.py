@@ -189,6 +189,11 @@ def _combinations(sizes: list[int], limit: int, rng: random.Random) -> list[tupl
     return list(picked)
 
 
+def _ranked(results: dict[tuple[int, ...], tuple[float, float]]) -> list[tuple[int, ...]]:
+    """The keys of *results* (accuracy, margin), best accuracy, then margin, first."""
+    return sorted(results, key=lambda p: (-results[p][0], -results[p][1], p))
+
+
 def _search(
     lists: list[list[int]],
     scores: torch.Tensor,
@@ -264,7 +269,7 @@ def _cross_fitted(
         results = _search(
             lists, scores[members[k]], [classes[i] for i in members[k]], max_combinations, rng
         )
-        for pick in sorted(results, key=lambda p: (-results[p][0], -results[p][1], p)):
+        for pick in _ranked(results):
             found.setdefault(tuple(lists[c][j] for c, j in enumerate(pick)), None)
     totals = {combo: [0.0, 0.0, 0] for combo in found}  # correct, margin sum, examples
     for k in range(folds):
@@ -339,7 +344,7 @@ def select_label_words(
         )
     lists = class_candidates(scores, classes, len(labels), top_per_class, pool)
     results = _search(lists, scores, classes, max_combinations, rng or random.Random(0))
-    ranked = sorted(results, key=lambda p: (-results[p][0], -results[p][1], p))
+    ranked = _ranked(results)
     return [
         LabelWordChoice(
             verbalizer={
