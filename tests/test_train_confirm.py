@@ -15,6 +15,7 @@ from promptsearch.errors import ConfigError
 from promptsearch.prompt import Prompt
 from promptsearch.searchers.manual import ManualSearcher
 from promptsearch.storage import open_storage
+from promptsearch.study.final_pick import sequence_order
 from promptsearch.study.loop import Study
 from promptsearch.study.selection import Challenger, Selection, decide
 from promptsearch.study.train_confirm import OwnParts, train_sample
@@ -88,6 +89,25 @@ def test_a_bad_confirm_train_names_the_field() -> None:
 def _challenger(key: str, per: list[float], **kw: object) -> Challenger:
     score = sum(per) / len(per)
     return Challenger(key, "prompt", score, score, score, None, tuple(per), **kw)  # type: ignore[arg-type]
+
+
+def test_each_order_is_read_off_the_search_part_and_the_example_counts() -> None:
+    incumbent = replace(_challenger("seed", [1.0, 0.0]), search_score=0.75)
+    ensemble = replace(_challenger("ensemble", [1.0, 1.0]), kind="ensemble", search_score=0.5)
+    level = replace(_challenger("a", [1.0]), search_score=0.75)
+    behind = replace(_challenger("b", [1.0] * 4), search_score=0.6)
+
+    def keys(order: str, first: Challenger = ensemble) -> list[str]:
+        return [c.key for c in sequence_order([level, behind], first, incumbent, order)]
+
+    assert keys("ensemble-first") == ["ensemble", "a", "b"]
+    assert keys("ensemble-last") == ["a", "b", "ensemble"]
+    assert keys("most-examples") == ["b", "ensemble", "a"]  # tested on 4, 2, 1
+    # an ensemble behind the incumbent on the search part no longer ends the sequence
+    # before the prompts level with it are tested; one ahead of it still comes first
+    assert keys("ahead-first") == ["a", "ensemble", "b"]
+    assert keys("ahead-first", replace(ensemble, search_score=0.8)) == ["ensemble", "a", "b"]
+    assert [c.key for c in sequence_order([behind], None, incumbent, "ahead-first")] == ["b"]
 
 
 def test_decide_tests_a_challenger_against_the_incumbent_on_its_own_examples() -> None:

@@ -148,11 +148,12 @@ def add_arguments(run: argparse.ArgumentParser) -> None:
     )
     run.add_argument(
         "--selection-order",
-        choices=("ensemble-first", "ensemble-last", "most-examples"),
+        choices=("ensemble-first", "ensemble-last", "most-examples", "ahead-first"),
         default=None,
         help="the order in which the 'sequence' procedure tests the challengers: the "
-        "ensemble of the best prompts before the single prompts or after them, or those "
-        "tested on the most examples first (default ensemble-first)",
+        "ensemble of the best prompts before the single prompts or after them, those "
+        "tested on the most examples first, or those at least as good as the best seed "
+        "prompt on the searched part of dev first (default ensemble-first)",
     )
     run.add_argument(
         "--selection-alpha",

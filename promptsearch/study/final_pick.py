@@ -354,6 +354,25 @@ class _Candidates:
         return challenger, ensemble
 
 
+def sequence_order(
+    singles: Sequence[Challenger],
+    ensemble: Challenger | None,
+    incumbent: Challenger,
+    order: str,
+) -> list[Challenger]:
+    """The challengers in the order the ``"sequence"`` procedure tests them
+    (:data:`~promptsearch.study.selection.ORDERS`); *singles* come best on the search
+    part first.  Every order reads what is known before the held-back part is looked
+    at: the search part's scores and how many examples each is tested on."""
+    ordered = [*singles, ensemble] if order == "ensemble-last" else [ensemble, *singles]
+    challengers = [c for c in ordered if c is not None]
+    if order == "most-examples":
+        challengers.sort(key=lambda c: -len(c.per_example))
+    elif order == "ahead-first":  # behind the incumbent on the search part: tested last
+        challengers.sort(key=lambda c: c.search_score < incumbent.search_score)
+    return challengers
+
+
 def _members(found: _Candidates, selection: Selection) -> list[str]:
     """The ensemble's members, best on the search part first: of all prompts on the
     leaderboard (seed prompts included), or of those made of the task's own parts."""
@@ -384,23 +403,20 @@ def select_final(study: Study) -> dict[str, Any]:
     top = [row.content_hash for row in board if row.content_hash not in seeds][: selection.top_k]
     # the order the "sequence" procedure tests them in, fixed before the confirmation
     # part is looked at: by the search part, the ensemble (inserted below) first or last
-    challengers = [found.tested(found.challenger(key), incumbent) for key in top]
+    singles = [found.tested(found.challenger(key), incumbent) for key in top]
     ensemble_record: dict[str, Any] | None = None
+    ensemble_challenger: Challenger | None = None
     members = _members(found, selection)
     if task.kind == "classification" and selection.ensemble_size >= 2 and len(members) >= 2:
         made = found.ensemble(members, incumbent)
         if made is not None:
-            challenger, ensemble = made
-            challengers.insert(
-                len(challengers) if selection.order == "ensemble-last" else 0, challenger
-            )
+            ensemble_challenger, ensemble = made
             ensemble_record = {
                 "key": ensemble.content_hash,
                 "members": members,
                 "body": ensemble.to_dict(),
             }
-    if selection.order == "most-examples":  # known before the held-back part is looked at
-        challengers.sort(key=lambda c: -len(c.per_example))
+    challengers = sequence_order(singles, ensemble_challenger, incumbent, selection.order)
     pick, rows_out = decide(
         incumbent, challengers, selection.alpha, selection.procedure, selection.tests
     )

@@ -132,12 +132,15 @@ part (``"top"``), or the best among those made of the task's own parts only
 (``"own-parts"``, see :mod:`promptsearch.study.train_confirm`), which the train
 examples can test too."""
 
-ORDERS = ("ensemble-first", "ensemble-last", "most-examples")
+ORDERS = ("ensemble-first", "ensemble-last", "most-examples", "ahead-first")
 """The ``"sequence"`` procedure's testing order: the ensemble, then the prompts by
-their rank on the search part; the prompts, then the ensemble; or the candidates
+their rank on the search part; the prompts, then the ensemble; the candidates
 tested on the most examples first (train examples count; see
-:mod:`promptsearch.study.train_confirm`), in the ``"ensemble-first"`` order among
-equals.  Each is fixed before the confirmation part is looked at."""
+:mod:`promptsearch.study.train_confirm`); or those at least as good as the incumbent
+on the search part first, the others after them (an ensemble of weak members, which
+would end the sequence where it fails, is then tested last), each group in the
+``"ensemble-first"`` order.  Each is fixed before the confirmation part is looked
+at (:func:`promptsearch.study.final_pick.sequence_order`)."""
 
 SMALL_CONFIRMATION = 40
 """Below this many held-back dev examples, only large gains can pass the tests (with
