@@ -5,7 +5,8 @@ user's best seed prompt on test data it never saw?
         [--tasks sst2,mr,agnews,rotten-tomatoes] [--seeds 13,42,100] \\
         [--arms default,weak] [--dev-sizes task,600] [--label-instructions off,on] \\
         [--searcher label-words:near_labels=30] [--confirm-train 200,0] \\
-        [--order ensemble-first,ensemble-last,most-examples] [--train-holdout 0,0.5] \\
+        [--order ensemble-first,ensemble-last,most-examples,ahead-first] \\
+        [--choose-by all-dev,held-back] [--train-holdout 0,0.5] \\
         [--budget N] [--test-limit 500] [--storage-dir DIR] \\
         [--selection-procedure sequence|fallback|holm] [--selection-tests sign+gold|sign] \\
         [--selection-ensemble top|own-parts]
@@ -22,10 +23,12 @@ with the ``optuna`` searcher's ``label_instructions=true`` (two instructions wri
 from the task's label words join its pool).  ``--searcher SPEC`` (repeatable) runs a
 default searcher with parameters in place of the shipped one of that name, e.g.
 ``--searcher label-words:near_labels=30``.  ``--confirm-train 200,0`` makes each study's
-pick once per value of ``Selection.confirm_train``, and ``--order``
-once per testing order of ``Selection.order`` (each combination is a *pick
-rule*, printed as ``200/ensemble-first``: the first runs the search, the others make the pick
-again on the same stored search, so they differ in the pick alone).  Then, on a
+pick once per value of ``Selection.confirm_train``, ``--order``
+once per testing order of ``Selection.order``, and ``--choose-by`` once per
+``Selection.choose_by`` (each combination is a *pick rule*, printed as
+``200/ensemble-first``, with ``/held-back`` where it is not the library's choice: the
+first runs the search, the others make the pick again on the same stored search, so
+they differ in the pick alone).  Then, on a
 seeded sample of ``--test-limit`` test examples (the same for every run of a task), it
 scores:
 
@@ -64,7 +67,7 @@ from promptsearch.errors import ConfigError
 from promptsearch.evaluation.stats import mcnemar
 from promptsearch.scoring.scorer import Scorer, ScoreReport
 from promptsearch.study.ensemble import PromptEnsemble
-from promptsearch.study.selection import ORDERS, Selection
+from promptsearch.study.selection import CHOOSE_BY, ORDERS, Selection
 from promptsearch.task import Example, Task
 
 
@@ -162,7 +165,7 @@ def run_one(
     dev_size: int | None,
     label_instructions: bool,
     holdout: float,
-    rule: tuple[int, str],
+    rule: tuple[int, str, str],
     args: argparse.Namespace,
     model: object,
     folder: Path,
@@ -198,6 +201,7 @@ def run_one(
         selection={
             "confirm_train": rule[0],
             "order": rule[1],
+            "choose_by": rule[2],
             "train_holdout": holdout,
             **({"procedure": args.selection_procedure} if args.selection_procedure else {}),
             **({"tests": args.selection_tests} if args.selection_tests else {}),
@@ -225,6 +229,7 @@ def run_one(
         label_instructions=label_instructions,
         holdout=holdout,
         rule=f"{rule[0]}/{rule[1]}"
+        + (f"/{rule[2]}" if rule[2] != Selection().choose_by else "")
         + (f"/{args.selection_procedure}" if args.selection_procedure else "")
         + (f"/{args.selection_tests}" if args.selection_tests else "")
         + (f"/ensemble-{args.selection_ensemble}" if args.selection_ensemble else ""),
@@ -342,6 +347,12 @@ def main(argv: list[str] | None = None) -> int:
         "the pick again on the same search",
     )
     parser.add_argument(
+        "--choose-by",
+        default=Selection().choose_by,
+        help=f"comma list of Selection.choose_by values ({', '.join(CHOOSE_BY)}): each "
+        "makes the pick again on the same search",
+    )
+    parser.add_argument(
         "--train-holdout",
         default=f"{Selection().train_holdout:g}",
         help="comma list of Selection.train_holdout values (share of train hidden from "
@@ -406,7 +417,12 @@ def main(argv: list[str] | None = None) -> int:
     orders = args.order.split(",")
     if not set(orders) <= set(ORDERS):
         parser.error(f"--order: expected a comma list of {', '.join(ORDERS)}")
-    rules = [(count, order) for count in confirm_trains for order in orders]
+    choices = args.choose_by.split(",")
+    if not set(choices) <= set(CHOOSE_BY):
+        parser.error(f"--choose-by: expected a comma list of {', '.join(CHOOSE_BY)}")
+    rules = [
+        (count, order, choice) for count in confirm_trains for order in orders for choice in choices
+    ]
     try:
         holdouts = [float(v) for v in args.train_holdout.split(",")]
         for value in holdouts:

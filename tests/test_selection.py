@@ -116,6 +116,10 @@ def _study(tmp: Path, rules: Mapping[str, object], prompts: Sequence[str], **kw:
             {"ensemble_members": "best"},
             "selection.ensemble_members must be one of top, own-parts; got 'best'",
         ),
+        (
+            {"choose_by": "search"},
+            "selection.choose_by must be one of all-dev, held-back; got 'search'",
+        ),
     ],
 )
 def test_bad_settings_name_the_field(fields: dict[str, object], message: str) -> None:

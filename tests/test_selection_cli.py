@@ -23,6 +23,7 @@ def test_bad_selection_options_get_one_line_and_status_2(tmp_path: Path) -> None
         (["--no-selection", "--selection-procedure", "holm"], "--no-selection turns selection"),
         (["--no-selection", "--selection-tests", "sign"], "--no-selection turns selection"),
         (["--no-selection", "--selection-ensemble", "top"], "--no-selection turns selection"),
+        (["--no-selection", "--selection-choose-by", "held-back"], "--no-selection turns"),
     ]
     for options, message in cases:
         run = cli("run", "--task", "rotten-tomatoes", "--storage", storage, *options)
@@ -45,13 +46,17 @@ def test_bad_selection_options_get_one_line_and_status_2(tmp_path: Path) -> None
                 "--selection-order", "middle")  # fmt: skip
     assert wrong.returncode == 2
     assert "argument --selection-order: invalid choice: 'middle'" in wrong.stderr
+    wrong = cli("run", "--task", "rotten-tomatoes", "--storage", storage,
+                "--selection-choose-by", "search")  # fmt: skip
+    assert wrong.returncode == 2
+    assert "argument --selection-choose-by: invalid choice: 'search'" in wrong.stderr
     assert not (tmp_path / "bad.db").exists()
 
 
 def test_pick_options_reach_the_selection() -> None:
     from promptsearch.cli import build_parser
     from promptsearch.cli.run import _selection
-    from promptsearch.study.selection import Selection
+    from promptsearch.study.selection import CHOOSE_BY, ORDERS, Selection
 
     parser = build_parser()
     args = parser.parse_args(["run", "--task", "sst2"])
@@ -60,6 +65,12 @@ def test_pick_options_reach_the_selection() -> None:
         ["run", "--task", "sst2", "--selection-ensemble", "own-parts", "--selection-tests", "sign"]
     )
     assert _selection(args) == Selection(ensemble_members="own-parts", tests="sign")
+    for order in ORDERS:
+        args = parser.parse_args(["run", "--task", "sst2", "--selection-order", order])
+        assert _selection(args) == Selection(order=order)
+    for choice in CHOOSE_BY:
+        args = parser.parse_args(["run", "--task", "sst2", "--selection-choose-by", choice])
+        assert _selection(args) == Selection(choose_by=choice)
 
 
 @pytest.mark.slow

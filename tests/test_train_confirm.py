@@ -110,6 +110,20 @@ def test_each_order_is_read_off_the_search_part_and_the_example_counts() -> None
     assert [c.key for c in sequence_order([behind], None, incumbent, "ahead-first")] == ["b"]
 
 
+def test_choose_by_held_back_picks_the_best_on_the_examples_all_were_tested_on() -> None:
+    incumbent = _challenger("seed", [0.0] * 8)
+    # both pass; "lucky" leads on all of dev (its search part), "steady" on the held-back
+    # examples every challenger is tested on
+    lucky = replace(_challenger("lucky", [1.0] * 6 + [0.0] * 2), pooled_score=0.9)
+    steady = replace(_challenger("steady", [1.0] * 8), pooled_score=0.8, held_score=1.0)
+    assert decide(incumbent, [lucky, steady], 0.1)[0] == "lucky"
+    pick, rows = decide(incumbent, [lucky, steady], 0.1, choose_by="held-back")
+    assert pick == "steady"
+    assert [row["held_score"] for row in rows] == [0.0, 0.75, 1.0]
+    with pytest.raises(ConfigError, match="choose_by must be one of all-dev, held-back"):
+        decide(incumbent, [lucky], 0.1, choose_by="search")
+
+
 def test_decide_tests_a_challenger_against_the_incumbent_on_its_own_examples() -> None:
     incumbent = _challenger("seed", [1.0, 0.0, 1.0, 0.0])
     # 4 held-back examples: 2 won, none lost, not enough alone (sign p 0.25)
@@ -259,3 +273,6 @@ def test_an_ensemble_of_own_parts_is_tested_on_train_too(tmp_path: Path) -> None
     row = next(r for r in own["candidates"] if r["kind"] == "ensemble")
     assert (row["n_train"], row["n_tested"]) == (16, 20)
     assert row["supported"] and own["pick"] == own["ensemble"]["key"]
+    # no train example is held back from the searchers: what every challenger is
+    # tested on is the held-back part of dev alone
+    assert row["held_score"] == row["confirm_score"]

@@ -118,6 +118,8 @@ def test_searchers_never_see_the_held_back_train_examples_which_confirm_any_prom
     # not made of the task's own parts, yet tested on the 8 hidden train examples too
     assert (row["n_train"], row["n_tested"]) == (8, 12)
     assert row["supported"] and record["pick"] == key
+    # those 12 are what every challenger is tested on: its held-back score
+    assert row["held_score"] == row["tested_score"] == 1.0
     # without the hold-out the same prompt has the 4 held-back dev examples alone
     folder = tmp_path / "off"
     folder.mkdir()

@@ -187,6 +187,14 @@ def add_arguments(run: argparse.ArgumentParser) -> None:
         "task's own parts only, which train examples can test too (default own-parts), or "
         "the best of all by the searched dev examples (top)",
     )
+    run.add_argument(
+        "--selection-choose-by",
+        choices=("all-dev", "held-back"),
+        default=None,
+        help="how the pick is made among the challengers with evidence: the best on all "
+        "of dev (default all-dev), or on the held-back examples every challenger is "
+        "tested on (held-back)",
+    )
     run.add_argument("--top", type=int, default=10, help="leaderboard rows to print at the end")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.add_argument(
@@ -234,6 +242,7 @@ def _selection(args: argparse.Namespace) -> Any:
         "procedure": args.selection_procedure,
         "tests": args.selection_tests,
         "ensemble_members": args.selection_ensemble,
+        "choose_by": args.selection_choose_by,
     }
     chosen = {k: v for k, v in given.items() if v is not None}
     if args.no_selection:
@@ -241,8 +250,8 @@ def _selection(args: argparse.Namespace) -> Any:
             raise ConfigError(
                 "--no-selection turns selection off; drop --confirm-fraction, "
                 "--confirm-train, --train-holdout, --selection-order, --selection-alpha, "
-                "--selection-procedure, --selection-tests and --selection-ensemble, or drop "
-                "--no-selection"
+                "--selection-procedure, --selection-tests, --selection-ensemble and "
+                "--selection-choose-by, or drop --no-selection"
             )
         return False
     if not chosen:

@@ -44,6 +44,13 @@ the Wilcoxon test of the gold probabilities, the smaller p-value doubled
 right counts, not more confidence in the gold answers."""
 
 
+CHOOSE_BY = ("all-dev", "held-back")
+"""How the pick is made among the supported challengers: the best on all of dev
+(``"all-dev"``; the search part the searchers ranked them on included), or the best on
+the examples every challenger is tested on, the held-back part of dev and the held-back
+train examples (``"held-back"``), ties broken by all of dev."""
+
+
 def _check_tests(tests: str) -> None:
     if tests not in TESTS:
         raise ConfigError(f"tests must be one of {', '.join(TESTS)}; got {tests!r}")
@@ -120,7 +127,9 @@ class Challenger:
     (:func:`~promptsearch.study.selection.gold_values`), or ``None`` when the scores
     lack label probabilities.
     With train examples, ``tested_score`` is its metric on all the examples it is
-    tested on and ``baseline`` the incumbent on the same examples.
+    tested on and ``baseline`` the incumbent on the same examples; ``held_score`` its
+    metric on the held-back part and the held-back train examples, those every
+    challenger is tested on (``None``: the held-back part alone).
     """
 
     key: str
@@ -134,11 +143,17 @@ class Challenger:
     n_train: int = 0
     tested_score: float | None = None
     baseline: Challenger | None = None
+    held_score: float | None = None
 
     @property
     def score_tested(self) -> float:
         """Its metric on the examples it is tested on."""
         return self.confirm_score if self.tested_score is None else self.tested_score
+
+    @property
+    def score_held(self) -> float:
+        """Its metric on the examples every challenger is tested on."""
+        return self.confirm_score if self.held_score is None else self.held_score
 
     def against(self, incumbent: Challenger) -> Challenger:
         """The incumbent on this challenger's examples: *incumbent* itself, or
@@ -177,6 +192,7 @@ def decide(
     alpha: float,
     procedure: str = "sequence",
     tests: str = "sign+gold",
+    choose_by: str = "all-dev",
 ) -> tuple[str, list[dict[str, Any]]]:
     """The key of the pick and one JSON row per candidate (incumbent first).
 
@@ -198,10 +214,14 @@ def decide(
     one passed (:func:`fallback_levels`), so that one failure does not end the
     testing: the adjusted p-value of each is its raw one scaled by *alpha* over its
     level; ``"holm"`` runs Holm's correction over every test of every challenger (two
-    per challenger where both apply).  Of the supported, the best on all of dev wins.
+    per challenger where both apply).  Of the supported, the best on all of dev wins,
+    or with *choose_by* ``"held-back"`` the best on the examples every challenger is
+    tested on (:data:`CHOOSE_BY`).
     """
     if procedure not in PROCEDURES:
         raise ConfigError(f"procedure must be one of {', '.join(PROCEDURES)}; got {procedure!r}")
+    if choose_by not in CHOOSE_BY:
+        raise ConfigError(f"choose_by must be one of {', '.join(CHOOSE_BY)}; got {choose_by!r}")
     _check_tests(tests)
     results = [challenger_p_value(challenger, incumbent, tests) for challenger in challengers]
     adjusted: list[float] = []
@@ -257,6 +277,8 @@ def decide(
             eligible.append(challenger)
     if not eligible:
         return incumbent.key, rows
+    if choose_by == "held-back":
+        return max(eligible, key=lambda c: (c.score_held, *pooled_rank(c))).key, rows
     return max(eligible, key=pooled_rank).key, rows
 
 
@@ -280,6 +302,7 @@ def _row(challenger: Challenger, **extra: Any) -> dict[str, Any]:
         "confirm_score": challenger.confirm_score,
         "pooled_score": challenger.pooled_score,
         "pooled_tiebreak": challenger.pooled_tiebreak,
+        "held_score": challenger.score_held,
     }
     row.update(extra)
     return row

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from promptsearch.errors import ConfigError, StudyConflictError
@@ -167,14 +167,17 @@ def _with_train(
     extra: Sequence[Example],
     rows: Mapping[str, Row],
     incumbent_rows: Mapping[str, Row],
+    held: Collection[str] = (),
 ) -> Challenger:
     """*challenger* tested on the held-back part *confirm* and the train examples
     *extra* too, against *incumbent* on the same examples.  *rows*, *incumbent_rows*:
-    per example key of both parts, what each candidate made of it."""
+    per example key of both parts, what each candidate made of it; *held*: the keys of
+    the held-back train examples, which with *confirm* every challenger is tested on."""
     if not extra:
         return challenger
     examples = [*confirm, *extra]
     keys = [example_key(e) for e in examples]
+    common = [(e, k) for e, k in zip(examples, keys, strict=True) if k in held]
 
     def extend(base: Challenger, by: Mapping[str, Row]) -> Challenger:
         golds = [by[k][2] for k in keys]
@@ -182,12 +185,19 @@ def _with_train(
         if base.per_example_gold is not None and all(g is not None for g in golds):
             gold = tuple(float(g) for g in golds if g is not None)
         scores = [by[k][0] for k in keys]
+        on_held = [*confirm, *(e for e, _ in common)]
+        held_keys = [*keys[: len(confirm)], *(k for _, k in common)]
         return dataclasses.replace(
             base,
             per_example=tuple(scores),
             per_example_gold=gold,
             n_train=len(extra),
             tested_score=_metric(task, examples, scores, [by[k][1] for k in keys]),
+            held_score=_metric(
+                task, on_held, [by[k][0] for k in held_keys], [by[k][1] for k in held_keys]
+            )
+            if common
+            else None,
         )
 
     return dataclasses.replace(extend(challenger, rows), baseline=extend(incumbent, incumbent_rows))
@@ -235,6 +245,7 @@ class _Candidates:
             ),
             set(self.keys),
         )
+        self.held_keys = {example_key(e) for e in self.evidence.held}
 
     def records_of(self, key: str, *, confirmed: bool = True) -> dict[str, EvaluationRecord]:
         """The prompt's records on the search part, and on the held-back part too."""
@@ -302,6 +313,7 @@ class _Candidates:
             extra,
             self.on_train(challenger.key, extra),
             self.on_train(incumbent.key, extra),
+            self.held_keys,
         )
 
     def ensemble(
@@ -350,6 +362,7 @@ class _Candidates:
                 extra,
                 both,
                 self.on_train(incumbent.key, extra),
+                self.held_keys,
             )
         return challenger, ensemble
 
@@ -418,7 +431,12 @@ def select_final(study: Study) -> dict[str, Any]:
             }
     challengers = sequence_order(singles, ensemble_challenger, incumbent, selection.order)
     pick, rows_out = decide(
-        incumbent, challengers, selection.alpha, selection.procedure, selection.tests
+        incumbent,
+        challengers,
+        selection.alpha,
+        selection.procedure,
+        selection.tests,
+        selection.choose_by,
     )
     prompts = found.prompts
     texts = {key: prompt.describe() for key, prompt in prompts.items()}

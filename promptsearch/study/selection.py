@@ -38,9 +38,10 @@ more.  A study with selection on (:class:`Selection`) therefore works in three s
    first at half of ``alpha`` and each of the others at an even share of the rest plus
    the level of the one before it where that one passed, so that a failure does not end
    the testing; ``"holm"`` runs Holm's correction over every test of every
-   challenger.  Of the supported, the one with the best score on all of dev wins; if
-   none is, the incumbent stays: the tool never hands back a prompt it has no
-   evidence for.
+   challenger.  Of the supported, the one with the best score on all of dev wins (with
+   ``choose_by="held-back"``: on the held-back examples every challenger is tested
+   on, which the searchers never ranked anything by); if none is, the incumbent
+   stays: the tool never hands back a prompt it has no evidence for.
 
 The paired tests and the pick among the challengers live in
 :mod:`promptsearch.study.challenger_tests` (re-exported here).
@@ -62,6 +63,7 @@ from typing import TYPE_CHECKING, Any
 
 from promptsearch.errors import ConfigError
 from promptsearch.study.challenger_tests import (
+    CHOOSE_BY,
     PROCEDURES,
     TESTS,
     Challenger,
@@ -78,6 +80,7 @@ if TYPE_CHECKING:
     from promptsearch.storage import EvaluationRecord
 
 __all__ = [
+    "CHOOSE_BY",
     "ENSEMBLE_MEMBERS",
     "LEGACY_SPLIT",
     "ORDERS",
@@ -102,7 +105,7 @@ __all__ = [
     "tiebreak",
 ]
 
-SELECTION_VERSION = 6
+SELECTION_VERSION = 7
 """Bumped when the stored selection record changes shape (2: ``settings`` carries
 ``procedure``; a record without it was made by ``"holm"``; 3: ``settings`` carries
 ``confirm_train`` and each challenger's row the examples it was tested on,
@@ -110,7 +113,8 @@ SELECTION_VERSION = 6
 ``n_held_train``, the held-back train examples every challenger was tested on; 5:
 ``settings`` carries ``tests``; a record without it was made with ``"sign+gold"``; 6:
 ``settings`` carries ``ensemble_members``; a record without it was made with
-``"top"``)."""
+``"top"``; 7: ``settings`` carries ``choose_by`` and each candidate's row its
+``held_score``; a record without them was made with ``"all-dev"``)."""
 
 _FIELDS = (
     "confirm_fraction",
@@ -124,6 +128,7 @@ _FIELDS = (
     "train_holdout",
     "tests",
     "ensemble_members",
+    "choose_by",
 )
 
 ENSEMBLE_MEMBERS = ("top", "own-parts")
@@ -197,6 +202,10 @@ class Selection:
         (``"own-parts"``, the default since session 33), so that the ensemble is
         tested on train examples as well as the held-back ones, or the best of all
         (``"top"``, the ensemble before).
+    choose_by:
+        How the pick is made among the supported challengers, one of
+        :data:`CHOOSE_BY`: the best on all of dev (``"all-dev"``, the default) or on
+        the held-back examples every challenger is tested on (``"held-back"``).
     """
 
     confirm_fraction: float = 0.5
@@ -210,6 +219,7 @@ class Selection:
     train_holdout: float = 0.5
     tests: str = "sign"
     ensemble_members: str = "own-parts"
+    choose_by: str = "all-dev"
 
     MIN_PART = 4
     """Each part of dev needs at least this many examples."""
@@ -259,6 +269,10 @@ class Selection:
         if self.tests not in TESTS:
             raise ConfigError(
                 f"selection.tests must be one of {', '.join(TESTS)}; got {self.tests!r}"
+            )
+        if self.choose_by not in CHOOSE_BY:
+            raise ConfigError(
+                f"selection.choose_by must be one of {', '.join(CHOOSE_BY)}; got {self.choose_by!r}"
             )
         if self.ensemble_members not in ENSEMBLE_MEMBERS:
             raise ConfigError(
