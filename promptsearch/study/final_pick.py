@@ -177,7 +177,9 @@ def _with_train(
         return challenger
     examples = [*confirm, *extra]
     keys = [example_key(e) for e in examples]
-    common = [(e, k) for e, k in zip(examples, keys, strict=True) if k in held]
+    # what every challenger is tested on: the held-back part and held-back train
+    common = [*confirm, *(e for e, k in zip(examples, keys, strict=True) if k in held)]
+    common_keys = [*keys[: len(confirm)], *(k for k in keys[len(confirm) :] if k in held)]
 
     def extend(base: Challenger, by: Mapping[str, Row]) -> Challenger:
         golds = [by[k][2] for k in keys]
@@ -185,8 +187,6 @@ def _with_train(
         if base.per_example_gold is not None and all(g is not None for g in golds):
             gold = tuple(float(g) for g in golds if g is not None)
         scores = [by[k][0] for k in keys]
-        on_held = [*confirm, *(e for e, _ in common)]
-        held_keys = [*keys[: len(confirm)], *(k for _, k in common)]
         return dataclasses.replace(
             base,
             per_example=tuple(scores),
@@ -194,9 +194,9 @@ def _with_train(
             n_train=len(extra),
             tested_score=_metric(task, examples, scores, [by[k][1] for k in keys]),
             held_score=_metric(
-                task, on_held, [by[k][0] for k in held_keys], [by[k][1] for k in held_keys]
+                task, common, [by[k][0] for k in common_keys], [by[k][1] for k in common_keys]
             )
-            if common
+            if len(common) > len(confirm)
             else None,
         )
 
@@ -414,8 +414,8 @@ def select_final(study: Study) -> dict[str, Any]:
     )
     incumbent = candidates.get(incumbent_key) or found.challenger(incumbent_key)
     top = [row.content_hash for row in board if row.content_hash not in seeds][: selection.top_k]
-    # the order the "sequence" procedure tests them in, fixed before the confirmation
-    # part is looked at: by the search part, the ensemble (inserted below) first or last
+    # the order the "sequence" procedure tests them in is fixed before the confirmation
+    # part is looked at (sequence_order): the single prompts by the search part
     singles = [found.tested(found.challenger(key), incumbent) for key in top]
     ensemble_record: dict[str, Any] | None = None
     ensemble_challenger: Challenger | None = None
