@@ -9,7 +9,7 @@ user's best seed prompt on test data it never saw?
         [--choose-by all-dev,held-back] [--train-holdout 0,0.5] \\
         [--budget N] [--test-limit 500] [--storage-dir DIR] \\
         [--selection-procedure sequence|fallback|holm] [--selection-tests sign+gold|sign] \\
-        [--selection-ensemble top|own-parts]
+        [--selection-ensemble top|own-parts|own-ahead]
 
 For each task x seed x arm, one study runs exactly what ``promptsearch run --task T``
 runs (the default searchers, budget, selection and racing of
@@ -390,10 +390,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--selection-ensemble",
-        choices=("top", "own-parts"),
+        choices=("top", "own-parts", "own-ahead"),
         default=None,
         help="the ensemble challenger's members (default: the library's); with "
-        "--storage-dir, a rerun with the other makes the pick again on the same searches",
+        "--storage-dir, a rerun with another makes the pick again on the same searches",
     )
     parser.add_argument("--model", default=None, help="default: the embedded model")
     parser.add_argument("--batch-size", type=int, default=16)

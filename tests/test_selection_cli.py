@@ -56,7 +56,7 @@ def test_bad_selection_options_get_one_line_and_status_2(tmp_path: Path) -> None
 def test_pick_options_reach_the_selection() -> None:
     from promptsearch.cli import build_parser
     from promptsearch.cli.run import _selection
-    from promptsearch.study.selection import CHOOSE_BY, ORDERS, Selection
+    from promptsearch.study.selection import CHOOSE_BY, ENSEMBLE_MEMBERS, ORDERS, Selection
 
     parser = build_parser()
     args = parser.parse_args(["run", "--task", "sst2"])
@@ -71,6 +71,9 @@ def test_pick_options_reach_the_selection() -> None:
     for choice in CHOOSE_BY:
         args = parser.parse_args(["run", "--task", "sst2", "--selection-choose-by", choice])
         assert _selection(args) == Selection(choose_by=choice)
+    for members in ENSEMBLE_MEMBERS:
+        args = parser.parse_args(["run", "--task", "sst2", "--selection-ensemble", members])
+        assert _selection(args) == Selection(ensemble_members=members)
 
 
 @pytest.mark.slow

@@ -276,3 +276,61 @@ def test_an_ensemble_of_own_parts_is_tested_on_train_too(tmp_path: Path) -> None
     # no train example is held back from the searchers: what every challenger is
     # tested on is the held-back part of dev alone
     assert row["held_score"] == row["confirm_score"]
+
+
+def test_an_ensemble_of_own_parts_ahead_leaves_out_the_incumbent_and_those_behind(
+    tmp_path: Path,
+) -> None:
+    one_line = "Input: {sentence} Output: {answer}"
+
+    def great(i: int) -> tuple[bool, float]:
+        return True, 0.95
+
+    def wrong(i: int) -> tuple[bool, float]:
+        return False, 0.2
+
+    task = contract_task_with_dev(8)
+    # all made of the task's own parts: the seed prompt (a coin flip, the incumbent),
+    # two formats right everywhere, a seed's template wrong everywhere; the study
+    # scores the task's other seed prompts too (the one with an instruction: a coin flip)
+    templates = [SEEDS[0], IO, one_line, SEEDS[1]]
+    keys = {t: Prompt(t).resolve(task).content_hash for t in templates}
+    level = task.seed_prompts[2].resolve(task).content_hash
+    members = {}
+    for choice in ("own-parts", "own-ahead"):
+        folder = tmp_path / choice
+        folder.mkdir()
+        study = Study(
+            "own",
+            task,
+            RuleScorer({SEEDS[0]: _coin, IO: _great_on_odd, one_line: great, SEEDS[1]: wrong}),
+            [ManualSearcher(prompts=templates)],
+            20,
+            open_storage(f"sqlite:///{folder / 'own.db'}"),
+            progress=False,
+            selection={"ensemble_size": 5, "ensemble_members": choice, "train_holdout": 0},
+        )
+        record = study.run().selection
+        assert record is not None and record["incumbent"] == keys[SEEDS[0]]
+        members[choice] = record["ensemble"]["members"]
+    # own-parts: the five best, the incumbent among them and one prompt wrong everywhere
+    assert {keys[SEEDS[0]], keys[IO], keys[one_line], level} < set(members["own-parts"])
+    # the incumbent and the prompt behind it left out; the seed level with it stays
+    assert sorted(members["own-ahead"]) == sorted([keys[IO], keys[one_line], level])
+    # the incumbent right everywhere: only the seed level with it is ahead, one prompt
+    # makes no ensemble
+    folder = tmp_path / "alone"
+    folder.mkdir()
+    study = Study(
+        "own",
+        task,
+        RuleScorer({SEEDS[0]: great, IO: wrong, SEEDS[1]: wrong}),
+        [ManualSearcher(prompts=[SEEDS[0], IO])],
+        20,
+        open_storage(f"sqlite:///{folder / 'own.db'}"),
+        progress=False,
+        selection={"ensemble_size": 3, "ensemble_members": "own-ahead", "train_holdout": 0},
+    )
+    record = study.run().selection
+    assert record is not None and record["ensemble"] is None
+    assert all(row["kind"] == "prompt" for row in record["candidates"])

@@ -181,11 +181,13 @@ def add_arguments(run: argparse.ArgumentParser) -> None:
     )
     run.add_argument(
         "--selection-ensemble",
-        choices=("own-parts", "top"),
+        choices=("own-parts", "top", "own-ahead"),
         default=None,
         help="which prompts make the ensemble challenger: the best of those made of the "
-        "task's own parts only, which train examples can test too (default own-parts), or "
-        "the best of all by the searched dev examples (top)",
+        "task's own parts only, which train examples can test too (default own-parts), "
+        "the best of all by the searched dev examples (top), or the best of the task's "
+        "own parts at least as good as your best seed prompt there, that one left out "
+        "(own-ahead)",
     )
     run.add_argument(
         "--selection-choose-by",

@@ -386,14 +386,23 @@ def sequence_order(
     return challengers
 
 
-def _members(found: _Candidates, selection: Selection) -> list[str]:
+def _members(found: _Candidates, selection: Selection, incumbent: Challenger) -> list[str]:
     """The ensemble's members, best on the search part first: of all prompts on the
-    leaderboard (seed prompts included), or of those made of the task's own parts."""
-    keys = [row.content_hash for row in found.board]
-    if selection.ensemble_members == "own-parts":
+    leaderboard (seed prompts included), of those made of the task's own parts, or of
+    those made of the task's own parts at least as good as the incumbent on the search
+    part, the incumbent left out (``"own-ahead"``: a weak incumbent whose confident
+    probabilities outvote its partners makes an ensemble that predicts as it does)."""
+    rows = found.board
+    if selection.ensemble_members != "top":
         own = found.evidence.own
-        keys = [key for key in keys if own(found.prompts[key])]
-    return keys[: selection.ensemble_size]
+        rows = [row for row in rows if own(found.prompts[row.content_hash])]
+    if selection.ensemble_members == "own-ahead":
+        rows = [
+            row
+            for row in rows
+            if row.content_hash != incumbent.key and row.dev_score >= incumbent.search_score
+        ]
+    return [row.content_hash for row in rows][: selection.ensemble_size]
 
 
 def select_final(study: Study) -> dict[str, Any]:
@@ -419,7 +428,7 @@ def select_final(study: Study) -> dict[str, Any]:
     singles = [found.tested(found.challenger(key), incumbent) for key in top]
     ensemble_record: dict[str, Any] | None = None
     ensemble_challenger: Challenger | None = None
-    members = _members(found, selection)
+    members = _members(found, selection, incumbent)
     if task.kind == "classification" and selection.ensemble_size >= 2 and len(members) >= 2:
         made = found.ensemble(members, incumbent)
         if made is not None:

@@ -131,11 +131,13 @@ _FIELDS = (
     "choose_by",
 )
 
-ENSEMBLE_MEMBERS = ("top", "own-parts")
+ENSEMBLE_MEMBERS = ("top", "own-parts", "own-ahead")
 """Which prompts make the ensemble challenger: the ``ensemble_size`` best by the search
-part (``"top"``), or the best among those made of the task's own parts only
+part (``"top"``), the best among those made of the task's own parts only
 (``"own-parts"``, see :mod:`promptsearch.study.train_confirm`), which the train
-examples can test too."""
+examples can test too, or the best among those made of the task's own parts that are
+at least as good as the incumbent on the search part, the incumbent left out
+(``"own-ahead"``)."""
 
 ORDERS = ("ensemble-first", "ensemble-last", "most-examples", "ahead-first")
 """The ``"sequence"`` procedure's testing order: the ensemble, then the prompts by
@@ -200,8 +202,10 @@ class Selection:
         Which prompts make the ensemble, one of :data:`ENSEMBLE_MEMBERS`: the
         ``ensemble_size`` best by the search part made of the task's own parts only
         (``"own-parts"``, the default since session 33), so that the ensemble is
-        tested on train examples as well as the held-back ones, or the best of all
-        (``"top"``, the ensemble before).
+        tested on train examples as well as the held-back ones, the best of all
+        (``"top"``, the ensemble before), or the best of the task's own parts at least
+        as good as the incumbent on the search part, the incumbent left out
+        (``"own-ahead"``).
     choose_by:
         How the pick is made among the supported challengers, one of
         :data:`CHOOSE_BY`: the best on all of dev (``"all-dev"``, the default) or on
