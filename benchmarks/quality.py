@@ -6,7 +6,7 @@ user's best seed prompt on test data it never saw?
         [--arms default,weak] [--dev-sizes task,600] [--label-instructions off,on] \\
         [--searcher label-words:near_labels=30] [--confirm-train 200,0] \\
         [--order ensemble-first,ensemble-last,most-examples,ahead-first] \\
-        [--choose-by all-dev,held-back] [--train-holdout 0,0.5] \\
+        [--choose-by all-dev,held-back] [--train-holdout auto,0,0.5] \\
         [--budget N] [--test-limit 500] [--storage-dir DIR] \\
         [--selection-procedure sequence|fallback|holm] [--selection-tests sign+gold|sign] \\
         [--selection-ensemble top|own-parts|own-ahead]
@@ -164,7 +164,7 @@ def run_one(
     arm: str,
     dev_size: int | None,
     label_instructions: bool,
-    holdout: float,
+    given_holdout: float | str,
     rule: tuple[int, str, str],
     args: argparse.Namespace,
     model: object,
@@ -172,6 +172,8 @@ def run_one(
     memo: dict[tuple[str, int], ScoreReport],
 ) -> Run:
     task = load_task(name, data_dir=args.data_dir, seed=seed, dev_size=dev_size)
+    # "auto" made the share it stands for on this dev split: runs name the share they used
+    holdout = float(Selection(train_holdout=given_holdout).for_dev(len(task.dev)).train_holdout)
     label = f"{name}-{seed}-{arm}" + ("" if dev_size is None else f"-dev{dev_size}")
     label += "-label-instructions" if label_instructions else ""
     label += f"-holdout{holdout:g}" if holdout else ""
@@ -354,9 +356,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--train-holdout",
-        default=f"{Selection().train_holdout:g}",
-        help="comma list of Selection.train_holdout values (share of train hidden from "
-        "the searchers); each runs its own search",
+        default=str(Selection().train_holdout),
+        help="comma list of Selection.train_holdout values ('auto' or a share of train "
+        "hidden from the searchers); each runs its own search, named by the share it used",
     )
     parser.add_argument("--budget", type=int, default=None, help="default: the CLI's default")
     parser.add_argument("--test-limit", type=int, default=500)
@@ -424,11 +426,15 @@ def main(argv: list[str] | None = None) -> int:
         (count, order, choice) for count in confirm_trains for order in orders for choice in choices
     ]
     try:
-        holdouts = [float(v) for v in args.train_holdout.split(",")]
+        holdouts: list[float | str] = [
+            v if v == "auto" else float(v) for v in args.train_holdout.split(",")
+        ]
         for value in holdouts:
             Selection(train_holdout=value)
     except (ValueError, ConfigError) as error:
-        parser.error(f"--train-holdout: expected a comma list of shares in [0, 1); {error}")
+        parser.error(
+            f"--train-holdout: expected a comma list of 'auto' or shares in [0, 1); {error}"
+        )
     arms = args.arms.split(",")
     unknown = sorted(set(arms) - {"default", "weak"})
     if unknown:

@@ -149,9 +149,10 @@ def test_a_small_confirmation_part_is_announced_as_the_search_starts(
             study.run()
         return [r.getMessage() for r in caplog.records if "held back" in r.getMessage()]
 
-    # by default half of train is held back too, and counts towards the 40
+    # by default half of train is held back too where fewer than 40 dev examples are,
+    # and counts towards the 40
     n_train = len(_task().train)
-    held = Selection().held_train_size(n_train)
+    held = Selection().for_dev(8).held_train_size(n_train)
     assert held == n_train // 2
     n_dev = 2 * (SMALL_CONFIRMATION - held) - 2
     assert announced(n_dev, True) == [

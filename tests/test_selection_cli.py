@@ -18,7 +18,7 @@ def test_bad_selection_options_get_one_line_and_status_2(tmp_path: Path) -> None
         (["--selection-alpha", "0"], "selection.alpha must be a number between 0 and 1"),
         (["--confirm-train", "-1"], "selection.confirm_train must be a whole number ≥ 0"),
         (["--no-selection", "--confirm-train", "10"], "--no-selection turns selection off"),
-        (["--train-holdout", "1.5"], "selection.train_holdout must be a number from 0"),
+        (["--train-holdout", "1.5"], "selection.train_holdout must be 'auto' or a number"),
         (["--no-selection", "--train-holdout", "0.5"], "--no-selection turns selection off"),
         (["--no-selection", "--selection-procedure", "holm"], "--no-selection turns selection"),
         (["--no-selection", "--selection-tests", "sign"], "--no-selection turns selection"),
@@ -42,6 +42,10 @@ def test_bad_selection_options_get_one_line_and_status_2(tmp_path: Path) -> None
                 "--selection-ensemble", "best")  # fmt: skip
     assert wrong.returncode == 2
     assert "argument --selection-ensemble: invalid choice: 'best'" in wrong.stderr
+    wrong = cli("run", "--task", "rotten-tomatoes", "--storage", storage,
+                "--train-holdout", "half")  # fmt: skip
+    assert wrong.returncode == 2
+    assert "argument --train-holdout: expected 'auto' or a number from 0 to 1" in wrong.stderr
     wrong = cli("run", "--task", "rotten-tomatoes", "--storage", storage,
                 "--selection-order", "middle")  # fmt: skip
     assert wrong.returncode == 2
@@ -71,6 +75,9 @@ def test_pick_options_reach_the_selection() -> None:
     for choice in CHOOSE_BY:
         args = parser.parse_args(["run", "--task", "sst2", "--selection-choose-by", choice])
         assert _selection(args) == Selection(choose_by=choice)
+    for holdout, value in (("auto", "auto"), ("0.25", 0.25)):
+        args = parser.parse_args(["run", "--task", "sst2", "--train-holdout", holdout])
+        assert _selection(args) == Selection(train_holdout=value)
     for members in ENSEMBLE_MEMBERS:
         args = parser.parse_args(["run", "--task", "sst2", "--selection-ensemble", members])
         assert _selection(args) == Selection(ensemble_members=members)

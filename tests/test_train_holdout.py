@@ -43,16 +43,22 @@ def test_split_train_is_stratified_seeded_capped_and_in_train_order() -> None:
         == 3
     )
     assert split_train(train, Selection(train_holdout=0), stratify=True) == (train, ())
-    assert split_train(train, Selection(), stratify=True) == (seen, held)  # the default, 0.5
+    # the default, "auto": half where fewer than 40 dev examples are held back, else none
+    assert split_train(train, Selection().for_dev(32), stratify=True) == (seen, held)
+    assert split_train(train, Selection().for_dev(200), stratify=True) == (train, ())
+    with pytest.raises(ConfigError, match=r"train_holdout 'auto' depends on the dev split"):
+        split_train(train, Selection(), stratify=True)
     assert split_train((), Selection(train_holdout=0.5), stratify=True) == ((), ())
     # a share that rounds to all of train leaves the searchers one example
     assert len(split_train(train, Selection(train_holdout=0.99), stratify=True)[0]) == 1
 
 
 def test_a_bad_train_holdout_names_the_field() -> None:
-    for value in (-0.1, 1, 1.5, True, "half"):
-        with pytest.raises(ConfigError, match=r"selection.train_holdout must be a number from 0"):
-            Selection(train_holdout=value)  # type: ignore[arg-type]
+    for value in (-0.1, 1, 1.5, True, "half", "Auto"):
+        with pytest.raises(
+            ConfigError, match=r"selection.train_holdout must be 'auto' or a number from 0"
+        ):
+            Selection(train_holdout=value)
 
 
 def test_held_back_train_tests_every_prompt_less_its_demonstrations() -> None:
@@ -89,9 +95,9 @@ class _Recording(ManualSearcher):
         type(self).seen = context.task.train
 
 
-def _study(folder: Path, holdout: float, *, name: str = "held") -> Study:
+def _study(folder: Path, holdout: float | str, *, name: str = "held", n_dev: int = 8) -> Study:
     # 8 dev examples, 4 held back: too few to confirm a gain on their own
-    task = contract_task_with_dev(8)
+    task = contract_task_with_dev(n_dev)
     rules = {SEEDS[0]: _coin, FITTED: lambda i: (True, 0.9)}
     return Study(
         name,
@@ -144,3 +150,28 @@ def test_a_study_resumes_only_with_the_same_train_holdout(tmp_path: Path) -> Non
     assert _study(folder, 0.0, name="legacy").run().selection is not None
     with pytest.raises(StudyConflictError, match=r"resume it with --train-holdout 0.0"):
         _study(folder, 0.5, name="legacy").run()
+
+
+def test_auto_holds_back_half_of_train_only_where_few_dev_examples_are_held_back(
+    tmp_path: Path,
+) -> None:
+    for n_dev, share, n_held in ((78, 0.5, 8), (80, 0.0, 0)):  # 39 and 40 held back
+        folder = tmp_path / str(n_dev)
+        folder.mkdir()
+        study = _study(folder, "auto", n_dev=n_dev)
+        assert study.selection is not None and study.selection.train_holdout == share
+        record = study.run().selection
+        assert record is not None and record["n_held_train"] == n_held
+        # the share is what is stored: the study resumes with "auto" or the number
+        assert record["settings"]["train_holdout"] == share
+        assert _study(folder, "auto", n_dev=n_dev).run().selection == {
+            **record,
+            "forward_passes": 0,
+        }
+        assert _study(folder, share, n_dev=n_dev).run().selection is not None
+    # a study that held back half on a large dev split (the default of sessions 33-34)
+    folder = tmp_path / "before"
+    folder.mkdir()
+    _study(folder, 0.5, n_dev=80).run()
+    with pytest.raises(StudyConflictError, match=r"resume it with --train-holdout 0.5"):
+        _study(folder, "auto", n_dev=80).run()

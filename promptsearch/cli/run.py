@@ -139,12 +139,13 @@ def add_arguments(run: argparse.ArgumentParser) -> None:
     )
     run.add_argument(
         "--train-holdout",
-        type=float,
+        type=_holdout,
         default=None,
-        metavar="F",
+        metavar="F|auto",
         help="share of train hidden from the searchers (at most --confirm-train examples); "
-        "those join the held-back dev examples in every challenger's tests (default 0.5; "
-        "0: none; see docs/selection.md)",
+        "those join the held-back dev examples in every challenger's tests (default auto: "
+        "0.5 where fewer than 40 dev examples are held back, else 0; 0: none; see "
+        "docs/selection.md)",
     )
     run.add_argument(
         "--selection-order",
@@ -230,6 +231,18 @@ def _racing(args: argparse.Namespace) -> Any:
 
     given = {"min_examples": args.racing_min_examples, "eta": args.racing_eta}
     return Racing(**{k: v for k, v in given.items() if v is not None})
+
+
+def _holdout(text: str) -> float | str:
+    """``--train-holdout``: ``auto`` or a number (its range is checked by Selection)."""
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected 'auto' or a number from 0 to 1, e.g. 0.5; got {text!r}"
+        ) from None
 
 
 def _selection(args: argparse.Namespace) -> Any:

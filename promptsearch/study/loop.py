@@ -148,7 +148,9 @@ class Study:
         )
         self.worker = worker
         self.progress = progress
-        self.selection = Selection.coerce(selection)
+        chosen = Selection.coerce(selection)
+        # "auto" settings made numbers for this dev split, before anything is stored
+        self.selection = None if chosen is None else chosen.for_dev(len(task.dev))
         if run_config is not None and not isinstance(run_config, Mapping):
             raise ConfigError(f"run_config must be a mapping (JSON) or None; got {run_config!r}")
         self.run_config = None if run_config is None else dict(run_config)

@@ -8,7 +8,8 @@ more.  A study with selection on (:class:`Selection`) therefore works in three s
    *search* part and a *confirmation* part (``confirm_fraction`` of it).  Searchers'
    feedback, racing and the leaderboard's ``dev_score`` use the search part only;
    nothing the searchers see depends on the confirmation part.  A share of train
-   (``train_holdout``, half by default) is held back the same way
+   (``train_holdout``: by default half where the held-back part of dev is small,
+   none where it has 40 examples or more) is held back the same way
    (:func:`split_train`): the searchers never see it, and it joins the confirmation
    part in every challenger's tests (:mod:`promptsearch.study.train_confirm`).
 2. **Ties broken by a continuous score.**  Trials with the same dev score are ordered
@@ -58,7 +59,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from promptsearch.errors import ConfigError
@@ -80,6 +81,7 @@ if TYPE_CHECKING:
     from promptsearch.storage import EvaluationRecord
 
 __all__ = [
+    "AUTO_TRAIN_HOLDOUT",
     "CHOOSE_BY",
     "ENSEMBLE_MEMBERS",
     "LEGACY_SPLIT",
@@ -153,6 +155,11 @@ SMALL_CONFIRMATION = 40
 """Below this many held-back dev examples, only large gains can pass the tests (with
 16, the sign test needs 5 examples won and none lost); ``search`` and ``run`` say so."""
 
+AUTO_TRAIN_HOLDOUT = 0.5
+"""The share of train ``train_holdout="auto"`` (the default) hides from the searchers
+where the held-back part of dev has fewer than :data:`SMALL_CONFIRMATION` examples;
+where it has more, none (:meth:`Selection.for_dev`)."""
+
 SPLIT_FIELDS = ("confirm_fraction", "seed", "train_holdout")
 """The settings that decide which examples are held back; the others only steer the
 final pick, which a resumed run makes again."""
@@ -192,7 +199,12 @@ class Selection:
         seeded; at most ``confirm_train`` examples, never all of train).  No searcher
         fits on, or shows as a demonstration, a held-back train example, so these join
         the held-back part of dev in *every* challenger's tests, whatever it was made
-        of; 0: none held back.  Default 0.5 (since session 33; 0 before).
+        of; 0: none held back.  ``"auto"`` (the default since session 35): 0.5
+        (:data:`AUTO_TRAIN_HOLDOUT`) where the held-back part of dev has fewer than
+        :data:`SMALL_CONFIRMATION` examples, 0 where it has more, so that a large dev
+        split does not cost the searchers half of train; a study makes it a number
+        (:meth:`for_dev`) before anything is split or stored.  0.5 in sessions 33-34,
+        0 before.
     tests:
         Which paired tests a challenger may pass, one of :data:`TESTS`:
         ``"sign"`` (the sign test of the per-example metric alone; the default since
@@ -220,7 +232,7 @@ class Selection:
     procedure: str = "sequence"
     confirm_train: int = 200
     order: str = "ensemble-first"
-    train_holdout: float = 0.5
+    train_holdout: float | str = "auto"
     tests: str = "sign"
     ensemble_members: str = "own-parts"
     choose_by: str = "all-dev"
@@ -240,14 +252,14 @@ class Selection:
                 f"e.g. 0.5; got {fraction!r}"
             )
         holdout = self.train_holdout
-        if (
+        if holdout != "auto" and (
             isinstance(holdout, bool)
             or not isinstance(holdout, int | float)
             or not 0 <= holdout < 1
         ):
             raise ConfigError(
-                f"selection.train_holdout must be a number from 0 (inclusive) to 1 "
-                f"(exclusive), e.g. 0.5; got {holdout!r}"
+                f"selection.train_holdout must be 'auto' or a number from 0 (inclusive) "
+                f"to 1 (exclusive), e.g. 0.5; got {holdout!r}"
             )
         for name, low in (("top_k", 1), ("ensemble_size", 0), ("confirm_train", 0)):
             value = getattr(self, name)
@@ -324,10 +336,26 @@ class Selection:
     def confirm_size(self, n_dev: int) -> int:
         return round(n_dev * self.confirm_fraction)
 
+    def for_dev(self, n_dev: int) -> Selection:
+        """These settings for a dev split of *n_dev* examples: ``train_holdout="auto"``
+        made the share it stands for (:data:`AUTO_TRAIN_HOLDOUT` where the held-back
+        part of dev has fewer than :data:`SMALL_CONFIRMATION` examples, else 0); other
+        settings unchanged."""
+        if self.train_holdout != "auto":
+            return self
+        small = self.confirm_size(n_dev) < SMALL_CONFIRMATION
+        return replace(self, train_holdout=AUTO_TRAIN_HOLDOUT if small else 0.0)
+
     def held_train_size(self, n_train: int) -> int:
         """How many of *n_train* train examples are hidden from the searchers: the
         ``train_holdout`` share, at most ``confirm_train``, never all of them."""
-        return max(0, min(round(n_train * self.train_holdout), self.confirm_train, n_train - 1))
+        holdout = self.train_holdout
+        if isinstance(holdout, str):
+            raise ConfigError(
+                "selection.train_holdout 'auto' depends on the dev split; make it a number "
+                "with Selection.for_dev(n_dev) first"
+            )
+        return max(0, min(round(n_train * holdout), self.confirm_train, n_train - 1))
 
     def to_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in _FIELDS}
