@@ -32,7 +32,7 @@ from promptsearch.cli.run_config import (
     stored_run_options,
     track_given,
 )
-from promptsearch.cli.values import check_run_values
+from promptsearch.cli.values import check_run_values, train_holdout
 from promptsearch.errors import ConfigError
 
 __all__ = ["add_parser", "cmd_run", "print_pick", "run_task_seeds"]
@@ -139,7 +139,7 @@ def add_arguments(run: argparse.ArgumentParser) -> None:
     )
     run.add_argument(
         "--train-holdout",
-        type=_holdout,
+        type=train_holdout,
         default=None,
         metavar="F|auto",
         help="share of train hidden from the searchers (at most --confirm-train examples); "
@@ -231,18 +231,6 @@ def _racing(args: argparse.Namespace) -> Any:
 
     given = {"min_examples": args.racing_min_examples, "eta": args.racing_eta}
     return Racing(**{k: v for k, v in given.items() if v is not None})
-
-
-def _holdout(text: str) -> float | str:
-    """``--train-holdout``: ``auto`` or a number (its range is checked by Selection)."""
-    if text == "auto":
-        return text
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected 'auto' or a number from 0 to 1, e.g. 0.5; got {text!r}"
-        ) from None
 
 
 def _selection(args: argparse.Namespace) -> Any:

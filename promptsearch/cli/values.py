@@ -22,6 +22,7 @@ __all__ = [
     "parse_split_map",
     "parse_verbalizer",
     "task_seed_list",
+    "train_holdout",
     "unescape",
 ]
 
@@ -67,6 +68,19 @@ def batch_size(text: str) -> int | str:
         return int(text)
     except ValueError:
         return text
+
+
+def train_holdout(text: str) -> float | str:
+    """The type of ``run --train-holdout``: ``"auto"`` or a number (its range is checked
+    by :class:`~promptsearch.study.selection.Selection`, which names the field)."""
+    if text == _AUTO:
+        return _AUTO
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected 'auto' or a number from 0 to 1, e.g. 0.5; got {text!r}"
+        ) from None
 
 
 def check_batch_size(value: int | str) -> None:
