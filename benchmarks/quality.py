@@ -9,7 +9,7 @@ user's best seed prompt on test data it never saw?
         [--choose-by all-dev,held-back] [--train-holdout auto,0,0.5] \\
         [--budget N] [--test-limit 500] [--storage-dir DIR] \\
         [--selection-procedure sequence|fallback|holm] [--selection-tests sign+gold|sign] \\
-        [--selection-ensemble top|own-parts|own-ahead]
+        [--selection-ensemble top|own-parts|own-ahead|own-no-trailing]
 
 For each task x seed x arm, one study runs exactly what ``promptsearch run --task T``
 runs (the default searchers, budget, selection and racing of
@@ -392,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--selection-ensemble",
-        choices=("top", "own-parts", "own-ahead"),
+        choices=("top", "own-parts", "own-ahead", "own-no-trailing"),
         default=None,
         help="the ensemble challenger's members (default: the library's); with "
         "--storage-dir, a rerun with another makes the pick again on the same searches",

@@ -114,7 +114,8 @@ def _study(tmp: Path, rules: Mapping[str, object], prompts: Sequence[str], **kw:
         ({"tests": "gold"}, "selection.tests must be one of sign+gold, sign; got 'gold'"),
         (
             {"ensemble_members": "best"},
-            "selection.ensemble_members must be one of top, own-parts, own-ahead; got 'best'",
+            "selection.ensemble_members must be one of top, own-parts, own-ahead, "
+            "own-no-trailing; got 'best'",
         ),
         (
             {"choose_by": "search"},

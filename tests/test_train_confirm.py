@@ -334,3 +334,48 @@ def test_an_ensemble_of_own_parts_ahead_leaves_out_the_incumbent_and_those_behin
     record = study.run().selection
     assert record is not None and record["ensemble"] is None
     assert all(row["kind"] == "prompt" for row in record["candidates"])
+
+
+def test_an_ensemble_of_own_parts_leaves_out_the_incumbent_only_where_it_trails(
+    tmp_path: Path,
+) -> None:
+    one_line = "Input: {sentence} Output: {answer}"
+
+    def great(i: int) -> tuple[bool, float]:
+        return True, 0.95
+
+    def wrong(i: int) -> tuple[bool, float]:
+        return False, 0.2
+
+    # two seed prompts: the first a coin flip (the incumbent), the other wrong everywhere
+    base = contract_task_with_dev(8)
+    task = replace(base, seed_prompts=base.seed_prompts[:2])
+    keys = {t: Prompt(t).resolve(task).content_hash for t in (SEEDS[0], IO, one_line)}
+    keys[SEEDS[1]] = task.seed_prompts[1].resolve(task).content_hash  # its own label words
+
+    def members(folder: str, templates: list[str], choice: str) -> list[str]:
+        (tmp_path / folder).mkdir()
+        study = Study(
+            "own",
+            task,
+            RuleScorer({SEEDS[0]: _coin, SEEDS[1]: wrong, IO: _great_on_odd, one_line: great}),
+            [ManualSearcher(prompts=templates)],
+            20,
+            open_storage(f"sqlite:///{tmp_path / folder / 'own.db'}"),
+            progress=False,
+            selection={"ensemble_size": 3, "ensemble_members": choice, "train_holdout": 0},
+        )
+        record = study.run().selection
+        assert record is not None and record["incumbent"] == keys[SEEDS[0]]
+        assert record["settings"]["ensemble_members"] == choice
+        return list(record["ensemble"]["members"])
+
+    # behind both other members: left out, and the seed prompt behind it not put in
+    trailing = [SEEDS[0], IO, one_line]
+    assert members("a", trailing, "own-parts") == [keys[one_line], keys[IO], keys[SEEDS[0]]]
+    assert members("b", trailing, "own-no-trailing") == [keys[one_line], keys[IO]]
+    # ahead of a member (the seed prompt wrong everywhere): it stays, as with own-parts
+    ahead = [SEEDS[0], IO]
+    kept = [keys[IO], keys[SEEDS[0]], keys[SEEDS[1]]]
+    assert members("c", ahead, "own-parts") == kept
+    assert members("d", ahead, "own-no-trailing") == kept

@@ -393,7 +393,11 @@ def _members(found: _Candidates, selection: Selection, incumbent: Challenger) ->
     leaderboard (seed prompts included), of those made of the task's own parts, or of
     those made of the task's own parts at least as good as the incumbent on the search
     part, the incumbent left out (``"own-ahead"``: a weak incumbent whose confident
-    probabilities outvote its partners makes an ensemble that predicts as it does)."""
+    probabilities outvote its partners makes an ensemble that predicts as it does), or
+    of those made of the task's own parts, the incumbent left out (and no other put
+    in its place) where it is among them and behind every other one on the search
+    part (``"own-no-trailing"``: an incumbent ahead of a member still lends the
+    ensemble its votes)."""
     rows = found.board
     if selection.ensemble_members != "top":
         own = found.evidence.own
@@ -404,6 +408,13 @@ def _members(found: _Candidates, selection: Selection, incumbent: Challenger) ->
             for row in rows
             if row.content_hash != incumbent.key and row.dev_score >= incumbent.search_score
         ]
+    elif selection.ensemble_members == "own-no-trailing":
+        first = rows[: selection.ensemble_size]
+        others = [row for row in first if row.content_hash != incumbent.key]
+        if len(others) < len(first) and all(
+            row.dev_score > incumbent.search_score for row in others
+        ):
+            rows = others
     return [row.content_hash for row in rows][: selection.ensemble_size]
 
 

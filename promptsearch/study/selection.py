@@ -133,13 +133,15 @@ _FIELDS = (
     "choose_by",
 )
 
-ENSEMBLE_MEMBERS = ("top", "own-parts", "own-ahead")
+ENSEMBLE_MEMBERS = ("top", "own-parts", "own-ahead", "own-no-trailing")
 """Which prompts make the ensemble challenger: the ``ensemble_size`` best by the search
 part (``"top"``), the best among those made of the task's own parts only
 (``"own-parts"``, see :mod:`promptsearch.study.train_confirm`), which the train
-examples can test too, or the best among those made of the task's own parts that are
+examples can test too, the best among those made of the task's own parts that are
 at least as good as the incumbent on the search part, the incumbent left out
-(``"own-ahead"``)."""
+(``"own-ahead"``), or the best made of the task's own parts with the incumbent left
+out where it is among them and behind every other one on the search part
+(``"own-no-trailing"``)."""
 
 ORDERS = ("ensemble-first", "ensemble-last", "most-examples", "ahead-first")
 """The ``"sequence"`` procedure's testing order: the ensemble, then the prompts by
@@ -215,9 +217,12 @@ class Selection:
         ``ensemble_size`` best by the search part made of the task's own parts only
         (``"own-parts"``, the default since session 33), so that the ensemble is
         tested on train examples as well as the held-back ones, the best of all
-        (``"top"``, the ensemble before), or the best of the task's own parts at least
+        (``"top"``, the ensemble before), the best of the task's own parts at least
         as good as the incumbent on the search part, the incumbent left out
-        (``"own-ahead"``).
+        (``"own-ahead"``), or the best of the task's own parts with the incumbent left
+        out where it is behind every other one of them on the search part (an
+        ensemble of a poor, confident incumbent and better prompts predicts as the
+        incumbent does; ``"own-no-trailing"``).
     choose_by:
         How the pick is made among the supported challengers, one of
         :data:`CHOOSE_BY`: the best on all of dev (``"all-dev"``, the default) or on
