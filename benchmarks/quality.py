@@ -9,7 +9,8 @@ user's best seed prompt on test data it never saw?
         [--choose-by all-dev,held-back] [--train-holdout auto,0,0.5] \\
         [--budget N] [--test-limit 500] [--storage-dir DIR] \\
         [--selection-procedure sequence|fallback|holm] [--selection-tests sign+gold|sign] \\
-        [--selection-ensemble top|own-parts|own-ahead|own-no-trailing]
+        [--selection-ensemble top|own-parts|own-ahead|own-no-trailing] \\
+        [--selection-ensemble-balance off|on]
 
 For each task x seed x arm, one study runs exactly what ``promptsearch run --task T``
 runs (the default searchers, budget, selection and racing of
@@ -208,6 +209,11 @@ def run_one(
             **({"procedure": args.selection_procedure} if args.selection_procedure else {}),
             **({"tests": args.selection_tests} if args.selection_tests else {}),
             **({"ensemble_members": args.selection_ensemble} if args.selection_ensemble else {}),
+            **(
+                {"ensemble_balance": args.selection_ensemble_balance == "on"}
+                if args.selection_ensemble_balance
+                else {}
+            ),
         },
         **({"budget": args.budget} if args.budget else {}),
     )
@@ -234,7 +240,10 @@ def run_one(
         + (f"/{rule[2]}" if rule[2] != Selection().choose_by else "")
         + (f"/{args.selection_procedure}" if args.selection_procedure else "")
         + (f"/{args.selection_tests}" if args.selection_tests else "")
-        + (f"/ensemble-{args.selection_ensemble}" if args.selection_ensemble else ""),
+        + (f"/ensemble-{args.selection_ensemble}" if args.selection_ensemble else "")
+        + (
+            f"/balance-{args.selection_ensemble_balance}" if args.selection_ensemble_balance else ""
+        ),
         baseline=baseline.describe(width=50),
         baseline_test=base.value,
         pick=best.prompt.describe(width=50),
@@ -396,6 +405,14 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="the ensemble challenger's members (default: the library's); with "
         "--storage-dir, a rerun with another makes the pick again on the same searches",
+    )
+    parser.add_argument(
+        "--selection-ensemble-balance",
+        choices=("off", "on"),
+        default=None,
+        help="divide each ensemble member's probabilities by its mean label distribution "
+        "on the search part (default: the library's); with --storage-dir, a rerun with "
+        "the other makes the pick again on the same searches",
     )
     parser.add_argument("--model", default=None, help="default: the embedded model")
     parser.add_argument("--batch-size", type=int, default=16)

@@ -24,6 +24,7 @@ def test_bad_selection_options_get_one_line_and_status_2(tmp_path: Path) -> None
         (["--no-selection", "--selection-tests", "sign"], "--no-selection turns selection"),
         (["--no-selection", "--selection-ensemble", "top"], "--no-selection turns selection"),
         (["--no-selection", "--selection-choose-by", "held-back"], "--no-selection turns"),
+        (["--no-selection", "--selection-ensemble-balance", "on"], "--no-selection turns"),
     ]
     for options, message in cases:
         run = cli("run", "--task", "rotten-tomatoes", "--storage", storage, *options)
@@ -81,6 +82,9 @@ def test_pick_options_reach_the_selection() -> None:
     for members in ENSEMBLE_MEMBERS:
         args = parser.parse_args(["run", "--task", "sst2", "--selection-ensemble", members])
         assert _selection(args) == Selection(ensemble_members=members)
+    for flag, value in (("on", True), ("off", False)):
+        args = parser.parse_args(["run", "--task", "sst2", "--selection-ensemble-balance", flag])
+        assert _selection(args) == Selection(ensemble_balance=value)
 
 
 @pytest.mark.slow

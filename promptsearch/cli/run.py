@@ -192,6 +192,14 @@ def add_arguments(run: argparse.ArgumentParser) -> None:
         "out where it is behind all the others (own-no-trailing)",
     )
     run.add_argument(
+        "--selection-ensemble-balance",
+        choices=("off", "on"),
+        default=None,
+        help="divide each ensemble member's label probabilities by its mean label "
+        "distribution on the searched dev examples before averaging, so that a member "
+        "sure of one label everywhere does not outvote the others (default off)",
+    )
+    run.add_argument(
         "--selection-choose-by",
         choices=("all-dev", "held-back"),
         default=None,
@@ -247,6 +255,9 @@ def _selection(args: argparse.Namespace) -> Any:
         "tests": args.selection_tests,
         "ensemble_members": args.selection_ensemble,
         "choose_by": args.selection_choose_by,
+        "ensemble_balance": None
+        if args.selection_ensemble_balance is None
+        else args.selection_ensemble_balance == "on",
     }
     chosen = {k: v for k, v in given.items() if v is not None}
     if args.no_selection:
@@ -254,8 +265,9 @@ def _selection(args: argparse.Namespace) -> Any:
             raise ConfigError(
                 "--no-selection turns selection off; drop --confirm-fraction, "
                 "--confirm-train, --train-holdout, --selection-order, --selection-alpha, "
-                "--selection-procedure, --selection-tests, --selection-ensemble and "
-                "--selection-choose-by, or drop --no-selection"
+                "--selection-procedure, --selection-tests, --selection-ensemble, "
+                "--selection-ensemble-balance and --selection-choose-by, or drop "
+                "--no-selection"
             )
         return False
     if not chosen:

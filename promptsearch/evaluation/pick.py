@@ -105,7 +105,13 @@ def held_out_pick(
             for h, p in zip(record["ensemble"]["members"], ensemble.members, strict=True)
         ]
         keys = [example_key(e) for e in examples]
-        voted = vote_records(task, examples, keys, [{r.example_key: r for r in m} for m in members])
+        voted = vote_records(
+            task,
+            examples,
+            keys,
+            [{r.example_key: r for r in m} for m in members],
+            ensemble.priors,
+        )
         mine = [
             EvaluationRecord(k, prediction, score == 1.0, score)
             for k, (prediction, score, _) in zip(keys, voted, strict=True)

@@ -4,6 +4,11 @@ A :class:`PromptEnsemble` of classification prompts predicts, for each example, 
 label with the highest mean of the members' normalised label probabilities (each
 member's distribution over the task's labels, calibrated when the scorer
 calibrates or the member is a ``calibrate=True`` prompt; ties go to the first label).
+An ensemble may carry a *prior* per member, its mean label distribution on examples
+it was scored on (:func:`label_prior`): each member's probabilities are then divided
+by its prior and normalised again before the mean (batch calibration, Zhou et al.
+2023), so that a member sure of one label on every example does not outvote the
+others.
 Studies build one from their best prompts (see :mod:`promptsearch.study.selection`),
 and it can be the prompt a study hands back: it is scored, ranked, reported by
 ``final``, exported and evaluated like a prompt.
@@ -14,9 +19,10 @@ ensemble of prompts the study already scored costs no forward pass.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from promptsearch.errors import ConfigError
@@ -29,18 +35,33 @@ from promptsearch.task import Example, Task
 if TYPE_CHECKING:
     from promptsearch.scoring.scorer import ExampleResult, Scorer, ScoreReport
 
-__all__ = ["PromptEnsemble", "vote", "vote_labels", "vote_records"]
+__all__ = [
+    "PromptEnsemble",
+    "label_prior",
+    "records_prior",
+    "vote",
+    "vote_labels",
+    "vote_records",
+]
+
+Prior = Mapping[str, float]
+"""A member's mean label distribution: label -> probability."""
 
 
 @dataclass(frozen=True)
 class PromptEnsemble:
-    """Two or more classification prompts whose label probabilities are averaged."""
+    """Two or more classification prompts whose label probabilities are averaged;
+    with *priors* (one label distribution per member), each member's probabilities
+    divided by its prior first."""
 
     members: tuple[Prompt, ...]
+    priors: tuple[Prior, ...] | None = field(default=None, hash=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.members, tuple):
             object.__setattr__(self, "members", tuple(self.members))
+        if self.priors is not None:
+            object.__setattr__(self, "priors", _checked_priors(self.priors, len(self.members)))
         if len(self.members) < 2:
             raise ConfigError(
                 f"an ensemble needs at least 2 member prompts; got {len(self.members)}"
@@ -53,10 +74,16 @@ class PromptEnsemble:
 
     @property
     def content_hash(self) -> str:
-        return content_hash({"ensemble": [m.content_hash for m in self.members]})
+        body: dict[str, Any] = {"ensemble": [m.content_hash for m in self.members]}
+        if self.priors is not None:
+            body["priors"] = [{k: round(v, 9) for k, v in sorted(p.items())} for p in self.priors]
+        return content_hash(body)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"ensemble": [m.to_dict() for m in self.members]}
+        body: dict[str, Any] = {"ensemble": [m.to_dict() for m in self.members]}
+        if self.priors is not None:
+            body["priors"] = [dict(p) for p in self.priors]
+        return body
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> PromptEnsemble:
@@ -66,10 +93,22 @@ class PromptEnsemble:
                 "an ensemble must be a mapping {'ensemble': [prompt, ...]}; got "
                 f"{type(data).__name__}"
             )
-        return cls(tuple(Prompt.from_dict(m) for m in members))
+        priors = data.get("priors")
+        if priors is not None and not isinstance(priors, list):
+            raise ConfigError(
+                "an ensemble's 'priors' must be a list of label distributions, one per "
+                f"member; got {type(priors).__name__}"
+            )
+        return cls(
+            tuple(Prompt.from_dict(m) for m in members),
+            None if priors is None else tuple(priors),
+        )
 
     def describe(self, width: int | None = None) -> str:
-        text = f"ensemble of {len(self.members)}: " + " | ".join(m.describe() for m in self.members)
+        balance = " (balanced)" if self.priors is not None else ""
+        text = f"ensemble of {len(self.members)}{balance}: " + " | ".join(
+            m.describe() for m in self.members
+        )
         if width is not None and len(text) > width:
             text = text[: max(width - 1, 0)] + "…"
         return text
@@ -80,7 +119,15 @@ class PromptEnsemble:
                 f"prompt ensembles apply to classification tasks; task {task.name!r} is a "
                 f"{task.kind} task"
             )
-        return PromptEnsemble(tuple(m.resolve(task) for m in self.members))
+        if self.priors is not None:
+            for index, prior in enumerate(self.priors):
+                missing = sorted(set(task.labels) - set(prior))
+                if missing:
+                    raise ConfigError(
+                        f"ensemble priors[{index}] has no probability for label(s) {missing} "
+                        f"of task {task.name!r}; give one per label, or drop 'priors'"
+                    )
+        return PromptEnsemble(tuple(m.resolve(task) for m in self.members), self.priors)
 
     def score(self, scorer: Scorer, examples: Sequence[Example], task: Task) -> ScoreReport:
         """Score every member with *scorer* and combine their votes."""
@@ -90,7 +137,7 @@ class PromptEnsemble:
         resolved = self.resolve(task)
         examples = list(examples)
         reports = [scorer.score(member, examples, task) for member in resolved.members]
-        results = vote(task, examples, [report.results for report in reports])
+        results = vote(task, examples, [report.results for report in reports], resolved.priors)
         value = aggregate(
             task.metric,
             [r.score for r in results],
@@ -108,9 +155,73 @@ class PromptEnsemble:
         )
 
 
+def _checked_priors(priors: Sequence[Prior], n_members: int) -> tuple[Prior, ...]:
+    priors = tuple(priors)
+    if len(priors) != n_members:
+        raise ConfigError(
+            f"an ensemble needs one prior per member: {n_members} members, "
+            f"{len(priors)} priors; give one label distribution per member, or none"
+        )
+    for index, prior in enumerate(priors):
+        if not isinstance(prior, Mapping) or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+            for v in prior.values()
+        ):
+            raise ConfigError(
+                f"ensemble priors[{index}] must map each label to a positive probability; "
+                f"got {prior!r}"
+            )
+    return priors
+
+
 def member_distribution(result: ExampleResult, labels: Sequence[str]) -> dict[str, float] | None:
     logprobs = result.calibrated_logprobs or result.label_logprobs
     return None if logprobs is None else gold_probabilities(logprobs, labels)
+
+
+PRIOR_FLOOR = 1e-6
+"""The smallest probability a prior gives a label: a member that never gives a label
+any probability would otherwise make the division blow up."""
+
+
+def label_prior(
+    labels: Sequence[str], distributions: Sequence[Mapping[str, float]]
+) -> dict[str, float]:
+    """A member's prior: its mean label distribution over *distributions* (one per
+    example), each label at least :data:`PRIOR_FLOOR`."""
+    if not distributions:
+        raise ConfigError("a label prior needs the member's label probabilities on some examples")
+    return {
+        label: max(sum(d.get(label, 0.0) for d in distributions) / len(distributions), PRIOR_FLOOR)
+        for label in labels
+    }
+
+
+def records_prior(
+    labels: Sequence[str], records: Mapping[str, Any], keys: Sequence[str]
+) -> dict[str, float]:
+    """:func:`label_prior` of a member's stored records (by example key) on *keys*."""
+    distributions = []
+    for key in keys:
+        distribution = record_distribution(records[key], labels)
+        if distribution is None:
+            raise ConfigError(
+                "a member's stored result has no label probabilities (ensembles need "
+                "classification scores)"
+            )
+        distributions.append(distribution)
+    return label_prior(labels, distributions)
+
+
+def balanced(
+    distribution: Mapping[str, float], prior: Prior, labels: Sequence[str]
+) -> dict[str, float]:
+    """*distribution* divided by *prior*, normalised again."""
+    divided = {label: distribution.get(label, 0.0) / prior[label] for label in labels}
+    total = sum(divided.values())
+    if total <= 0:
+        return {label: 1.0 / len(labels) for label in labels}
+    return {label: value / total for label, value in divided.items()}
 
 
 def vote_labels(
@@ -133,20 +244,24 @@ def vote_records(
     examples: Sequence[Example],
     keys: Sequence[str],
     member_records: Sequence[Mapping[str, Any]],
+    priors: Sequence[Prior] | None = None,
 ) -> list[tuple[str, float, float]]:
     """The vote from stored per-example records (cache rows with ``label_logprobs``):
-    per example (prediction, metric score, mean probability of the gold label)."""
+    per example (prediction, metric score, mean probability of the gold label); with
+    *priors*, each member's probabilities divided by its prior first."""
     labels = list(task.labels)
     out = []
     for example, key in zip(examples, keys, strict=True):
         distributions = []
-        for records in member_records:
+        for index, records in enumerate(member_records):
             distribution = record_distribution(records[key], labels)
             if distribution is None:
                 raise ConfigError(
                     f"example {example.id!r}: a member's stored result has no label "
                     "probabilities (ensembles need classification scores)"
                 )
+            if priors is not None:
+                distribution = balanced(distribution, priors[index], labels)
             distributions.append(distribution)
         prediction, mean = vote_labels(labels, distributions)
         score = example_score(task.metric, prediction, [example.target])
@@ -155,11 +270,13 @@ def vote_records(
 
 
 def vote(
-    task: Task, examples: Sequence[Example], member_results: Sequence[Sequence[ExampleResult]]
+    task: Task,
+    examples: Sequence[Example],
+    member_results: Sequence[Sequence[ExampleResult]],
+    priors: Sequence[Prior] | None = None,
 ) -> list[ExampleResult]:
-    """One combined :class:`~promptsearch.scoring.scorer.ExampleResult` per example."""
-    import math
-
+    """One combined :class:`~promptsearch.scoring.scorer.ExampleResult` per example;
+    with *priors*, each member's probabilities divided by its prior first."""
     from promptsearch.scoring.scorer import ExampleResult
 
     labels = list(task.labels)
@@ -167,13 +284,15 @@ def vote(
     for index, example in enumerate(examples):
         rows = [results[index] for results in member_results]
         distributions = []
-        for row in rows:
+        for member, row in enumerate(rows):
             distribution = member_distribution(row, labels)
             if distribution is None:
                 raise ConfigError(
                     f"example {example.id!r}: a member's result has no label probabilities "
                     "(ensembles need classification scores)"
                 )
+            if priors is not None:
+                distribution = balanced(distribution, priors[member], labels)
             distributions.append(distribution)
         prediction, mean = vote_labels(labels, distributions)
         out.append(

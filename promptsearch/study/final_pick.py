@@ -18,7 +18,7 @@ from promptsearch.prompt import Prompt
 from promptsearch.scoring.chat import chat_turns
 from promptsearch.study.cached_scoring import score_with_cache
 from promptsearch.study.challenger_tests import Challenger, decide, pooled_rank
-from promptsearch.study.ensemble import PromptEnsemble, vote_records
+from promptsearch.study.ensemble import PromptEnsemble, records_prior, vote_records
 from promptsearch.study.selection import (
     LEGACY_SPLIT,
     SELECTION_VERSION,
@@ -324,9 +324,14 @@ class _Candidates:
         """The ensemble of *members* as a challenger, or ``None`` where the scorer gives
         no label probabilities."""
         task, search, confirm, keys = self.task, self.search, self.confirm, self.keys
-        ensemble = PromptEnsemble(tuple(self.prompts[k] for k in members))
+        records = [self.records_of(k) for k in members]
         try:
-            voted = vote_records(task, self.everything, keys, [self.records_of(k) for k in members])
+            priors = None
+            if self.selection.ensemble_balance:  # from the search part alone
+                labels = list(task.labels)
+                priors = tuple(records_prior(labels, r, keys[: len(search)]) for r in records)
+            ensemble = PromptEnsemble(tuple(self.prompts[k] for k in members), priors)
+            voted = vote_records(task, self.everything, keys, records, priors)
         except ConfigError as error:  # a scorer that gives no label probabilities
             logger.warning("study %r: no ensemble candidate: %s", self.study.name, error)
             return None
@@ -346,7 +351,11 @@ class _Candidates:
         if extra:
             extra_keys = [example_key(e) for e in extra]
             on_extra = vote_records(
-                task, extra, extra_keys, [self.train_records(k, extra) for k in members]
+                task,
+                extra,
+                extra_keys,
+                [self.train_records(k, extra) for k in members],
+                ensemble.priors,
             )
             both = {
                 k: (score, prediction, p)

@@ -107,7 +107,7 @@ __all__ = [
     "tiebreak",
 ]
 
-SELECTION_VERSION = 7
+SELECTION_VERSION = 8
 """Bumped when the stored selection record changes shape (2: ``settings`` carries
 ``procedure``; a record without it was made by ``"holm"``; 3: ``settings`` carries
 ``confirm_train`` and each challenger's row the examples it was tested on,
@@ -116,7 +116,8 @@ SELECTION_VERSION = 7
 ``settings`` carries ``tests``; a record without it was made with ``"sign+gold"``; 6:
 ``settings`` carries ``ensemble_members``; a record without it was made with
 ``"top"``; 7: ``settings`` carries ``choose_by`` and each candidate's row its
-``held_score``; a record without them was made with ``"all-dev"``)."""
+``held_score``; a record without them was made with ``"all-dev"``; 8: ``settings``
+carries ``ensemble_balance``; a record without it was made with ``False``)."""
 
 _FIELDS = (
     "confirm_fraction",
@@ -131,6 +132,7 @@ _FIELDS = (
     "tests",
     "ensemble_members",
     "choose_by",
+    "ensemble_balance",
 )
 
 ENSEMBLE_MEMBERS = ("top", "own-parts", "own-ahead", "own-no-trailing")
@@ -227,6 +229,12 @@ class Selection:
         How the pick is made among the supported challengers, one of
         :data:`CHOOSE_BY`: the best on all of dev (``"all-dev"``, the default) or on
         the held-back examples every challenger is tested on (``"held-back"``).
+    ensemble_balance:
+        Whether each ensemble member's label probabilities are divided by its mean
+        label distribution on the search part before the mean is taken (``True``;
+        the priors are stored with the ensemble and used wherever it is scored), so
+        that a member sure of one label everywhere (a poor seed prompt, say) does not
+        outvote the others; ``False`` (the default) averages them as they are.
     """
 
     confirm_fraction: float = 0.5
@@ -241,6 +249,7 @@ class Selection:
     tests: str = "sign"
     ensemble_members: str = "own-parts"
     choose_by: str = "all-dev"
+    ensemble_balance: bool = False
 
     MIN_PART = 4
     """Each part of dev needs at least this many examples."""
@@ -294,6 +303,10 @@ class Selection:
         if self.choose_by not in CHOOSE_BY:
             raise ConfigError(
                 f"selection.choose_by must be one of {', '.join(CHOOSE_BY)}; got {self.choose_by!r}"
+            )
+        if not isinstance(self.ensemble_balance, bool):
+            raise ConfigError(
+                f"selection.ensemble_balance must be true or false; got {self.ensemble_balance!r}"
             )
         if self.ensemble_members not in ENSEMBLE_MEMBERS:
             raise ConfigError(
