@@ -143,7 +143,13 @@ def _study(folder: Path, balance: bool) -> Study:
         20,
         open_storage(f"sqlite:///{folder / 'bal.db'}"),
         progress=False,
-        selection={"ensemble_size": 3, "train_holdout": 0, "ensemble_balance": balance},
+        # the seed trails both partners: own-parts keeps it in the ensemble
+        selection={
+            "ensemble_size": 3,
+            "ensemble_members": "own-parts",
+            "train_holdout": 0,
+            "ensemble_balance": balance,
+        },
     )
 
 

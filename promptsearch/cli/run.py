@@ -185,11 +185,11 @@ def add_arguments(run: argparse.ArgumentParser) -> None:
         choices=("own-parts", "top", "own-ahead", "own-no-trailing"),
         default=None,
         help="which prompts make the ensemble challenger: the best of those made of the "
-        "task's own parts only, which train examples can test too (default own-parts), "
-        "the best of all by the searched dev examples (top), the best of the task's "
-        "own parts at least as good as your best seed prompt there, that one left out "
-        "(own-ahead), or the best of the task's own parts with your best seed prompt left "
-        "out where it is behind all the others (own-no-trailing)",
+        "task's own parts only, which train examples can test too, your best seed prompt "
+        "left out where it is behind all the others (default own-no-trailing) or always "
+        "kept (own-parts), the best of all by the searched dev examples (top), or the "
+        "best of the task's own parts at least as good as your best seed prompt there, "
+        "that one left out (own-ahead)",
     )
     run.add_argument(
         "--selection-ensemble-balance",

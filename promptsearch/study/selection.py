@@ -20,8 +20,8 @@ more.  A study with selection on (:class:`Selection`) therefore works in three s
 3. **A pick that needs evidence.**  At the end of a run the study scores on the
    confirmation part the incumbent (the best seed prompt on all of dev), the
    ``top_k`` best other candidates and, for classification, the ensemble of the
-   ``ensemble_size`` best (see :mod:`promptsearch.study.ensemble`; with
-   ``ensemble_members="own-parts"`` the best made of the task's own parts).  A challenger is
+   ``ensemble_size`` best (see :mod:`promptsearch.study.ensemble`; by default the best
+   made of the task's own parts, a trailing incumbent left out).  A challenger is
    supported when, on the confirmation part, it is at least as good as the
    incumbent on the task metric and a one-sided paired test says it is better (a
    candidate made of the task's own parts only, with nothing fitted on train, is
@@ -216,15 +216,15 @@ class Selection:
         gold probabilities, the smaller p-value doubled; the default before).
     ensemble_members:
         Which prompts make the ensemble, one of :data:`ENSEMBLE_MEMBERS`: the
-        ``ensemble_size`` best by the search part made of the task's own parts only
-        (``"own-parts"``, the default since session 33), so that the ensemble is
-        tested on train examples as well as the held-back ones, the best of all
-        (``"top"``, the ensemble before), the best of the task's own parts at least
-        as good as the incumbent on the search part, the incumbent left out
-        (``"own-ahead"``), or the best of the task's own parts with the incumbent left
-        out where it is behind every other one of them on the search part (an
-        ensemble of a poor, confident incumbent and better prompts predicts as the
-        incumbent does; ``"own-no-trailing"``).
+        ``ensemble_size`` best by the search part made of the task's own parts only,
+        with the incumbent left out where it is behind every other one of them on the
+        search part (``"own-no-trailing"``, the default since session 36: an ensemble
+        of a poor, confident incumbent and better prompts predicts as the incumbent
+        does), the same with the incumbent always kept (``"own-parts"``, the default
+        in sessions 33-35), so that the ensemble is tested on train examples as well
+        as the held-back ones, the best of all (``"top"``, the ensemble before), or
+        the best of the task's own parts at least as good as the incumbent on the
+        search part, the incumbent left out (``"own-ahead"``).
     choose_by:
         How the pick is made among the supported challengers, one of
         :data:`CHOOSE_BY`: the best on all of dev (``"all-dev"``, the default) or on
@@ -247,7 +247,7 @@ class Selection:
     order: str = "ensemble-first"
     train_holdout: float | str = "auto"
     tests: str = "sign"
-    ensemble_members: str = "own-parts"
+    ensemble_members: str = "own-no-trailing"
     choose_by: str = "all-dev"
     ensemble_balance: bool = False
 
