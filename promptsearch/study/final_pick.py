@@ -12,7 +12,7 @@ import logging
 from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from promptsearch.errors import ConfigError, StudyConflictError
+from promptsearch.errors import ConfigError
 from promptsearch.metrics import aggregate
 from promptsearch.prompt import Prompt
 from promptsearch.scoring.chat import chat_turns
@@ -20,88 +20,22 @@ from promptsearch.study.cached_scoring import score_with_cache
 from promptsearch.study.challenger_tests import Challenger, decide, pooled_rank
 from promptsearch.study.ensemble import PromptEnsemble, records_prior, vote_records
 from promptsearch.study.selection import (
-    LEGACY_SPLIT,
     SELECTION_VERSION,
-    SMALL_CONFIRMATION,
-    SPLIT_FIELDS,
     Selection,
     gold_values,
-    split_dev,
-    split_train,
     tiebreak,
 )
-from promptsearch.study.support import check_same_setting, example_key
+from promptsearch.study.support import example_key
 from promptsearch.study.train_confirm import OwnParts, TrainEvidence, train_sample
 from promptsearch.task import Example, Task
 
 if TYPE_CHECKING:
-    from promptsearch.storage import EvaluationRecord, StudyRecord
+    from promptsearch.storage import EvaluationRecord
     from promptsearch.study.loop import Study
 
-__all__ = ["announce_confirmation", "check_same_selection", "search_and_confirm", "select_final"]
+__all__ = ["select_final"]
 
 logger = logging.getLogger(__name__)
-
-
-def search_and_confirm(
-    task: Task, selection: Selection | None
-) -> tuple[Task, tuple[Example, ...], tuple[Example, ...]]:
-    """The task the search runs on (dev = its search part, train = the train examples
-    the searchers see), the held-back dev examples and the held-back train examples."""
-    if selection is None:
-        return task, (), ()
-    stratify = task.kind == "classification"
-    search, confirm = split_dev(task.dev, selection, stratify=stratify)
-    seen, held = split_train(task.train, selection, stratify=stratify)
-    return dataclasses.replace(task, dev=search, train=seen), confirm, held
-
-
-def announce_confirmation(study: Study) -> None:
-    """Warn, as the search starts, when the held-back examples (of dev, and of train
-    hidden from the searchers) are too few to confirm small gains (fewer than
-    :data:`~promptsearch.study.selection.SMALL_CONFIRMATION`).  Called once the study
-    has opened, so that a run refused on opening prints its one-line error alone."""
-    n_confirm = len(study.confirm_examples)
-    n_held = len(study.held_train)
-    if study.selection is None or n_confirm + n_held >= SMALL_CONFIRMATION:
-        return
-    logger.warning(
-        "task %r: %d of its %d dev examples%s are held back to confirm the pick; so few "
-        "confirm only large gains (a smaller one keeps your best seed prompt); a larger "
-        "dev split (--dev-size N, dev_size=N), where the task has the data, tells smaller "
-        "ones",
-        study.task.name,
-        n_confirm,
-        len(study.task.dev),
-        f" and {n_held} of its {len(study.task.train)} train examples" if n_held else "",
-    )
-
-
-def check_same_selection(stored: StudyRecord | None, selection: Selection | None) -> None:
-    """Refuse to resume a study with selection turned on or off, or with another split
-    of dev or train (``confirm_fraction``, ``seed``, ``train_holdout``): its trials were
-    scored on another part of dev, or its searchers saw other train examples.  The
-    settings of the final pick alone (``top_k``, ``alpha``, ``ensemble_size``,
-    ``procedure``, ``confirm_train``, ``order``, ``tests``, ``ensemble_members``,
-    ``choose_by``) may change: a resumed run makes the pick again.  ``train_holdout``
-    is compared as the share the study used (``"auto"`` made a number, see
-    :meth:`~promptsearch.study.selection.Selection.for_dev`)."""
-    if stored is None:
-        return
-    before = stored.config.get("selection")
-    if isinstance(before, Mapping) and selection is not None:
-        given = selection.to_dict()
-        if all(before.get(name, LEGACY_SPLIT.get(name)) == given[name] for name in SPLIT_FIELDS):
-            return
-        if before.get("train_holdout", 0.0) != given["train_holdout"]:
-            raise StudyConflictError(
-                f"study {stored.name!r} already exists with selection.train_holdout "
-                f"{before.get('train_holdout', 0.0)} (its searchers saw the other train "
-                f"examples); given {given['train_holdout']}; resume it with "
-                f"--train-holdout {before.get('train_holdout', 0.0)}, or pick another "
-                "--study name"
-            )
-    check_same_setting(stored, "selection", None if selection is None else selection.to_dict())
 
 
 class _Scores:

@@ -32,11 +32,11 @@ from promptsearch.searchers.base import (
 )
 from promptsearch.study.budget import Budget, limit_reached
 from promptsearch.study.dev_scoring import DevScoring
-from promptsearch.study.final_pick import (
+from promptsearch.study.final_pick import select_final
+from promptsearch.study.held_back import (
     announce_confirmation,
     check_same_selection,
     search_and_confirm,
-    select_final,
 )
 from promptsearch.study.optuna_mirror import StudyMirror
 from promptsearch.study.racing import Race, Racing, check_same_racing
