@@ -273,13 +273,21 @@ def test_the_incumbent_is_the_best_seed_prompt_on_all_of_dev(tmp_path: Path) -> 
 
 
 def test_a_lucky_dev_winner_does_not_replace_the_seed(tmp_path: Path) -> None:
-    # better on the search part only: right on every even example, wrong on confirm ones
+    rules: dict[str, object] = {SEEDS[0]: _coin}
+    study = _study(tmp_path, rules, [SEEDS[0], "B {sentence} {answer}"])
+    # better on the search part only: right where the seed prompt is, and on the
+    # searched dev examples numbered past every train example (train and dev share
+    # numbers below 16); elsewhere, on the held-back dev and train examples, the same
+    lucky_on = {
+        int(e.id.split("-")[1]) for e in study.search_task.dev if int(e.id.split("-")[1]) >= 16
+    }
+    assert any(i % 2 for i in lucky_on)
+
     def lucky(i: int) -> tuple[bool, float]:
-        right = i % 2 == 0 or i < 8
+        right = i % 2 == 0 or i in lucky_on
         return right, 0.6 if right else 0.4
 
-    rules = {SEEDS[0]: _coin, "B {sentence} {answer}": lucky}
-    study = _study(tmp_path, rules, [SEEDS[0], "B {sentence} {answer}"])
+    rules["B {sentence} {answer}"] = lucky
     result = study.run()
     best = result.best
     assert best is not None and not best.replaced_seed

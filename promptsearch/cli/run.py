@@ -197,7 +197,7 @@ def add_arguments(run: argparse.ArgumentParser) -> None:
         default=None,
         help="divide each ensemble member's label probabilities by its mean label "
         "distribution on the searched dev examples before averaging, so that a member "
-        "sure of one label everywhere does not outvote the others (default off)",
+        "sure of one label everywhere does not outvote the others (default on)",
     )
     run.add_argument(
         "--selection-choose-by",

@@ -231,10 +231,11 @@ class Selection:
         the held-back examples every challenger is tested on (``"held-back"``).
     ensemble_balance:
         Whether each ensemble member's label probabilities are divided by its mean
-        label distribution on the search part before the mean is taken (``True``;
-        the priors are stored with the ensemble and used wherever it is scored), so
-        that a member sure of one label everywhere (a poor seed prompt, say) does not
-        outvote the others; ``False`` (the default) averages them as they are.
+        label distribution on the search part before the mean is taken (``True``, the
+        default since session 36; the priors are stored with the ensemble and used
+        wherever it is scored), so that a member sure of one label everywhere (a poor
+        seed prompt, say) does not outvote the others; ``False`` (before) averages
+        them as they are.
     """
 
     confirm_fraction: float = 0.5
@@ -249,7 +250,7 @@ class Selection:
     tests: str = "sign"
     ensemble_members: str = "own-no-trailing"
     choose_by: str = "all-dev"
-    ensemble_balance: bool = False
+    ensemble_balance: bool = True
 
     MIN_PART = 4
     """Each part of dev needs at least this many examples."""
