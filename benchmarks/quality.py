@@ -61,6 +61,7 @@ import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from promptsearch import Prompt, load_model, load_task
 from promptsearch.api import DEFAULT_SEARCHERS, search
@@ -159,6 +160,26 @@ def score(
     return memo[key]
 
 
+PICK_OPTIONS = (  # option, the Selection field it sets, its prefix in the rule's name
+    ("selection_procedure", "procedure", ""),
+    ("selection_tests", "tests", ""),
+    ("selection_ensemble", "ensemble_members", "ensemble-"),
+    ("selection_ensemble_balance", "ensemble_balance", "balance-"),
+)
+
+
+def pick_options(args: argparse.Namespace) -> list[tuple[str, Any, str]]:
+    """The pick settings given on the command line (the library's default otherwise):
+    (Selection field, value, its part of the rule's name)."""
+    given = []
+    for option, field, prefix in PICK_OPTIONS:
+        text = getattr(args, option)
+        if text:
+            value = text == "on" if field == "ensemble_balance" else text
+            given.append((field, value, f"/{prefix}{text}"))
+    return given
+
+
 def run_one(
     name: str,
     seed: int,
@@ -178,6 +199,7 @@ def run_one(
     label = f"{name}-{seed}-{arm}" + ("" if dev_size is None else f"-dev{dev_size}")
     label += "-label-instructions" if label_instructions else ""
     label += f"-holdout{holdout:g}" if holdout else ""
+    given = pick_options(args)
     searchers = list(DEFAULT_SEARCHERS)
     if label_instructions:
         searchers = ["optuna:label_instructions=true" if s == "optuna" else s for s in searchers]
@@ -206,14 +228,7 @@ def run_one(
             "order": rule[1],
             "choose_by": rule[2],
             "train_holdout": holdout,
-            **({"procedure": args.selection_procedure} if args.selection_procedure else {}),
-            **({"tests": args.selection_tests} if args.selection_tests else {}),
-            **({"ensemble_members": args.selection_ensemble} if args.selection_ensemble else {}),
-            **(
-                {"ensemble_balance": args.selection_ensemble_balance == "on"}
-                if args.selection_ensemble_balance
-                else {}
-            ),
+            **{field: value for field, value, _ in given},
         },
         **({"budget": args.budget} if args.budget else {}),
     )
@@ -238,12 +253,7 @@ def run_one(
         holdout=holdout,
         rule=f"{rule[0]}/{rule[1]}"
         + (f"/{rule[2]}" if rule[2] != Selection().choose_by else "")
-        + (f"/{args.selection_procedure}" if args.selection_procedure else "")
-        + (f"/{args.selection_tests}" if args.selection_tests else "")
-        + (f"/ensemble-{args.selection_ensemble}" if args.selection_ensemble else "")
-        + (
-            f"/balance-{args.selection_ensemble_balance}" if args.selection_ensemble_balance else ""
-        ),
+        + "".join(label for _, _, label in given),
         baseline=baseline.describe(width=50),
         baseline_test=base.value,
         pick=best.prompt.describe(width=50),
