@@ -278,22 +278,25 @@ def test_an_ensemble_of_own_parts_is_tested_on_train_too(tmp_path: Path) -> None
     assert row["held_score"] == row["confirm_score"]
 
 
+ONE_LINE = "Input: {sentence} Output: {answer}"
+
+
+def _sure(i: int) -> tuple[bool, float]:
+    return True, 0.95
+
+
+def _wrong(i: int) -> tuple[bool, float]:
+    return False, 0.2
+
+
 def test_an_ensemble_of_own_parts_ahead_leaves_out_the_incumbent_and_those_behind(
     tmp_path: Path,
 ) -> None:
-    one_line = "Input: {sentence} Output: {answer}"
-
-    def great(i: int) -> tuple[bool, float]:
-        return True, 0.95
-
-    def wrong(i: int) -> tuple[bool, float]:
-        return False, 0.2
-
     task = contract_task_with_dev(8)
     # all made of the task's own parts: the seed prompt (a coin flip, the incumbent),
     # two formats right everywhere, a seed's template wrong everywhere; the study
     # scores the task's other seed prompts too (the one with an instruction: a coin flip)
-    templates = [SEEDS[0], IO, one_line, SEEDS[1]]
+    templates = [SEEDS[0], IO, ONE_LINE, SEEDS[1]]
     keys = {t: Prompt(t).resolve(task).content_hash for t in templates}
     level = task.seed_prompts[2].resolve(task).content_hash
     members = {}
@@ -303,7 +306,7 @@ def test_an_ensemble_of_own_parts_ahead_leaves_out_the_incumbent_and_those_behin
         study = Study(
             "own",
             task,
-            RuleScorer({SEEDS[0]: _coin, IO: _great_on_odd, one_line: great, SEEDS[1]: wrong}),
+            RuleScorer({SEEDS[0]: _coin, IO: _great_on_odd, ONE_LINE: _sure, SEEDS[1]: _wrong}),
             [ManualSearcher(prompts=templates)],
             20,
             open_storage(f"sqlite:///{folder / 'own.db'}"),
@@ -314,9 +317,9 @@ def test_an_ensemble_of_own_parts_ahead_leaves_out_the_incumbent_and_those_behin
         assert record is not None and record["incumbent"] == keys[SEEDS[0]]
         members[choice] = record["ensemble"]["members"]
     # own-parts: the five best, the incumbent among them and one prompt wrong everywhere
-    assert {keys[SEEDS[0]], keys[IO], keys[one_line], level} < set(members["own-parts"])
+    assert {keys[SEEDS[0]], keys[IO], keys[ONE_LINE], level} < set(members["own-parts"])
     # the incumbent and the prompt behind it left out; the seed level with it stays
-    assert sorted(members["own-ahead"]) == sorted([keys[IO], keys[one_line], level])
+    assert sorted(members["own-ahead"]) == sorted([keys[IO], keys[ONE_LINE], level])
     # the incumbent right everywhere: only the seed level with it is ahead, one prompt
     # makes no ensemble
     folder = tmp_path / "alone"
@@ -324,7 +327,7 @@ def test_an_ensemble_of_own_parts_ahead_leaves_out_the_incumbent_and_those_behin
     study = Study(
         "own",
         task,
-        RuleScorer({SEEDS[0]: great, IO: wrong, SEEDS[1]: wrong}),
+        RuleScorer({SEEDS[0]: _sure, IO: _wrong, SEEDS[1]: _wrong}),
         [ManualSearcher(prompts=[SEEDS[0], IO])],
         20,
         open_storage(f"sqlite:///{folder / 'own.db'}"),
@@ -339,18 +342,10 @@ def test_an_ensemble_of_own_parts_ahead_leaves_out_the_incumbent_and_those_behin
 def test_an_ensemble_of_own_parts_leaves_out_the_incumbent_only_where_it_trails(
     tmp_path: Path,
 ) -> None:
-    one_line = "Input: {sentence} Output: {answer}"
-
-    def great(i: int) -> tuple[bool, float]:
-        return True, 0.95
-
-    def wrong(i: int) -> tuple[bool, float]:
-        return False, 0.2
-
     # two seed prompts: the first a coin flip (the incumbent), the other wrong everywhere
     base = contract_task_with_dev(8)
     task = replace(base, seed_prompts=base.seed_prompts[:2])
-    keys = {t: Prompt(t).resolve(task).content_hash for t in (SEEDS[0], IO, one_line)}
+    keys = {t: Prompt(t).resolve(task).content_hash for t in (SEEDS[0], IO, ONE_LINE)}
     keys[SEEDS[1]] = task.seed_prompts[1].resolve(task).content_hash  # its own label words
 
     def members(folder: str, templates: list[str], choice: str) -> list[str]:
@@ -358,7 +353,7 @@ def test_an_ensemble_of_own_parts_leaves_out_the_incumbent_only_where_it_trails(
         study = Study(
             "own",
             task,
-            RuleScorer({SEEDS[0]: _coin, SEEDS[1]: wrong, IO: _great_on_odd, one_line: great}),
+            RuleScorer({SEEDS[0]: _coin, SEEDS[1]: _wrong, IO: _great_on_odd, ONE_LINE: _sure}),
             [ManualSearcher(prompts=templates)],
             20,
             open_storage(f"sqlite:///{tmp_path / folder / 'own.db'}"),
@@ -371,9 +366,9 @@ def test_an_ensemble_of_own_parts_leaves_out_the_incumbent_only_where_it_trails(
         return list(record["ensemble"]["members"])
 
     # behind both other members: left out, and the seed prompt behind it not put in
-    trailing = [SEEDS[0], IO, one_line]
-    assert members("a", trailing, "own-parts") == [keys[one_line], keys[IO], keys[SEEDS[0]]]
-    assert members("b", trailing, "own-no-trailing") == [keys[one_line], keys[IO]]
+    trailing = [SEEDS[0], IO, ONE_LINE]
+    assert members("a", trailing, "own-parts") == [keys[ONE_LINE], keys[IO], keys[SEEDS[0]]]
+    assert members("b", trailing, "own-no-trailing") == [keys[ONE_LINE], keys[IO]]
     # ahead of a member (the seed prompt wrong everywhere): it stays, as with own-parts
     ahead = [SEEDS[0], IO]
     kept = [keys[IO], keys[SEEDS[0]], keys[SEEDS[1]]]
