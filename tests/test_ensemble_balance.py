@@ -173,6 +173,9 @@ def test_a_study_balances_its_ensemble_and_its_pick_carries_the_priors(
     assert "priors" not in records[False]["ensemble"]["body"]
     # balanced, the seed's vote is even and its partner decides: right everywhere
     assert rows[True]["confirm_score"] == 1.0 and rows[True]["supported"]
+    assert (
+        rows[True]["text"] == "ensemble of 3 (balanced)" and rows[False]["text"] == "ensemble of 3"
+    )
     body = records[True]["ensemble"]["body"]
     assert records[True]["pick"] == records[True]["ensemble"]["key"]
     # the priors come from the search part: the seed's (the last member) sure of "0"

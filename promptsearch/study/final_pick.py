@@ -409,7 +409,7 @@ def select_final(study: Study) -> dict[str, Any]:
         entry["text"] = (
             texts.get(entry["key"], "?")
             if entry["kind"] == "prompt"
-            else f"ensemble of {len(members)}"
+            else f"ensemble of {len(members)}{' (balanced)' if selection.ensemble_balance else ''}"
         )
         entry["is_seed"] = entry["key"] in seeds
     evidence = found.evidence
