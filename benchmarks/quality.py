@@ -10,7 +10,7 @@ user's best seed prompt on test data it never saw?
         [--budget N] [--test-limit 500] [--storage-dir DIR] \\
         [--selection-procedure sequence|fallback|holm] [--selection-tests sign+gold|sign] \\
         [--selection-ensemble top|own-parts|own-ahead|own-no-trailing] \\
-        [--selection-ensemble-balance off|on]
+        [--selection-ensemble-balance off|on] [--selection-balanced-seed off|on]
 
 For each task x seed x arm, one study runs exactly what ``promptsearch run --task T``
 runs (the default searchers, budget, selection and racing of
@@ -165,7 +165,9 @@ PICK_OPTIONS = (  # option, the Selection field it sets, its prefix in the rule'
     ("selection_tests", "tests", ""),
     ("selection_ensemble", "ensemble_members", "ensemble-"),
     ("selection_ensemble_balance", "ensemble_balance", "balance-"),
+    ("selection_balanced_seed", "balanced_seed", "balanced-seed-"),
 )
+ON_OFF = ("ensemble_balance", "balanced_seed")
 
 
 def pick_options(args: argparse.Namespace) -> list[tuple[str, Any, str]]:
@@ -175,7 +177,7 @@ def pick_options(args: argparse.Namespace) -> list[tuple[str, Any, str]]:
     for option, field, prefix in PICK_OPTIONS:
         text = getattr(args, option)
         if text:
-            value = text == "on" if field == "ensemble_balance" else text
+            value = text == "on" if field in ON_OFF else text
             given.append((field, value, f"/{prefix}{text}"))
     return given
 
@@ -423,6 +425,13 @@ def main(argv: list[str] | None = None) -> int:
         help="divide each ensemble member's probabilities by its mean label distribution "
         "on the search part (default: the library's); with --storage-dir, a rerun with "
         "the other makes the pick again on the same searches",
+    )
+    parser.add_argument(
+        "--selection-balanced-seed",
+        choices=("off", "on"),
+        default=None,
+        help="test first the best seed prompt balanced (default: the library's); with "
+        "--storage-dir, a rerun with the other makes the pick again on the same searches",
     )
     parser.add_argument("--model", default=None, help="default: the embedded model")
     parser.add_argument("--batch-size", type=int, default=16)

@@ -25,6 +25,7 @@ def test_bad_selection_options_get_one_line_and_status_2(tmp_path: Path) -> None
         (["--no-selection", "--selection-ensemble", "top"], "--no-selection turns selection"),
         (["--no-selection", "--selection-choose-by", "held-back"], "--no-selection turns"),
         (["--no-selection", "--selection-ensemble-balance", "on"], "--no-selection turns"),
+        (["--no-selection", "--selection-balanced-seed", "on"], "--no-selection turns"),
     ]
     for options, message in cases:
         run = cli("run", "--task", "rotten-tomatoes", "--storage", storage, *options)
@@ -60,7 +61,7 @@ def test_bad_selection_options_get_one_line_and_status_2(tmp_path: Path) -> None
 
 def test_pick_options_reach_the_selection() -> None:
     from promptsearch.cli import build_parser
-    from promptsearch.cli.run import _selection
+    from promptsearch.cli._selection import selection_of as _selection
     from promptsearch.study.selection import CHOOSE_BY, ENSEMBLE_MEMBERS, ORDERS, Selection
 
     parser = build_parser()
@@ -85,6 +86,8 @@ def test_pick_options_reach_the_selection() -> None:
     for flag, value in (("on", True), ("off", False)):
         args = parser.parse_args(["run", "--task", "sst2", "--selection-ensemble-balance", flag])
         assert _selection(args) == Selection(ensemble_balance=value)
+        args = parser.parse_args(["run", "--task", "sst2", "--selection-balanced-seed", flag])
+        assert _selection(args) == Selection(balanced_seed=value)
 
 
 @pytest.mark.slow

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from promptsearch.evaluation import stats
 from promptsearch.prompt import Prompt
 from promptsearch.study.cached_scoring import score_with_cache
-from promptsearch.study.ensemble import PromptEnsemble, vote_records
+from promptsearch.study.ensemble import PromptEnsemble, stored_vote, vote_records
 from promptsearch.study.support import example_key
 from promptsearch.task import Example, Task
 
@@ -98,11 +98,11 @@ def held_out_pick(
         spent += passes
         return found
 
-    if record.get("pick_kind") == "ensemble":
-        ensemble = PromptEnsemble.from_dict(record["ensemble"]["body"])
+    stored = stored_vote(record)
+    if stored is not None:
+        ensemble = PromptEnsemble.from_dict(stored["body"])
         members = [
-            records_of(h, p)
-            for h, p in zip(record["ensemble"]["members"], ensemble.members, strict=True)
+            records_of(h, p) for h, p in zip(stored["members"], ensemble.members, strict=True)
         ]
         keys = [example_key(e) for e in examples]
         voted = vote_records(
@@ -116,7 +116,7 @@ def held_out_pick(
             EvaluationRecord(k, prediction, score == 1.0, score)
             for k, (prediction, score, _) in zip(keys, voted, strict=True)
         ]
-        text, kind = ensemble.describe(), "ensemble"
+        text, kind = ensemble.describe(), str(record["pick_kind"])
     else:
         prompt = Prompt.from_dict(record["prompts"][key])
         mine = records_of(key, prompt)

@@ -133,7 +133,7 @@ class Challenger:
     """
 
     key: str
-    kind: str  # "prompt" or "ensemble"
+    kind: str  # "prompt", "ensemble" or "balanced" (the best seed prompt balanced)
     search_score: float
     confirm_score: float
     pooled_score: float

@@ -8,7 +8,8 @@ An ensemble may carry a *prior* per member, its mean label distribution on examp
 it was scored on (:func:`label_prior`): each member's probabilities are then divided
 by its prior and normalised again before the mean (batch calibration, Zhou et al.
 2023), so that a member sure of one label on every example does not outvote the
-others.
+others.  One prompt with its prior is a *balanced prompt*: the prompt's own vote, its
+lean towards a label divided out.
 Studies build one from their best prompts (see :mod:`promptsearch.study.selection`),
 and it can be the prompt a study hands back: it is scored, ranked, reported by
 ``final``, exported and evaluated like a prompt.
@@ -29,7 +30,7 @@ from promptsearch.errors import ConfigError
 from promptsearch.hashing import content_hash
 from promptsearch.metrics import aggregate, example_score
 from promptsearch.prompt import Prompt
-from promptsearch.study.selection import gold_probabilities, record_distribution
+from promptsearch.study.gold import gold_probabilities, record_distribution
 from promptsearch.task import Example, Task
 
 if TYPE_CHECKING:
@@ -39,6 +40,7 @@ __all__ = [
     "PromptEnsemble",
     "label_prior",
     "records_prior",
+    "stored_vote",
     "vote",
     "vote_labels",
     "vote_records",
@@ -52,7 +54,8 @@ Prior = Mapping[str, float]
 class PromptEnsemble:
     """Two or more classification prompts whose label probabilities are averaged;
     with *priors* (one label distribution per member), each member's probabilities
-    divided by its prior first."""
+    divided by its prior first.  With priors, one member is enough: a balanced
+    prompt."""
 
     members: tuple[Prompt, ...]
     priors: tuple[Prior, ...] | None = field(default=None, hash=False)
@@ -62,9 +65,10 @@ class PromptEnsemble:
             object.__setattr__(self, "members", tuple(self.members))
         if self.priors is not None:
             object.__setattr__(self, "priors", _checked_priors(self.priors, len(self.members)))
-        if len(self.members) < 2:
+        if len(self.members) < (1 if self.priors is not None else 2):
             raise ConfigError(
-                f"an ensemble needs at least 2 member prompts; got {len(self.members)}"
+                "an ensemble needs at least 2 member prompts, or 1 with its prior (a "
+                f"balanced prompt); got {len(self.members)}"
             )
         for member in self.members:
             if not isinstance(member, Prompt):
@@ -106,9 +110,12 @@ class PromptEnsemble:
 
     def describe(self, width: int | None = None) -> str:
         balance = " (balanced)" if self.priors is not None else ""
-        text = f"ensemble of {len(self.members)}{balance}: " + " | ".join(
-            m.describe() for m in self.members
-        )
+        if len(self.members) == 1:
+            text = f"balanced: {self.members[0].describe()}"
+        else:
+            text = f"ensemble of {len(self.members)}{balance}: " + " | ".join(
+                m.describe() for m in self.members
+            )
         if width is not None and len(text) > width:
             text = text[: max(width - 1, 0)] + "…"
         return text
@@ -153,6 +160,18 @@ class PromptEnsemble:
             n_truncated=sum(r.truncated for r in results),
             chat=any(r.chat for r in reports),
         )
+
+
+VOTE_PICKS = {"ensemble": "ensemble", "balanced": "balanced_seed"}
+"""The selection record's ``pick_kind`` values that hand back a vote, and the record's
+entry that stores it (``key``, ``members``: the members' keys, ``body``)."""
+
+
+def stored_vote(record: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The stored ensemble or balanced prompt a selection record hands back, or ``None``
+    where it hands back a prompt."""
+    entry = VOTE_PICKS.get(record.get("pick_kind", "prompt"))
+    return None if entry is None else record[entry]
 
 
 def _checked_priors(priors: Sequence[Prior], n_members: int) -> tuple[Prior, ...]:

@@ -253,15 +253,21 @@ class _Candidates:
         )
 
     def ensemble(
-        self, members: Sequence[str], incumbent: Challenger
+        self,
+        members: Sequence[str],
+        incumbent: Challenger,
+        *,
+        balance: bool,
+        kind: str = "ensemble",
     ) -> tuple[Challenger, PromptEnsemble] | None:
-        """The ensemble of *members* as a challenger, or ``None`` where the scorer gives
-        no label probabilities."""
+        """The ensemble of *members* (balanced with *balance*; one member: a balanced
+        prompt) as a challenger of *kind*, or ``None`` where the scorer gives no label
+        probabilities."""
         task, search, confirm, keys = self.task, self.search, self.confirm, self.keys
         records = [self.records_of(k) for k in members]
         try:
             priors = None
-            if self.selection.ensemble_balance:  # from the search part alone
+            if balance:  # from the search part alone
                 labels = list(task.labels)
                 priors = tuple(records_prior(labels, r, keys[: len(search)]) for r in records)
             ensemble = PromptEnsemble(tuple(self.prompts[k] for k in members), priors)
@@ -274,7 +280,7 @@ class _Candidates:
         rows = {
             k: (score, prediction) for k, (prediction, score, _) in zip(keys, voted, strict=True)
         }
-        challenger = _challenger(task, ensemble.content_hash, "ensemble", search, confirm, rows)
+        challenger = _challenger(task, ensemble.content_hash, kind, search, confirm, rows)
         gold = [p for _, _, p in voted]
         challenger = dataclasses.replace(
             challenger,
@@ -361,6 +367,12 @@ def _members(found: _Candidates, selection: Selection, incumbent: Challenger) ->
     return [row.content_hash for row in rows][: selection.ensemble_size]
 
 
+def _vote_record(vote: PromptEnsemble, members: Sequence[str]) -> dict[str, Any]:
+    """How the record stores an ensemble or a balanced prompt: its key, its members'
+    keys and its dict form."""
+    return {"key": vote.content_hash, "members": list(members), "body": vote.to_dict()}
+
+
 def select_final(study: Study) -> dict[str, Any]:
     """Make the study's final pick, store it with the study and return the record."""
     found = _Candidates(study)
@@ -385,16 +397,24 @@ def select_final(study: Study) -> dict[str, Any]:
     ensemble_record: dict[str, Any] | None = None
     ensemble_challenger: Challenger | None = None
     members = _members(found, selection, incumbent)
+    texts = {key: prompt.describe() for key, prompt in found.prompts.items()}
     if task.kind == "classification" and selection.ensemble_size >= 2 and len(members) >= 2:
-        made = found.ensemble(members, incumbent)
+        made = found.ensemble(members, incumbent, balance=selection.ensemble_balance)
         if made is not None:
             ensemble_challenger, ensemble = made
-            ensemble_record = {
-                "key": ensemble.content_hash,
-                "members": members,
-                "body": ensemble.to_dict(),
-            }
+            ensemble_record = _vote_record(ensemble, members)
+            balance = " (balanced)" if selection.ensemble_balance else ""
+            texts[ensemble.content_hash] = f"ensemble of {len(members)}{balance}"
     challengers = sequence_order(singles, ensemble_challenger, incumbent, selection.order)
+    # the best seed prompt balanced: the smallest change to the user's prompt, tested
+    # first where the search part says it helps
+    balanced_record: dict[str, Any] | None = None
+    if selection.balanced_seed and task.kind == "classification" and incumbent_key in seeds:
+        made = found.ensemble([incumbent_key], incumbent, balance=True, kind="balanced")
+        if made is not None and made[0].search_score > incumbent.search_score:
+            challengers.insert(0, made[0])
+            balanced_record = _vote_record(made[1], [incumbent_key])
+            texts[made[1].content_hash] = made[1].describe()
     pick, rows_out = decide(
         incumbent,
         challengers,
@@ -404,13 +424,8 @@ def select_final(study: Study) -> dict[str, Any]:
         selection.choose_by,
     )
     prompts = found.prompts
-    texts = {key: prompt.describe() for key, prompt in prompts.items()}
     for entry in rows_out:
-        entry["text"] = (
-            texts.get(entry["key"], "?")
-            if entry["kind"] == "prompt"
-            else f"ensemble of {len(members)}{' (balanced)' if selection.ensemble_balance else ''}"
-        )
+        entry["text"] = texts.get(entry["key"], "?")
         entry["is_seed"] = entry["key"] in seeds
     evidence = found.evidence
     record: dict[str, Any] = {
@@ -423,10 +438,18 @@ def select_final(study: Study) -> dict[str, Any]:
         "n_held_train": len(evidence.held),
         "incumbent": incumbent_key,
         "pick": pick,
-        "pick_kind": "ensemble" if ensemble_record and pick == ensemble_record["key"] else "prompt",
+        "pick_kind": next(
+            (
+                kind
+                for kind, voted in (("ensemble", ensemble_record), ("balanced", balanced_record))
+                if voted and pick == voted["key"]
+            ),
+            "prompt",
+        ),
         "replaced_incumbent": pick != incumbent_key,
         "candidates": rows_out,
         "ensemble": ensemble_record,
+        "balanced_seed": balanced_record,
         "prompts": {key: prompts[key].to_dict() for key in [incumbent_key, *top] if key in prompts},
         "forward_passes": found.scores.forward_passes,
     }

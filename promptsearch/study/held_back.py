@@ -74,8 +74,8 @@ def check_same_selection(stored: StudyRecord | None, selection: Selection | None
     scored on another part of dev, or its searchers saw other train examples.  The
     settings of the final pick alone (``top_k``, ``alpha``, ``ensemble_size``,
     ``procedure``, ``confirm_train``, ``order``, ``tests``, ``ensemble_members``,
-    ``choose_by``, ``ensemble_balance``) may change: a resumed run makes the pick
-    again.  ``train_holdout``
+    ``choose_by``, ``ensemble_balance``, ``balanced_seed``) may change: a resumed run
+    makes the pick again.  ``train_holdout``
     is compared as the share the study used (``"auto"`` made a number, see
     :meth:`~promptsearch.study.selection.Selection.for_dev`)."""
     if stored is None:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from promptsearch.errors import ConfigError
 from promptsearch.prompt import Prompt
-from promptsearch.study.ensemble import PromptEnsemble
+from promptsearch.study.ensemble import PromptEnsemble, stored_vote
 
 if TYPE_CHECKING:
     from promptsearch.storage import LeaderboardRow, Storage
@@ -95,9 +95,10 @@ def _picked(record: dict[str, Any], storage: Storage, study: str) -> BestPrompt:
     key = record["pick"]
     row = next(r for r in record["candidates"] if r["key"] == key)
     prompt: Prompt | PromptEnsemble
-    if record.get("pick_kind") == "ensemble":
-        prompt = PromptEnsemble.from_dict(record["ensemble"]["body"])
-        searcher = "ensemble"
+    voted = stored_vote(record)
+    if voted is not None:
+        prompt = PromptEnsemble.from_dict(voted["body"])
+        searcher = "ensemble" if record["pick_kind"] == "ensemble" else "seed, balanced"
     else:
         prompt = Prompt.from_dict(record["prompts"][key])
         trial = storage.get_trial(study, key)

@@ -45,7 +45,8 @@ more.  A study with selection on (:class:`Selection`) therefore works in three s
    stays: the tool never hands back a prompt it has no evidence for.
 
 The paired tests and the pick among the challengers live in
-:mod:`promptsearch.study.challenger_tests` (re-exported here).
+:mod:`promptsearch.study.challenger_tests`, what a stored result says about the gold
+answer in :mod:`promptsearch.study.gold` (both re-exported here).
 
 The confirmation score of the pick is an estimate of what to expect on new data
 that the search never tuned to: the leaderboard, ``final`` and the report show it
@@ -75,10 +76,16 @@ from promptsearch.study.challenger_tests import (
     pooled_rank,
     sign_test,
 )
+from promptsearch.study.gold import (
+    gold_probabilities,
+    gold_values,
+    record_distribution,
+    tiebreak,
+)
 from promptsearch.task import Example
 
 if TYPE_CHECKING:
-    from promptsearch.storage import EvaluationRecord
+    pass
 
 __all__ = [
     "AUTO_TRAIN_HOLDOUT",
@@ -107,7 +114,7 @@ __all__ = [
     "tiebreak",
 ]
 
-SELECTION_VERSION = 8
+SELECTION_VERSION = 9
 """Bumped when the stored selection record changes shape (2: ``settings`` carries
 ``procedure``; a record without it was made by ``"holm"``; 3: ``settings`` carries
 ``confirm_train`` and each challenger's row the examples it was tested on,
@@ -117,7 +124,10 @@ SELECTION_VERSION = 8
 ``settings`` carries ``ensemble_members``; a record without it was made with
 ``"top"``; 7: ``settings`` carries ``choose_by`` and each candidate's row its
 ``held_score``; a record without them was made with ``"all-dev"``; 8: ``settings``
-carries ``ensemble_balance``; a record without it was made with ``False``)."""
+carries ``ensemble_balance``; a record without it was made with ``False``; 9:
+``settings`` carries ``balanced_seed`` and the record ``balanced_seed``, the balanced
+best seed prompt where it was a challenger, and ``pick_kind`` may be ``"balanced"``; a
+record without them was made with ``False``)."""
 
 _FIELDS = (
     "confirm_fraction",
@@ -133,6 +143,7 @@ _FIELDS = (
     "ensemble_members",
     "choose_by",
     "ensemble_balance",
+    "balanced_seed",
 )
 
 ENSEMBLE_MEMBERS = ("top", "own-parts", "own-ahead", "own-no-trailing")
@@ -236,6 +247,12 @@ class Selection:
         wherever it is scored), so that a member sure of one label everywhere (a poor
         seed prompt, say) does not outvote the others; ``False`` (before) averages
         them as they are.
+    balanced_seed:
+        Whether the best seed prompt, balanced (its label probabilities divided by its
+        mean label distribution on the search part, a one-prompt
+        :class:`~promptsearch.study.ensemble.PromptEnsemble`), is a challenger
+        (classification): where it is ahead of the seed prompt on the search part it
+        is tested first, before the ensemble.
     """
 
     confirm_fraction: float = 0.5
@@ -251,6 +268,7 @@ class Selection:
     ensemble_members: str = "own-no-trailing"
     choose_by: str = "all-dev"
     ensemble_balance: bool = True
+    balanced_seed: bool = False
 
     MIN_PART = 4
     """Each part of dev needs at least this many examples."""
@@ -305,10 +323,11 @@ class Selection:
             raise ConfigError(
                 f"selection.choose_by must be one of {', '.join(CHOOSE_BY)}; got {self.choose_by!r}"
             )
-        if not isinstance(self.ensemble_balance, bool):
-            raise ConfigError(
-                f"selection.ensemble_balance must be true or false; got {self.ensemble_balance!r}"
-            )
+        for flag in ("ensemble_balance", "balanced_seed"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ConfigError(
+                    f"selection.{flag} must be true or false; got {getattr(self, flag)!r}"
+                )
         if self.ensemble_members not in ENSEMBLE_MEMBERS:
             raise ConfigError(
                 f"selection.ensemble_members must be one of {', '.join(ENSEMBLE_MEMBERS)}; "
@@ -434,67 +453,3 @@ def _stratified_split(
     rest = tuple(e for i, e in enumerate(examples) if i not in drawn)
     held = tuple(e for i, e in enumerate(examples) if i in drawn)
     return rest, held
-
-
-def gold_probabilities(
-    label_logprobs: Mapping[str, float | None], labels: Sequence[str]
-) -> dict[str, float]:
-    """The labels' log-probabilities as a distribution over *labels* (softmax)."""
-    values = [label_logprobs.get(label) for label in labels]
-    finite = [v for v in values if v is not None and math.isfinite(v)]
-    if not finite:
-        return {label: 1.0 / len(labels) for label in labels}
-    top = max(finite)
-    weights = [math.exp(v - top) if v is not None and math.isfinite(v) else 0.0 for v in values]
-    total = sum(weights)
-    return {label: w / total for label, w in zip(labels, weights, strict=True)}
-
-
-def record_distribution(record: EvaluationRecord, labels: Sequence[str]) -> dict[str, float] | None:
-    detail = record.detail or {}
-    logprobs = detail.get("calibrated_logprobs") or detail.get("label_logprobs")
-    if not isinstance(logprobs, Mapping):
-        return None
-    return gold_probabilities(logprobs, labels)
-
-
-def gold_values(
-    kind: str,
-    labels: Sequence[str],
-    examples: Sequence[Example],
-    records: Mapping[str, EvaluationRecord],
-    keys: Sequence[str],
-) -> list[float] | None:
-    """Per example, how sure the prompt is of the gold answer (higher is better): the
-    normalised probability of the gold label (classification; calibrated when the
-    scorer calibrates) or the gold log-likelihood (generation).  ``None`` when a
-    record lacks what it needs."""
-    values: list[float] = []
-    for example, key in zip(examples, keys, strict=True):
-        record = records.get(key)
-        if record is None:
-            return None
-        if kind == "classification":
-            distribution = record_distribution(record, labels)
-            if distribution is None:
-                return None
-            values.append(distribution.get(example.target, 0.0))
-        else:
-            gold = (record.detail or {}).get("gold_logprob")
-            if gold is None or not math.isfinite(gold):
-                return None
-            values.append(float(gold))
-    return values
-
-
-def tiebreak(
-    kind: str,
-    labels: Sequence[str],
-    examples: Sequence[Example],
-    records: Mapping[str, EvaluationRecord],
-    keys: Sequence[str],
-) -> float | None:
-    """The continuous statistic that orders equal dev scores (higher is better): the
-    mean of :func:`gold_values`; ``None`` when a record lacks what it needs."""
-    values = gold_values(kind, labels, examples, records, keys)
-    return sum(values) / len(values) if values else None
