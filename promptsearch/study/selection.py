@@ -252,7 +252,9 @@ class Selection:
         mean label distribution on the search part, a one-prompt
         :class:`~promptsearch.study.ensemble.PromptEnsemble`), is a challenger
         (classification): where it is ahead of the seed prompt on the search part it
-        is tested first, before the ensemble.
+        is tested first, before the ensemble.  Off by default: in session 37's
+        benchmark it failed where it was tested first more often than it passed, and
+        ended the sequence before challengers that pass.
     """
 
     confirm_fraction: float = 0.5
