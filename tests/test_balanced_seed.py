@@ -7,11 +7,11 @@ rule scorer of test_selection)."""
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+from test_ensemble_balance import one_seed_task
 from test_selection import SEEDS, RuleScorer
 
 from promptsearch.cli import main
@@ -23,8 +23,6 @@ from promptsearch.storage import open_storage
 from promptsearch.study.ensemble import PromptEnsemble
 from promptsearch.study.loop import Study
 from promptsearch.study.selection import Selection
-from promptsearch.task import Example
-from promptsearch.testing.searchers import contract_task_with_dev
 
 SEED = Prompt(SEEDS[0])
 
@@ -51,11 +49,7 @@ def _right(i: int) -> tuple[bool, float]:
 
 
 def _study(folder: Path, rule: Any, balanced_seed: bool) -> Study:
-    base = contract_task_with_dev(16)
-    test = tuple(
-        Example(f"test-{i}", {"sentence": f"test review {i}"}, str(i % 2)) for i in range(12)
-    )
-    task = replace(base, seed_prompts=base.seed_prompts[:1], test=test)
+    task = one_seed_task()
     folder.mkdir()
     return Study(
         "bal",

@@ -33,7 +33,7 @@ from promptsearch.study.ensemble import (
 )
 from promptsearch.study.loop import Study
 from promptsearch.study.selection import Selection, gold_probabilities
-from promptsearch.task import Example
+from promptsearch.task import Example, Task
 from promptsearch.testing import tiny_gpt2_lm
 from promptsearch.testing.searchers import contract_task_with_dev
 
@@ -125,15 +125,21 @@ def _wrong_on(k: int) -> Callable[[int], tuple[bool, float]]:
     return rule
 
 
-def _study(folder: Path, balance: bool) -> Study:
+def one_seed_task() -> Task:
+    """The contract task with 16 dev examples, 12 test examples and its first seed
+    prompt alone (labels alternating, "0" first)."""
     base = contract_task_with_dev(16)
     test = tuple(
         Example(f"test-{i}", {"sentence": f"test review {i}"}, str(i % 2)) for i in range(12)
     )
+    return replace(base, seed_prompts=base.seed_prompts[:1], test=test)
+
+
+def _study(folder: Path, balance: bool) -> Study:
     # one seed prompt, sure of "0" everywhere (the incumbent), and two formats made of
     # the task's own parts, each wrong on another quarter: their mean alone is right
     # everywhere, the seed's sure vote outweighs them on every "1"
-    task = replace(base, seed_prompts=base.seed_prompts[:1], test=test)
+    task = one_seed_task()
     folder.mkdir()
     return Study(
         "bal",
