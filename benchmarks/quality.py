@@ -69,7 +69,14 @@ from promptsearch.errors import ConfigError
 from promptsearch.evaluation.stats import mcnemar
 from promptsearch.scoring.scorer import Scorer, ScoreReport
 from promptsearch.study.ensemble import PromptEnsemble
-from promptsearch.study.selection import CHOOSE_BY, ORDERS, Selection
+from promptsearch.study.selection import (
+    CHOOSE_BY,
+    ENSEMBLE_MEMBERS,
+    ORDERS,
+    PROCEDURES,
+    TESTS,
+    Selection,
+)
 from promptsearch.task import Example, Task
 
 
@@ -399,21 +406,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--selection-procedure",
-        choices=("sequence", "fallback", "holm"),
+        choices=PROCEDURES,
         default=None,
         help="the final pick's correction (default: the library's); with --storage-dir, a "
         "rerun with the other one makes the pick again on the same searches",
     )
     parser.add_argument(
         "--selection-tests",
-        choices=("sign+gold", "sign"),
+        choices=TESTS,
         default=None,
         help="the paired tests of the final pick (default: the library's); with "
         "--storage-dir, a rerun with the other makes the pick again on the same searches",
     )
     parser.add_argument(
         "--selection-ensemble",
-        choices=("top", "own-parts", "own-ahead", "own-no-trailing"),
+        choices=ENSEMBLE_MEMBERS,
         default=None,
         help="the ensemble challenger's members (default: the library's); with "
         "--storage-dir, a rerun with another makes the pick again on the same searches",
