@@ -29,7 +29,9 @@ reports them.
   told its known score at once and another point is asked for, so duplicates cost
   no budget; the round gives up after ``10 * n + 10`` asks.
 * **Seeds first.**  Seed prompts the searcher has not seen scored are enqueued as
-  the first trials, so a study without ``manual`` still starts from them.
+  the first trials, so a study without ``manual`` still starts from them; with
+  ``answer_keys``, the best answer-key templates with the task's label words follow
+  them (see :mod:`promptsearch.searchers._answer_keys`).
 * **Mirror.**  With ``mirror_storage`` (an Optuna storage URL such as
   ``sqlite:///optuna.db``) every trial the searcher proposed is also written to a
   persistent Optuna study, named after the promptsearch study, so
@@ -46,6 +48,8 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from promptsearch.errors import ConfigError
+from promptsearch.prompt import Prompt
+from promptsearch.searchers._answer_keys import check_answer_keys, key_template, rank_keys
 from promptsearch.searchers._optuna_mirror import MirrorParams, OptunaMirror, quiet_optuna
 from promptsearch.searchers._prompt_space import Point, PromptSpace, chat_turns
 from promptsearch.searchers.base import Candidate, SearchContext, Searcher, TrialResult
@@ -128,6 +132,17 @@ class OptunaSearcher(Searcher):
         :func:`~promptsearch.searchers._prompt_space.task_instructions`), so a search
         from seed prompts without an instruction has some to try.  Off by default:
         on the embedded model they did not help (docs/benchmarks.md, session 27).
+    answer_keys:
+        Plain templates that name the answer (``Text: {sentence}\nSentiment: {answer}``;
+        see :mod:`promptsearch.searchers._answer_keys`), classification tasks only:
+        ``"auto"`` ranks the built-in vocabulary of answer-field names
+        (:data:`~promptsearch.searchers._answer_keys.ANSWER_KEYS`) by how likely the
+        model finds the task's label words after each key on content-free inputs (no
+        example is read), a list of words ranks those instead, ``False`` (the default)
+        adds none.  The *n_answer_keys* best join the template pool and are proposed,
+        with the task's label words, right after the seed prompts.
+    n_answer_keys:
+        How many of the ranked answer keys to use.
     """
 
     name = "optuna"
@@ -148,6 +163,8 @@ class OptunaSearcher(Searcher):
         chat_format: str | bool = "auto",
         calibrate: str | bool = "auto",
         label_instructions: bool = False,
+        answer_keys: str | bool | Sequence[str] = False,
+        n_answer_keys: int = 2,
     ) -> None:
         self.sampler = check_choice(sampler, "sampler", SAMPLERS, owner=_OWNER)
         self.instructions = _strings(instructions, "instructions")
@@ -199,6 +216,10 @@ class OptunaSearcher(Searcher):
                 f"{_OWNER}: label_instructions must be True or False; got {label_instructions!r}"
             )
         self.label_instructions = label_instructions
+        self.answer_keys = answer_keys
+        self._keys = check_answer_keys(answer_keys, _OWNER)
+        self.n_answer_keys = check_int(n_answer_keys, "n_answer_keys", minimum=1, owner=_OWNER)
+        self._key_prompts: list[Prompt] = []
         self._space: PromptSpace | None = None
         self._seed = 0
         self._round = 0
@@ -224,6 +245,9 @@ class OptunaSearcher(Searcher):
             calibration=self.calibrate == "auto" and not context.calibrated,
             label_instructions=self.label_instructions,
         )
+        self._key_prompts = self._answer_key_prompts(context)
+        for prompt in self._key_prompts:
+            self._space.add_template(prompt.template)
         if self.mirror_storage is not None:
             study_name = (
                 self.mirror_study or context.study_name or f"promptsearch-{context.task.name}"
@@ -238,6 +262,19 @@ class OptunaSearcher(Searcher):
                 },
             )
             self._mirror.open()
+
+    def _answer_key_prompts(self, context: SearchContext) -> list[Prompt]:
+        """The *n_answer_keys* best key templates with the task's label words."""
+        task = context.task
+        if not self._keys or task.kind != "classification" or context.scorer is None:
+            return []
+        ranked = rank_keys(context.scorer, task, self._keys)[: self.n_answer_keys]
+        for i, (_key, value) in enumerate(ranked):
+            self.ctx.metrics.log(i, "answer_key_logprob", value)
+        return [
+            Prompt(template=key_template(task.input_fields, key), verbalizer=task.verbalizer)
+            for key, _ in ranked
+        ]
 
     def _chat_turns(self, context: SearchContext) -> tuple[str, str] | None:
         if self.chat_format is False or context.model is None:
@@ -315,9 +352,10 @@ class OptunaSearcher(Searcher):
                 self._history.append((point, "complete", row.score))
 
     def _seed_points(self) -> list[Point]:
-        """Points of the seed prompts not scored or proposed yet."""
+        """Points of the seed prompts, then of the answer-key prompts, not scored or
+        proposed yet."""
         out = []
-        for prompt in self.ctx.task.seed_prompts:
+        for prompt in [*self.ctx.task.seed_prompts, *self._key_prompts]:
             point = self.space.point(prompt)
             if point is None:
                 continue
@@ -360,7 +398,10 @@ class OptunaSearcher(Searcher):
                 if key in self._pending:  # the same prompt twice in one round: left out
                     continue
                 self._pending[key] = point
-                operation = "seed" if point in seeds else self.sampler
+                operation = self.sampler
+                if point in seeds:
+                    keyed = prompt.template in {k.template for k in self._key_prompts}
+                    operation = "answer-key" if keyed else "seed"
                 out.append(Candidate(prompt=prompt, operation=operation))
         self._round += 1
         self._log()

@@ -7,7 +7,8 @@ label words of ``label-words``, the triggers of ``autoprompt``, the words of ``r
 made their prompts to do well there, so train tells nothing about them.  But a prompt
 made of the task's own parts only was never tuned to train: its instruction, template
 and label words are the user's seed prompts' (or the task's label words, the
-instructions written from them, the plain ``Input:/Output:`` format, the one-line and
+instructions written from them, the plain ``Input:/Output:`` format, the templates
+that name the answer with a word of the fixed answer-key vocabulary, the one-line and
 chat forms of those templates; see
 :meth:`~promptsearch.searchers._prompt_space.PromptSpace.build`), and what the search
 chose among them it chose on the search part of dev.  Demonstrations are train
@@ -38,6 +39,7 @@ import random
 from collections.abc import Iterable, Sequence
 
 from promptsearch.prompt import Prompt
+from promptsearch.searchers._answer_keys import answer_key_templates
 from promptsearch.searchers._prompt_space import SEPARATORS, PromptSpace
 from promptsearch.searchers.base import TrainView
 from promptsearch.study.support import example_key
@@ -61,10 +63,11 @@ class OwnParts:
     for a model whose chat turns are *chat* (``None``: no chat template)."""
 
     def __init__(self, task: Task, chat: tuple[str, str] | None) -> None:
+        view = TrainView.from_task(task)
         self.space = PromptSpace.build(
-            TrainView.from_task(task),
+            view,
             instructions=(),
-            templates=(),
+            templates=answer_key_templates(view),
             verbalizers=(),
             max_demonstrations=0,
             rng=random.Random(0),
