@@ -138,9 +138,10 @@ class OptunaSearcher(Searcher):
         ``"auto"`` ranks the built-in vocabulary of answer-field names
         (:data:`~promptsearch.searchers._answer_keys.ANSWER_KEYS`) by how likely the
         model finds the task's label words after each key on content-free inputs (no
-        example is read), a list of words ranks those instead, ``False`` (the default)
-        adds none.  The *n_answer_keys* best join the template pool and are proposed,
-        with the task's label words, right after the seed prompts.
+        example is read), a list of words ranks those instead, ``False`` (the default;
+        session 38's benchmark did not adopt it, docs/benchmarks.md) adds none.  The
+        *n_answer_keys* best join the template pool and are proposed, with the task's
+        label words, right after the seed prompts.
     n_answer_keys:
         How many of the ranked answer keys to use.
     """
