@@ -87,6 +87,12 @@ def test_keys_rank_by_the_label_words_mean_logprob_on_content_free_inputs(
     logprobs = [v for r in report.results for v in (r.label_logprobs or {}).values()]
     assert value == pytest.approx(sum(logprobs) / len(logprobs), abs=1e-5)
     assert rank_keys(scorer, view, keys) == ranked  # deterministic
+    # the scorer's own content-free inputs, as its calibration uses them
+    other = Scorer(scorer.model, batch_size=8, content_free_inputs=["nothing here"])
+    one = replace(inputs[0], inputs={"sentence": "nothing here"})
+    report = other.score(prompt, [one], task)
+    expected = sum((report.results[0].label_logprobs or {}).values()) / len(task.labels)
+    assert dict(rank_keys(other, view, keys))[key] == pytest.approx(expected, abs=1e-5)
     assert rank_keys(scorer, TrainView.from_task(contract_task("generation")), keys) == []
 
 

@@ -10,13 +10,14 @@ tells the model which of its meanings the label words have.
 
 :data:`ANSWER_KEYS` is a fixed vocabulary of names that datasets give their answer
 fields.  The model ranks them for a task without seeing a single example: for each key
-it scores the task's label words after ``{key}:`` on the content-free inputs of
-contextual calibration (``"N/A"``, ``""``, ``"[MASK]"``), and a key ranks by the mean
-log-probability of the label words there, over labels and inputs (the geometric mean
-of their probabilities), so a key ranks high only where every label word is a likely
-value of it.  No train, dev or test example is read, so a template with a key from
-this vocabulary is made of the task's own parts (it is tested on train examples too in
-the final pick, see :mod:`promptsearch.study.train_confirm`).
+it scores the task's label words after ``{key}:`` on the scorer's content-free inputs
+(those of contextual calibration: ``"N/A"``, ``""``, ``"[MASK]"`` by default), and a
+key ranks by the mean log-probability of the label words there, over labels and
+inputs (the geometric mean of their probabilities), so a key ranks high only where
+every label word is a likely value of it.  No train, dev or test example is read, so
+a template with a key from this vocabulary is made of the task's own parts (it is
+tested on train examples too in the final pick, see
+:mod:`promptsearch.study.train_confirm`).
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from typing import TYPE_CHECKING
 from promptsearch.errors import ConfigError
 from promptsearch.example import Example
 from promptsearch.prompt import Prompt
-from promptsearch.scoring.calibration import CONTENT_FREE_INPUTS
 from promptsearch.searchers.base import TrainView
 from promptsearch.task import Task
 
@@ -108,12 +108,12 @@ def answer_key_templates(task: TrainView, keys: Sequence[str] = ANSWER_KEYS) -> 
 def rank_keys(scorer: Scorer, task: TrainView, keys: Sequence[str]) -> list[tuple[str, float]]:
     """*keys* with their score for *task*, best first (ties keep the order given): the
     mean log-probability of the task's label words after the key, over the labels and
-    the content-free inputs.  Empty for tasks other than classification."""
+    the scorer's content-free inputs.  Empty for tasks other than classification."""
     if task.kind != "classification" or not keys:
         return []
     inputs = tuple(
         Example(f"content-free-{i}", dict.fromkeys(task.input_fields, text), target=task.labels[0])
-        for i, text in enumerate(CONTENT_FREE_INPUTS)
+        for i, text in enumerate(scorer.content_free_inputs)
     )
     scoring_task = Task(
         name=task.name,
