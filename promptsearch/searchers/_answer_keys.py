@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 from promptsearch.errors import ConfigError
 from promptsearch.example import Example
 from promptsearch.prompt import Prompt
+from promptsearch.searchers._prompt_space import field_lines
 from promptsearch.searchers.base import TrainView
 from promptsearch.task import Task
 
@@ -91,10 +92,7 @@ def check_answer_keys(value: object, owner: str) -> tuple[str, ...]:
 def key_template(fields: Sequence[str], key: str) -> str:
     """``Text: {x}\\n{key}: {answer}`` for one input field; for several, one
     ``Name: {name}`` line per field before the key's line."""
-    if len(fields) == 1:
-        lines = [f"Text: {{{fields[0]}}}"]
-    else:
-        lines = [f"{name.replace('_', ' ').strip().capitalize()}: {{{name}}}" for name in fields]
+    lines = [f"Text: {{{fields[0]}}}"] if len(fields) == 1 else field_lines(fields)
     return "\n".join([*lines, f"{key}: {{answer}}"])
 
 

@@ -43,6 +43,7 @@ __all__ = [
     "DEMO_POOL_SIZE",
     "SEPARATORS",
     "PromptSpace",
+    "field_lines",
     "format_variants",
     "io_template",
     "task_instructions",
@@ -63,13 +64,18 @@ def _title(name: str) -> str:
     return name.replace("_", " ").strip().capitalize() or name
 
 
+def field_lines(fields: Sequence[str]) -> list[str]:
+    """One ``Name: {name}`` line per input field (``hypothesis_text`` is "Hypothesis
+    text")."""
+    return [f"{_title(name)}: {{{name}}}" for name in fields]
+
+
 def io_template(fields: Sequence[str]) -> str:
     """A plain labelled format over *fields*: ``Input: {x}\\nOutput: {answer}`` for one
     field, one ``Name: {name}`` line per field and ``Answer: {answer}`` for several."""
     if len(fields) == 1:
         return f"Input: {{{fields[0]}}}\nOutput: {{answer}}"
-    lines = [f"{_title(name)}: {{{name}}}" for name in fields]
-    return "\n".join([*lines, "Answer: {answer}"])
+    return "\n".join([*field_lines(fields), "Answer: {answer}"])
 
 
 def task_instructions(task: TrainView) -> list[str]:
